@@ -1,0 +1,1 @@
+//! Unsupervised baselines for pretext: PCA, K-means and clustering metrics.

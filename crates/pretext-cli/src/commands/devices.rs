@@ -1,0 +1,88 @@
+//! `pretext devices`: what this build can run on, and what this machine offers.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::cli::DeviceArgs;
+use crate::device::{Backend, resolve};
+
+pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
+    println!("backends (cargo features):");
+    for backend in Backend::ALL {
+        let state = if backend.compiled() {
+            "compiled in"
+        } else {
+            "not compiled"
+        };
+        println!(
+            "  {:<8} {:<13} {}",
+            backend.name(),
+            state,
+            backend.describe()
+        );
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("cpu: {threads} hardware threads");
+    list_gpu_adapters();
+    if let Some(spec) = args.device {
+        let (spec, device) = resolve(Some(spec))?;
+        let ms = smoke_test(&device).with_context(|| format!("device {spec} failed its check"))?;
+        println!("{spec}: ok, a 256x256 matmul round trip took {ms:.1} ms");
+    }
+    Ok(())
+}
+
+/// Runs one small matmul and reads it back, proving the device can execute kernels.
+fn smoke_test(device: &Device) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let a = Tensor::<2>::random([256, 256], Distribution::Uniform(-1.0, 1.0), device);
+    let b = Tensor::<2>::random([256, 256], Distribution::Uniform(-1.0, 1.0), device);
+    let sum: f32 = a.matmul(b).sum().into_scalar();
+    anyhow::ensure!(sum.is_finite(), "the result is not finite ({sum})");
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+#[cfg(feature = "wgpu")]
+fn list_gpu_adapters() {
+    use burn::tensor::DeviceType;
+    // Enumerating opens every adapter; a broken driver must not take the listing down.
+    let found = quietly(|| {
+        Device::enumerate(DeviceType::Wgpu)
+            .into_vec()
+            .into_iter()
+            .map(|d| {
+                let name = d.identity().map(|i| i.name).unwrap_or_default();
+                (format!("{d:?}"), name)
+            })
+            .collect::<Vec<_>>()
+    });
+    match found {
+        Some(adapters) if !adapters.is_empty() => {
+            println!("wgpu adapters:");
+            for (kind, name) in adapters {
+                println!("  {name}  [{kind}]");
+            }
+        }
+        Some(_) => {
+            println!("wgpu adapters: none found (is a Vulkan, Metal or DX12 driver installed?)")
+        }
+        None => println!("wgpu adapters: the graphics driver failed while listing adapters"),
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn list_gpu_adapters() {
+    println!("wgpu adapters: not listed (build with --features wgpu)");
+}
+
+/// Runs `f`, turning a panic inside a driver into `None` without printing its backtrace.
+#[cfg(feature = "wgpu")]
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(f).ok();
+    std::panic::set_hook(hook);
+    result
+}

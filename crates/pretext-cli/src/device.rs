@@ -1,0 +1,306 @@
+//! `--device`: which backend runs the tensors, chosen at run time among those compiled in.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+/// A backend of Burn's runtime dispatch, and the cargo feature that compiles it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Flex,
+    NdArray,
+    Wgpu,
+    Vulkan,
+    Metal,
+    WebGpu,
+    Cuda,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 7] = [
+        Backend::Flex,
+        Backend::NdArray,
+        Backend::Wgpu,
+        Backend::Vulkan,
+        Backend::Metal,
+        Backend::WebGpu,
+        Backend::Cuda,
+    ];
+
+    /// The name on the command line, which is also the cargo feature's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::NdArray => "ndarray",
+            Backend::Wgpu => "wgpu",
+            Backend::Vulkan => "vulkan",
+            Backend::Metal => "metal",
+            Backend::WebGpu => "webgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Backend::Flex => "pure-Rust CPU backend (threads + SIMD); the default",
+            Backend::NdArray => {
+                "pure-Rust CPU backend on ndarray; deprecated upstream, slow convolutions"
+            }
+            Backend::Wgpu => "any WebGPU-capable GPU; graphics API chosen automatically",
+            Backend::Vulkan => "wgpu pinned to Vulkan (SPIR-V kernels)",
+            Backend::Metal => "wgpu pinned to Metal (macOS)",
+            Backend::WebGpu => "wgpu pinned to the browser's WebGPU",
+            Backend::Cuda => "NVIDIA GPUs through CUDA",
+        }
+    }
+
+    /// Whether this build has the backend's feature.
+    pub fn compiled(self) -> bool {
+        match self {
+            Backend::Flex => cfg!(feature = "flex"),
+            Backend::NdArray => cfg!(feature = "ndarray"),
+            Backend::Wgpu => cfg!(feature = "wgpu"),
+            Backend::Vulkan => cfg!(feature = "vulkan"),
+            Backend::Metal => cfg!(feature = "metal"),
+            Backend::WebGpu => cfg!(feature = "webgpu"),
+            Backend::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+}
+
+/// Which adapter of a GPU backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adapter {
+    /// The backend's own choice (a high-performance GPU when there is one).
+    Default,
+    /// The N-th discrete GPU (`wgpu:N`, `cuda:N`).
+    Discrete(usize),
+    Integrated(usize),
+    Virtual(usize),
+    /// A software adapter such as Mesa's lavapipe.
+    Cpu,
+}
+
+/// A parsed `--device` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub backend: Backend,
+    pub adapter: Adapter,
+}
+
+/// A `--device` value that names no backend, or one this build lacks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "unknown device '{0}': expected one of flex, ndarray, wgpu, vulkan, metal, webgpu, cuda"
+    )]
+    UnknownBackend(String),
+    #[error(
+        "invalid adapter '{adapter}' for {backend}: expected N, discrete:N, integrated:N, virtual:N or cpu"
+    )]
+    BadAdapter {
+        backend: &'static str,
+        adapter: String,
+    },
+    #[error(
+        "the {0} backend is not compiled into this build; rebuild with `cargo build --release --features {0}`"
+    )]
+    NotCompiled(&'static str),
+    #[error(
+        "no backend is compiled into this build; enable one of the features flex, ndarray, wgpu or cuda"
+    )]
+    NoBackend,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, DeviceError> {
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, rest) = lower.split_once(':').unwrap_or((&lower, ""));
+        let backend = Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| DeviceError::UnknownBackend(s.to_string()))?;
+        let bad = || DeviceError::BadAdapter {
+            backend: backend.name(),
+            adapter: rest.to_string(),
+        };
+        let index = |v: &str| v.parse::<usize>().map_err(|_| bad());
+        let adapter = match (backend, rest.split_once(':')) {
+            (_, _) if rest.is_empty() => Adapter::Default,
+            (Backend::Flex | Backend::NdArray, _) => return Err(bad()),
+            (Backend::Cuda, None) => Adapter::Discrete(index(rest)?),
+            (Backend::Cuda, Some(_)) => return Err(bad()),
+            (_, None) if rest == "cpu" => Adapter::Cpu,
+            (_, None) if rest == "default" => Adapter::Default,
+            (_, None) => Adapter::Discrete(index(rest)?),
+            (_, Some(("discrete", n))) => Adapter::Discrete(index(n)?),
+            (_, Some(("integrated", n))) => Adapter::Integrated(index(n)?),
+            (_, Some(("virtual", n))) => Adapter::Virtual(index(n)?),
+            (_, Some(_)) => return Err(bad()),
+        };
+        Ok(DeviceSpec { backend, adapter })
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.backend.name())?;
+        match self.adapter {
+            Adapter::Default => Ok(()),
+            Adapter::Discrete(n) if self.backend == Backend::Cuda => write!(f, ":{n}"),
+            Adapter::Discrete(n) => write!(f, ":discrete:{n}"),
+            Adapter::Integrated(n) => write!(f, ":integrated:{n}"),
+            Adapter::Virtual(n) => write!(f, ":virtual:{n}"),
+            Adapter::Cpu => f.write_str(":cpu"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// The device used when none is named: a compiled-in CPU backend, flex first.
+    pub fn default_compiled() -> Result<Self, DeviceError> {
+        [
+            Backend::Flex,
+            Backend::NdArray,
+            Backend::Wgpu,
+            Backend::Cuda,
+        ]
+        .into_iter()
+        .find(|b| b.compiled())
+        .map(|backend| DeviceSpec {
+            backend,
+            adapter: Adapter::Default,
+        })
+        .ok_or(DeviceError::NoBackend)
+    }
+
+    /// The Burn device, or an error naming the feature to enable.
+    pub fn device(&self) -> Result<Device, DeviceError> {
+        if !self.backend.compiled() {
+            return Err(DeviceError::NotCompiled(self.backend.name()));
+        }
+        match self.backend {
+            #[cfg(feature = "flex")]
+            Backend::Flex => Ok(Device::flex()),
+            #[cfg(feature = "ndarray")]
+            Backend::NdArray => {
+                // Deprecated upstream in favour of flex; kept as a selectable, tested backend.
+                #[allow(deprecated)]
+                let device = Device::ndarray();
+                Ok(device)
+            }
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(self.wgpu_kind())),
+            #[cfg(feature = "vulkan")]
+            Backend::Vulkan => Ok(Device::vulkan(self.wgpu_kind())),
+            #[cfg(feature = "metal")]
+            Backend::Metal => Ok(Device::metal(self.wgpu_kind())),
+            #[cfg(feature = "webgpu")]
+            Backend::WebGpu => Ok(Device::webgpu(self.wgpu_kind())),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Ok(Device::cuda(match self.adapter {
+                Adapter::Discrete(n) => n,
+                _ => 0,
+            })),
+            #[allow(unreachable_patterns)]
+            other => Err(DeviceError::NotCompiled(other.name())),
+        }
+    }
+
+    #[cfg(feature = "wgpu")]
+    fn wgpu_kind(&self) -> burn::tensor::DeviceKind {
+        use burn::tensor::DeviceKind;
+        match self.adapter {
+            Adapter::Default => DeviceKind::DefaultDevice,
+            Adapter::Discrete(n) => DeviceKind::DiscreteGpu(n),
+            Adapter::Integrated(n) => DeviceKind::IntegratedGpu(n),
+            Adapter::Virtual(n) => DeviceKind::VirtualGpu(n),
+            Adapter::Cpu => DeviceKind::Cpu,
+        }
+    }
+}
+
+/// Resolves an optional `--device` to a Burn device.
+pub fn resolve(spec: Option<DeviceSpec>) -> Result<(DeviceSpec, Device), DeviceError> {
+    let spec = match spec {
+        Some(spec) => spec,
+        None => DeviceSpec::default_compiled()?,
+    };
+    let device = spec.device()?;
+    Ok((spec, device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_form() {
+        let cases = [
+            ("flex", Backend::Flex, Adapter::Default),
+            ("NDARRAY", Backend::NdArray, Adapter::Default),
+            ("wgpu", Backend::Wgpu, Adapter::Default),
+            ("wgpu:1", Backend::Wgpu, Adapter::Discrete(1)),
+            ("wgpu:cpu", Backend::Wgpu, Adapter::Cpu),
+            (
+                "vulkan:integrated:0",
+                Backend::Vulkan,
+                Adapter::Integrated(0),
+            ),
+            ("metal:virtual:2", Backend::Metal, Adapter::Virtual(2)),
+            ("cuda", Backend::Cuda, Adapter::Default),
+            ("cuda:3", Backend::Cuda, Adapter::Discrete(3)),
+        ];
+        for (text, backend, adapter) in cases {
+            let spec: DeviceSpec = text.parse().unwrap();
+            assert_eq!(spec, DeviceSpec { backend, adapter }, "{text}");
+            assert_eq!(spec.to_string().parse::<DeviceSpec>().unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_values_with_a_clear_message() {
+        let err = "tpu".parse::<DeviceSpec>().unwrap_err();
+        assert!(err.to_string().contains("unknown device 'tpu'"));
+        for bad in [
+            "flex:1",
+            "cuda:x",
+            "wgpu:discrete",
+            "wgpu:foo:1",
+            "cuda:cpu",
+        ] {
+            let err = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(
+                matches!(err, DeviceError::BadAdapter { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_feature_names_the_feature() {
+        for backend in Backend::ALL.into_iter().filter(|b| !b.compiled()) {
+            let spec = DeviceSpec {
+                backend,
+                adapter: Adapter::Default,
+            };
+            let err = spec.device().unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("--features {}", backend.name()))
+            );
+        }
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_is_the_default() {
+        assert_eq!(
+            DeviceSpec::default_compiled().unwrap().backend,
+            Backend::Flex
+        );
+    }
+}

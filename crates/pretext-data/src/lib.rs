@@ -1,0 +1,17 @@
+//! Data for pretext: loaders for real image data, the embedded default data set, seeded
+//! stratified splits and label budgets.
+//!
+//! Pixels are held as bytes and become normalised f32 tensors one batch at a time
+//! ([`ImageSet::images_tensor`]), normalised with the training split's statistics.
+
+pub mod dataset;
+pub mod embedded;
+pub mod error;
+pub mod idx;
+pub mod source;
+pub mod split;
+
+pub use dataset::{DatasetSummary, ImageDataset, ImageSet, ImageShape, Normalization};
+pub use error::{DataError, Result};
+pub use source::DataSource;
+pub use split::{LabelBudget, TrainValSplit, stratified_subset, validation_split};

@@ -1,0 +1,213 @@
+//! A small convolutional encoder: conv3x3-batchnorm-relu-maxpool blocks, then one linear layer.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::ModelError;
+
+/// Configuration of [`CnnEncoder`]. The defaults are the reference small CNN for 28x28
+/// grayscale images: conv 1→32, pool, conv 32→64, pool, linear 3136→128.
+#[derive(Config, Debug, PartialEq)]
+pub struct CnnEncoderConfig {
+    /// Input channels (1 for grayscale, 3 for RGB). Default 1.
+    #[config(default = 1)]
+    pub in_channels: usize,
+    /// Input height in pixels. Default 28.
+    #[config(default = 28)]
+    pub height: usize,
+    /// Input width in pixels. Default 28.
+    #[config(default = 28)]
+    pub width: usize,
+    /// Output channels of each conv block; each block halves the spatial size. Default [32, 64].
+    #[config(default = "vec![32, 64]")]
+    pub channels: Vec<usize>,
+    /// Size of the representation vector. Default 128.
+    #[config(default = 128)]
+    pub embedding_dim: usize,
+    /// Batch normalisation after each convolution. Default true.
+    #[config(default = true)]
+    pub batch_norm: bool,
+}
+
+impl CnnEncoderConfig {
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |reason: String| Err(ModelError::invalid("cnn encoder", reason));
+        if self.in_channels == 0 || self.embedding_dim == 0 {
+            return bad("in_channels and embedding_dim must be positive".into());
+        }
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            return bad(format!(
+                "channels {:?} must list at least one positive width",
+                self.channels
+            ));
+        }
+        let shrink = 1usize << self.channels.len().min(usize::BITS as usize - 1);
+        if self.height < shrink || self.width < shrink {
+            return bad(format!(
+                "{} pooling blocks need images of at least {shrink}x{shrink}, got {}x{}",
+                self.channels.len(),
+                self.height,
+                self.width
+            ));
+        }
+        Ok(())
+    }
+
+    /// Spatial size after the conv blocks.
+    fn feature_map(&self) -> (usize, usize) {
+        let n = self.channels.len() as u32;
+        (self.height >> n, self.width >> n)
+    }
+
+    fn flat_features(&self) -> usize {
+        let (h, w) = self.feature_map();
+        self.channels.last().copied().unwrap_or(0) * h * w
+    }
+
+    /// Multiply-adds counted as two FLOPs, for one image's forward pass (convolutions and the
+    /// linear layer; normalisation, activations and pooling are negligible beside them).
+    pub fn flops_per_image(&self) -> u64 {
+        let (mut h, mut w) = (self.height as u64, self.width as u64);
+        let mut c_in = self.in_channels as u64;
+        let mut flops = 0;
+        for &c_out in &self.channels {
+            flops += 2 * 9 * c_in * c_out as u64 * h * w;
+            c_in = c_out as u64;
+            h /= 2;
+            w /= 2;
+        }
+        flops + 2 * self.flat_features() as u64 * self.embedding_dim as u64
+    }
+
+    pub fn init(&self, device: &Device) -> Result<CnnEncoder, ModelError> {
+        self.validate()?;
+        let mut c_in = self.in_channels;
+        let blocks = self
+            .channels
+            .iter()
+            .map(|&c_out| {
+                let block = ConvBlock {
+                    conv: Conv2dConfig::new([c_in, c_out], [3, 3])
+                        .with_padding(PaddingConfig2d::Same)
+                        // Batch norm has its own shift; a conv bias before it is redundant.
+                        .with_bias(!self.batch_norm)
+                        .init(device),
+                    norm: self
+                        .batch_norm
+                        .then(|| BatchNormConfig::new(c_out).init(device)),
+                };
+                c_in = c_out;
+                block
+            })
+            .collect();
+        Ok(CnnEncoder {
+            blocks,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            fc: LinearConfig::new(self.flat_features(), self.embedding_dim).init(device),
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+struct ConvBlock {
+    conv: Conv2d,
+    norm: Option<BatchNorm>,
+}
+
+/// See [`CnnEncoderConfig`].
+#[derive(Module, Debug)]
+pub struct CnnEncoder {
+    blocks: Vec<ConvBlock>,
+    pool: MaxPool2d,
+    fc: Linear,
+}
+
+impl CnnEncoder {
+    /// `[batch, channels, height, width]` → `[batch, embedding_dim]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images;
+        for block in &self.blocks {
+            x = block.conv.forward(x);
+            if let Some(norm) = &block.norm {
+                x = norm.forward(x);
+            }
+            // [b, c, h, w] → [b, c, h/2, w/2]
+            x = self.pool.forward(relu(x));
+        }
+        let x: Tensor<2> = x.flatten(1, 3);
+        relu(self.fc.forward(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_the_reference_cnn() {
+        let device = Device::default();
+        let config = CnnEncoderConfig::new();
+        let encoder = config.init(&device).unwrap();
+        // conv1 288 (no bias), conv2 18432, fc 3136*128 + 128; each batch norm holds four
+        // values per channel (scale, shift, running mean and variance).
+        assert_eq!(
+            encoder.num_params(),
+            288 + 4 * 32 + 18_432 + 4 * 64 + 3136 * 128 + 128
+        );
+        let out = encoder.forward(Tensor::zeros([3, 1, 28, 28], &device));
+        assert_eq!(out.dims(), [3, 128]);
+        // 2*9*(1*32*784 + 32*64*196) + 2*3136*128
+        assert_eq!(
+            config.flops_per_image(),
+            2 * 9 * (32 * 784 + 32 * 64 * 196) + 2 * 3136 * 128
+        );
+    }
+
+    #[test]
+    fn odd_sizes_and_colour_work() {
+        let device = Device::default();
+        let config = CnnEncoderConfig::new()
+            .with_in_channels(3)
+            .with_height(13)
+            .with_width(9)
+            .with_channels(vec![8])
+            .with_embedding_dim(5);
+        let out = config
+            .init(&device)
+            .unwrap()
+            .forward(Tensor::ones([2, 3, 13, 9], &device));
+        assert_eq!(out.dims(), [2, 5]);
+    }
+
+    #[test]
+    fn invalid_configs_are_errors() {
+        assert!(
+            CnnEncoderConfig::new()
+                .with_channels(vec![])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            CnnEncoderConfig::new()
+                .with_channels(vec![4, 0])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            CnnEncoderConfig::new()
+                .with_embedding_dim(0)
+                .validate()
+                .is_err()
+        );
+        let err = CnnEncoderConfig::new()
+            .with_height(3)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 4x4"), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Encoders: images in (`[batch, channels, height, width]`), representations out
+//! (`[batch, embedding_dim]`).
+
+pub mod cnn;
