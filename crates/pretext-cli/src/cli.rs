@@ -24,6 +24,93 @@ pub enum Command {
     /// Inspect data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Unsupervised baselines: PCA and K-means on pixels or table columns.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Principal component analysis: explained variance, projected features.
+    Pca(PcaArgs),
+    /// K-means clustering: inertia and, with labels, ACC/NMI/ARI against them.
+    Kmeans(KMeansArgs),
+}
+
+/// Data for the baselines: image data sets (training split, flattened) or CSV tables.
+#[derive(Debug, Clone, Args)]
+pub struct FeatureArgs {
+    /// An embedded data set, a directory of IDX files, or a CSV table (`*.csv`).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// For CSV tables: the column holding class labels (a header name, or a 1-based number).
+    #[arg(long)]
+    pub label_column: Option<String>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Write the fitted model, features and a JSON summary to this directory.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PcaArgs {
+    #[command(flatten)]
+    pub input: FeatureArgs,
+    /// Components to keep: a count (50), or a fraction of variance to keep (0.95).
+    #[arg(long, default_value = "50")]
+    pub components: String,
+    /// Scale the projected features to unit variance.
+    #[arg(long)]
+    pub whiten: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub solver: PcaSolverArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PcaSolverArg {
+    Auto,
+    Exact,
+    Randomized,
+}
+
+#[derive(Debug, Args)]
+pub struct KMeansArgs {
+    #[command(flatten)]
+    pub input: FeatureArgs,
+    /// Number of clusters.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Cluster PCA features with this many components instead of the raw values.
+    #[arg(long)]
+    pub pca: Option<usize>,
+    /// Runs from different k-means++ initialisations; the lowest inertia wins.
+    #[arg(long, default_value_t = 1)]
+    pub n_init: usize,
+    #[arg(long, value_enum, default_value = "lloyd")]
+    pub algorithm: KMeansAlgorithmArg,
+    #[arg(long, default_value_t = 300)]
+    pub max_iter: usize,
+    /// Convergence tolerance, relative to the mean feature variance.
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Mini-batch size (with --algorithm minibatch).
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Also report the silhouette coefficient, on a seeded sample of this many rows (all rows
+    /// when the data has fewer; the cost grows with the square of the sample).
+    #[arg(long)]
+    pub silhouette: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KMeansAlgorithmArg {
+    Lloyd,
+    Elkan,
+    Minibatch,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Devices(args) => commands::devices::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
+        Command::Baseline(cmd) => commands::baseline::run(cmd),
     }
 }

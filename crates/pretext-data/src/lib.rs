@@ -8,10 +8,13 @@ pub mod dataset;
 pub mod embedded;
 pub mod error;
 pub mod idx;
+pub mod npy;
 pub mod source;
 pub mod split;
+pub mod table;
 
 pub use dataset::{DatasetSummary, ImageDataset, ImageSet, ImageShape, Normalization};
 pub use error::{DataError, Result};
 pub use source::DataSource;
 pub use split::{LabelBudget, TrainValSplit, stratified_subset, validation_split};
+pub use table::{Table, read_csv};

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
+pub mod baseline;
 pub mod data;
 pub mod devices;
+pub mod features;

@@ -1,0 +1,230 @@
+//! `pretext baseline pca|kmeans`: the unsupervised baselines from the command line.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi, silhouette};
+use pretext_baselines::{
+    Components, Fit, KMeansAlgorithm, KMeansConfig, PcaConfig, PcaSolver, Transform,
+};
+use pretext_data::npy::{write_atomic, write_npy};
+use serde_json::json;
+
+use crate::cli::{BaselineCommand, KMeansAlgorithmArg, KMeansArgs, PcaArgs, PcaSolverArg};
+use crate::commands::features::{self, Features};
+use crate::device::resolve;
+
+pub fn run(cmd: BaselineCommand) -> anyhow::Result<()> {
+    match cmd {
+        BaselineCommand::Pca(args) => pca(args),
+        BaselineCommand::Kmeans(args) => kmeans(args),
+    }
+}
+
+/// `50` keeps 50 components; `0.95` keeps 95% of the variance.
+fn parse_components(s: &str) -> anyhow::Result<Components> {
+    if let Ok(k) = s.parse::<usize>() {
+        return Ok(Components::Count(k));
+    }
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(Components::Variance(f)),
+        _ => anyhow::bail!(
+            "--components '{s}' must be a count (50) or a fraction of variance in (0, 1) (0.95)"
+        ),
+    }
+}
+
+fn prepare_out(out: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn pca(args: PcaArgs) -> anyhow::Result<()> {
+    let components = parse_components(&args.components)?;
+    let (spec, device) = resolve(args.input.device.device)?;
+    prepare_out(args.input.out.as_deref())?;
+    let f = features::load(
+        &args.input.data,
+        args.input.label_column.as_deref(),
+        &device,
+    )?;
+    let mut config = PcaConfig::new(components)
+        .whiten(args.whiten)
+        .seed(args.input.seed)
+        .solver(match args.solver {
+            PcaSolverArg::Auto => PcaSolver::Auto,
+            PcaSolverArg::Exact => PcaSolver::Exact,
+            PcaSolverArg::Randomized => PcaSolver::Randomized,
+        });
+    config.chunk_rows = 8192;
+    let start = Instant::now();
+    let model = config.fit(&f.x).context("PCA failed")?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "PCA of {} ({} rows x {} features) on {spec}: {} components ({:?} solver) in {seconds:.2} s",
+        f.name, f.rows, f.dims, model.n_components, model.solver
+    );
+    println!(
+        "explained variance: {:.4} of the total",
+        model.total_explained_variance_ratio()
+    );
+    let mut cumulative = 0.0;
+    for (i, r) in model.explained_variance_ratio.iter().take(10).enumerate() {
+        cumulative += r;
+        println!(
+            "  component {:>3}: {:.4} (cumulative {cumulative:.4})",
+            i + 1,
+            r
+        );
+    }
+    if !model.constant_features.is_empty() {
+        println!(
+            "note: {} constant feature(s), e.g. column {}",
+            model.constant_features.len(),
+            model.constant_features[0]
+        );
+    }
+    if let Some(dir) = &args.input.out {
+        let z = model.transform(&f.x)?;
+        let values = pretext_baselines::input::to_vec(&z);
+        write_npy(
+            &dir.join("features.npy"),
+            &values,
+            &[f.rows, model.n_components],
+        )?;
+        write_labels(dir, &f)?;
+        write_json(&dir.join("pca.json"), &model)?;
+        write_json(
+            &dir.join("summary.json"),
+            &json!({
+                "data": f.name, "rows": f.rows, "features": f.dims, "device": spec.to_string(),
+                "n_components": model.n_components, "solver": model.solver,
+                "whiten": model.whiten, "seconds": seconds,
+                "explained_variance_ratio_total": model.total_explained_variance_ratio(),
+                "explained_variance_ratio": model.explained_variance_ratio,
+                "constant_features": model.constant_features,
+            }),
+        )?;
+        println!(
+            "wrote features.npy, pca.json and summary.json to {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_labels(dir: &Path, f: &Features) -> anyhow::Result<()> {
+    if let Some(labels) = &f.labels {
+        write_npy(&dir.join("labels.npy"), labels, &[labels.len()])?;
+    }
+    Ok(())
+}
+
+fn kmeans(args: KMeansArgs) -> anyhow::Result<()> {
+    let (spec, device) = resolve(args.input.device.device)?;
+    prepare_out(args.input.out.as_deref())?;
+    let f = features::load(
+        &args.input.data,
+        args.input.label_column.as_deref(),
+        &device,
+    )?;
+    let start = Instant::now();
+    let x = match args.pca {
+        Some(k) => {
+            let pca = PcaConfig::new(Components::Count(k))
+                .seed(args.input.seed)
+                .fit(&f.x)
+                .context("PCA before K-means failed")?;
+            println!(
+                "PCA to {k} components keeps {:.4} of the variance",
+                pca.total_explained_variance_ratio()
+            );
+            pca.transform(&f.x)?
+        }
+        None => f.x.clone(),
+    };
+    let config = KMeansConfig::new(args.k)
+        .n_init(args.n_init)
+        .max_iter(args.max_iter)
+        .tol(args.tol)
+        .batch_size(args.batch_size)
+        .seed(args.input.seed)
+        .algorithm(match args.algorithm {
+            KMeansAlgorithmArg::Lloyd => KMeansAlgorithm::Lloyd,
+            KMeansAlgorithmArg::Elkan => KMeansAlgorithm::Elkan,
+            KMeansAlgorithmArg::Minibatch => KMeansAlgorithm::MiniBatch,
+        });
+    let model = config.fit(&x).context("K-means failed")?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "K-means of {} ({} rows x {} features) on {spec}: k = {}, {} iterations, inertia {:.6e}, {seconds:.2} s",
+        f.name,
+        f.rows,
+        x.dims()[1],
+        model.k,
+        model.n_iter,
+        model.inertia
+    );
+    let scores = match &f.labels {
+        Some(labels) => {
+            let (acc, n, a) = (
+                hungarian_accuracy(labels, &model.labels)?,
+                nmi(labels, &model.labels)?,
+                ari(labels, &model.labels)?,
+            );
+            println!("against the labels: ACC {acc:.4}  NMI {n:.4}  ARI {a:.4}");
+            Some(json!({"acc": acc, "nmi": n, "ari": a}))
+        }
+        None => None,
+    };
+    let silhouette_score = match args.silhouette {
+        Some(sample) => {
+            anyhow::ensure!(
+                sample >= 2,
+                "--silhouette needs a sample of at least 2 rows"
+            );
+            let values = pretext_baselines::input::to_vec(&x);
+            let score = silhouette(
+                &values,
+                x.dims()[1],
+                &model.labels,
+                Some((sample, args.input.seed)),
+            )?;
+            println!("silhouette {score:.4} (on {} rows)", sample.min(f.rows));
+            Some(score)
+        }
+        None => None,
+    };
+    if let Some(dir) = &args.input.out {
+        write_npy(
+            &dir.join("assignments.npy"),
+            &model.labels,
+            &[model.labels.len()],
+        )?;
+        write_labels(dir, &f)?;
+        write_json(&dir.join("kmeans.json"), &model)?;
+        write_json(
+            &dir.join("summary.json"),
+            &json!({
+                "data": f.name, "rows": f.rows, "features": x.dims()[1], "device": spec.to_string(),
+                "k": model.k, "n_init": args.n_init, "algorithm": config.algorithm, "pca": args.pca,
+                "inertia": model.inertia, "n_iter": model.n_iter, "seconds": seconds,
+                "scores": scores, "silhouette": silhouette_score,
+            }),
+        )?;
+        println!(
+            "wrote assignments.npy, kmeans.json and summary.json to {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
