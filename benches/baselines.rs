@@ -106,6 +106,10 @@ fn main() {
     let init = kmeans.initial_centers(&x).expect("k-means++");
     let lloyd = kmeans.clone().init(KMeansInit::Centers(init.clone()));
     let (km_s, km) = timed(repeats, || lloyd.fit(&x).expect("k-means"));
+    let elkan = lloyd
+        .clone()
+        .algorithm(pretext_baselines::KMeansAlgorithm::Elkan);
+    let (ke_s, ke) = timed(repeats, || elkan.fit(&x).expect("k-means"));
     let (pe_s, pe) = timed(repeats, || {
         PcaConfig::new(Components::Count(50))
             .solver(PcaSolver::Exact)
@@ -161,6 +165,13 @@ fn main() {
         km_s,
         format!("{:.6e}", km.inertia),
         "kmeans_lloyd",
+        "inertia",
+    );
+    row(
+        &format!("K-means k=10 Elkan, same init ({} iterations)", ke.n_iter),
+        ke_s,
+        format!("{:.6e}", ke.inertia),
+        "kmeans_elkan",
         "inertia",
     );
     row(

@@ -48,6 +48,8 @@ def main():
 
     t, km = timed(lambda: KMeans(init.shape[0], init=init, n_init=1, algorithm="lloyd").fit(x), repeats)
     out["kmeans_lloyd"] = {"seconds": t, "inertia": float(km.inertia_), "n_iter": int(km.n_iter_)}
+    t, km = timed(lambda: KMeans(init.shape[0], init=init, n_init=1, algorithm="elkan").fit(x), repeats)
+    out["kmeans_elkan"] = {"seconds": t, "inertia": float(km.inertia_), "n_iter": int(km.n_iter_)}
     for solver in ["full", "randomized"]:
         t, p = timed(lambda: PCA(50, svd_solver=solver, random_state=0).fit(x), repeats)
         out[f"pca50_{solver}"] = {"seconds": t, "explained_variance_ratio": float(p.explained_variance_ratio_.sum())}

@@ -147,14 +147,9 @@ impl State<'_> {
         (self.labels, self.upper, self.lower) = (labels, upper, lower);
     }
 
-    /// One assignment pass against centres `c`; returns per-cluster sums and counts when asked.
-    fn iterate(
-        &mut self,
-        c: &[f32],
-        half: &[f32],
-        next: &[f32],
-        sums: bool,
-    ) -> (Vec<f64>, Vec<f64>) {
+    /// One assignment pass against centres `c`; returns the rows whose label changed, as
+    /// (row, old label, new label) in row order.
+    fn iterate(&mut self, c: &[f32], half: &[f32], next: &[f32]) -> Vec<(usize, usize, usize)> {
         let (d, k, x) = (self.d, self.k, self.x);
         let (mut labels, mut upper, mut lower) = (
             std::mem::take(&mut self.labels),
@@ -162,11 +157,11 @@ impl State<'_> {
             std::mem::take(&mut self.lower),
         );
         let parts = for_blocks(&mut labels, &mut upper, &mut lower, k, |start, l, u, lo| {
-            let mut s = if sums { vec![0f64; k * d] } else { Vec::new() };
-            let mut counts = vec![0f64; k];
+            let mut changes = Vec::new();
             for r in 0..l.len() {
                 let xi = &x[(start + r) * d..(start + r + 1) * d];
-                let mut label = l[r] as usize;
+                let old = l[r] as usize;
+                let mut label = old;
                 let mut ub = u[r];
                 if next[label] < ub {
                     let mut tight = false;
@@ -190,23 +185,52 @@ impl State<'_> {
                 }
                 l[r] = label as u32;
                 u[r] = ub;
-                counts[label] += 1.0;
-                if sums {
-                    for (acc, v) in s[label * d..(label + 1) * d].iter_mut().zip(xi) {
-                        *acc += *v as f64;
-                    }
+                if label != old {
+                    changes.push((start + r, old, label));
                 }
             }
-            (s, counts)
+            changes
         });
         (self.labels, self.upper, self.lower) = (labels, upper, lower);
-        let mut total = vec![0f64; if sums { k * d } else { 0 }];
+        parts.into_iter().flatten().collect()
+    }
+}
+
+/// Per-cluster sums (f64) and counts, kept in step with the labels: after the first pass only
+/// the rows that changed cluster are moved, so late iterations cost little beyond the bounds.
+struct ClusterSums {
+    sums: Vec<f64>,
+    counts: Vec<f64>,
+}
+
+impl ClusterSums {
+    fn of(state: &State<'_>) -> Self {
+        let (d, k) = (state.d, state.k);
+        let mut sums = vec![0f64; k * d];
         let mut counts = vec![0f64; k];
-        for (s, c) in parts {
-            total.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-            counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+        for (i, &l) in state.labels.iter().enumerate() {
+            let l = l as usize;
+            counts[l] += 1.0;
+            for (a, v) in sums[l * d..(l + 1) * d].iter_mut().zip(state.row(i)) {
+                *a += *v as f64;
+            }
         }
-        (total, counts)
+        Self { sums, counts }
+    }
+
+    fn apply(&mut self, state: &State<'_>, changes: &[(usize, usize, usize)]) {
+        let d = state.d;
+        for &(i, from, to) in changes {
+            let row = state.row(i);
+            for (a, v) in self.sums[from * d..(from + 1) * d].iter_mut().zip(row) {
+                *a -= *v as f64;
+            }
+            for (a, v) in self.sums[to * d..(to + 1) * d].iter_mut().zip(row) {
+                *a += *v as f64;
+            }
+            self.counts[from] -= 1.0;
+            self.counts[to] += 1.0;
+        }
     }
 }
 
@@ -224,12 +248,18 @@ pub(crate) fn run(x: &Tensor<2>, centers: Vec<f32>, k: usize, max_iter: usize, t
     let mut c = centers;
     let (mut half, mut next) = center_geometry(&c, k, d);
     state.init_bounds(&c, &half);
+    let mut clusters = ClusterSums::of(&state);
     let mut labels_old: Option<Vec<u32>> = None;
     let mut strict = false;
     let mut iterations = 0;
     for i in 0..max_iter {
         iterations = i + 1;
-        let (mut sums, mut counts) = state.iterate(&c, &half, &next, true);
+        if i > 0 {
+            let changes = state.iterate(&c, &half, &next);
+            clusters.apply(&state, &changes);
+        }
+        // Relocation works on copies: the running sums must keep matching the labels.
+        let (mut sums, mut counts) = (clusters.sums.clone(), clusters.counts.clone());
         relocate_empty(&mut state, &c, &mut sums, &mut counts);
         let mut new_c = vec![0f32; k * d];
         for j in 0..k {
@@ -260,7 +290,7 @@ pub(crate) fn run(x: &Tensor<2>, centers: Vec<f32>, k: usize, max_iter: usize, t
         labels_old = Some(state.labels.clone());
     }
     if !strict {
-        state.iterate(&c, &half, &next, false);
+        state.iterate(&c, &half, &next);
     }
     let inertia = (0..n)
         .map(|i| {
