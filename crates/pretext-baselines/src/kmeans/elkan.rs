@@ -119,79 +119,79 @@ impl State<'_> {
     /// Initial labels and bounds, skipping centres that cannot be nearer.
     fn init_bounds(&mut self, c: &[f32], half: &[f32]) {
         let (d, k, x) = (self.d, self.k, self.x);
-        let (mut labels, mut upper, mut lower) = (
-            std::mem::take(&mut self.labels),
-            std::mem::take(&mut self.upper),
-            std::mem::take(&mut self.lower),
-        );
-        for_blocks(&mut labels, &mut upper, &mut lower, k, |start, l, u, lo| {
-            for r in 0..l.len() {
-                let xi = &x[(start + r) * d..(start + r + 1) * d];
-                let mut best = 0usize;
-                let mut best_d = dist(xi, &c[..d]);
-                lo[r * k] = best_d;
-                for j in 1..k {
-                    if best_d > half[best * k + j] {
-                        let dj = dist(xi, &c[j * d..(j + 1) * d]);
-                        lo[r * k + j] = dj;
-                        if dj < best_d {
-                            best = j;
-                            best_d = dj;
+        for_blocks(
+            &mut self.labels,
+            &mut self.upper,
+            &mut self.lower,
+            k,
+            |start, l, u, lo| {
+                for r in 0..l.len() {
+                    let xi = &x[(start + r) * d..(start + r + 1) * d];
+                    let mut best = 0usize;
+                    let mut best_d = dist(xi, &c[..d]);
+                    lo[r * k] = best_d;
+                    for j in 1..k {
+                        if best_d > half[best * k + j] {
+                            let dj = dist(xi, &c[j * d..(j + 1) * d]);
+                            lo[r * k + j] = dj;
+                            if dj < best_d {
+                                best = j;
+                                best_d = dj;
+                            }
                         }
                     }
+                    l[r] = best as u32;
+                    u[r] = best_d;
                 }
-                l[r] = best as u32;
-                u[r] = best_d;
-            }
-        });
-        (self.labels, self.upper, self.lower) = (labels, upper, lower);
+            },
+        );
     }
 
     /// One assignment pass against centres `c`; returns the rows whose label changed, as
     /// (row, old label, new label) in row order.
     fn iterate(&mut self, c: &[f32], half: &[f32], next: &[f32]) -> Vec<(usize, usize, usize)> {
         let (d, k, x) = (self.d, self.k, self.x);
-        let (mut labels, mut upper, mut lower) = (
-            std::mem::take(&mut self.labels),
-            std::mem::take(&mut self.upper),
-            std::mem::take(&mut self.lower),
-        );
-        let parts = for_blocks(&mut labels, &mut upper, &mut lower, k, |start, l, u, lo| {
-            let mut changes = Vec::new();
-            for r in 0..l.len() {
-                let xi = &x[(start + r) * d..(start + r + 1) * d];
-                let old = l[r] as usize;
-                let mut label = old;
-                let mut ub = u[r];
-                if next[label] < ub {
-                    let mut tight = false;
-                    for j in 0..k {
-                        if j != label && ub > lo[r * k + j] && ub > half[label * k + j] {
-                            if !tight {
-                                ub = dist(xi, &c[label * d..(label + 1) * d]);
-                                lo[r * k + label] = ub;
-                                tight = true;
-                            }
-                            if ub > lo[r * k + j] || ub > half[label * k + j] {
-                                let dj = dist(xi, &c[j * d..(j + 1) * d]);
-                                lo[r * k + j] = dj;
-                                if dj < ub {
-                                    label = j;
-                                    ub = dj;
+        let parts = for_blocks(
+            &mut self.labels,
+            &mut self.upper,
+            &mut self.lower,
+            k,
+            |start, l, u, lo| {
+                let mut changes = Vec::new();
+                for r in 0..l.len() {
+                    let xi = &x[(start + r) * d..(start + r + 1) * d];
+                    let old = l[r] as usize;
+                    let mut label = old;
+                    let mut ub = u[r];
+                    if next[label] < ub {
+                        let mut tight = false;
+                        for j in 0..k {
+                            if j != label && ub > lo[r * k + j] && ub > half[label * k + j] {
+                                if !tight {
+                                    ub = dist(xi, &c[label * d..(label + 1) * d]);
+                                    lo[r * k + label] = ub;
+                                    tight = true;
+                                }
+                                if ub > lo[r * k + j] || ub > half[label * k + j] {
+                                    let dj = dist(xi, &c[j * d..(j + 1) * d]);
+                                    lo[r * k + j] = dj;
+                                    if dj < ub {
+                                        label = j;
+                                        ub = dj;
+                                    }
                                 }
                             }
                         }
                     }
+                    l[r] = label as u32;
+                    u[r] = ub;
+                    if label != old {
+                        changes.push((start + r, old, label));
+                    }
                 }
-                l[r] = label as u32;
-                u[r] = ub;
-                if label != old {
-                    changes.push((start + r, old, label));
-                }
-            }
-            changes
-        });
-        (self.labels, self.upper, self.lower) = (labels, upper, lower);
+                changes
+            },
+        );
         parts.into_iter().flatten().collect()
     }
 }

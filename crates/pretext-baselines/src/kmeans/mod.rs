@@ -115,14 +115,7 @@ impl KMeansConfig {
     /// The initial centres the first run would start from (`[k, features]`, row-major), e.g. to
     /// start another implementation from the same place.
     pub fn initial_centers(&self, x: &Tensor<2>) -> Result<Vec<f32>> {
-        self.validate()?;
-        let [n, _] = check_input(x)?;
-        if self.k > n {
-            return Err(BaselineError::InvalidParam(format!(
-                "k = {} exceeds the number of rows ({n})",
-                self.k
-            )));
-        }
+        self.check(x)?;
         let run_seed: u64 = ChaCha8Rng::seed_from_u64(self.seed).random();
         Ok(match &self.init {
             KMeansInit::Centers(c) => c.clone(),
@@ -131,6 +124,19 @@ impl KMeansConfig {
                 init::kmeans_plus_plus(x, &x.clone().square().sum_dim(1), self.k, run_seed)
             }
         })
+    }
+
+    /// Validates the configuration against data `x`; returns its `[rows, features]`.
+    fn check(&self, x: &Tensor<2>) -> Result<[usize; 2]> {
+        self.validate()?;
+        let [n, d] = check_input(x)?;
+        if self.k > n {
+            return Err(BaselineError::InvalidParam(format!(
+                "k = {} exceeds the number of rows ({n})",
+                self.k
+            )));
+        }
+        Ok([n, d])
     }
 
     /// Checks what can be checked without data.
@@ -182,14 +188,7 @@ impl Fit for KMeansConfig {
     type Fitted = KMeans;
 
     fn fit(&self, x: &Tensor<2>) -> Result<KMeans> {
-        self.validate()?;
-        let [n, d] = check_input(x)?;
-        if self.k > n {
-            return Err(BaselineError::InvalidParam(format!(
-                "k = {} exceeds the number of rows ({n})",
-                self.k
-            )));
-        }
+        let [_, d] = self.check(x)?;
         let runs = match &self.init {
             KMeansInit::Centers(c) => {
                 if c.len() != self.k * d {

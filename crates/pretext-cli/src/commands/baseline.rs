@@ -11,9 +11,11 @@ use pretext_baselines::{
 use pretext_data::npy::{write_atomic, write_npy};
 use serde_json::json;
 
-use crate::cli::{BaselineCommand, KMeansAlgorithmArg, KMeansArgs, PcaArgs, PcaSolverArg};
+use crate::cli::{
+    BaselineCommand, FeatureArgs, KMeansAlgorithmArg, KMeansArgs, PcaArgs, PcaSolverArg,
+};
 use crate::commands::features::{self, Features};
-use crate::device::resolve;
+use crate::device::{DeviceSpec, resolve};
 
 pub fn run(cmd: BaselineCommand) -> anyhow::Result<()> {
     match cmd {
@@ -35,12 +37,16 @@ fn parse_components(s: &str) -> anyhow::Result<Components> {
     }
 }
 
-fn prepare_out(out: Option<&Path>) -> anyhow::Result<()> {
-    if let Some(dir) = out {
+/// Resolves the device, creates the output directory (before any work, so a bad path fails
+/// fast) and loads the features.
+fn setup(input: &FeatureArgs) -> anyhow::Result<(DeviceSpec, Features)> {
+    let (spec, device) = resolve(input.device.device)?;
+    if let Some(dir) = &input.out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
     }
-    Ok(())
+    let f = features::load(&input.data, input.label_column.as_deref(), &device)?;
+    Ok((spec, f))
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -50,13 +56,7 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
 
 fn pca(args: PcaArgs) -> anyhow::Result<()> {
     let components = parse_components(&args.components)?;
-    let (spec, device) = resolve(args.input.device.device)?;
-    prepare_out(args.input.out.as_deref())?;
-    let f = features::load(
-        &args.input.data,
-        args.input.label_column.as_deref(),
-        &device,
-    )?;
+    let (spec, f) = setup(&args.input)?;
     let mut config = PcaConfig::new(components)
         .whiten(args.whiten)
         .seed(args.input.seed)
@@ -130,13 +130,7 @@ fn write_labels(dir: &Path, f: &Features) -> anyhow::Result<()> {
 }
 
 fn kmeans(args: KMeansArgs) -> anyhow::Result<()> {
-    let (spec, device) = resolve(args.input.device.device)?;
-    prepare_out(args.input.out.as_deref())?;
-    let f = features::load(
-        &args.input.data,
-        args.input.label_column.as_deref(),
-        &device,
-    )?;
+    let (spec, f) = setup(&args.input)?;
     let start = Instant::now();
     let x = match args.pca {
         Some(k) => {
