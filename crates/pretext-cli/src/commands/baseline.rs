@@ -57,7 +57,7 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
 fn pca(args: PcaArgs) -> anyhow::Result<()> {
     let components = parse_components(&args.components)?;
     let (spec, f) = setup(&args.input)?;
-    let mut config = PcaConfig::new(components)
+    let config = PcaConfig::new(components)
         .whiten(args.whiten)
         .seed(args.input.seed)
         .solver(match args.solver {
@@ -65,7 +65,6 @@ fn pca(args: PcaArgs) -> anyhow::Result<()> {
             PcaSolverArg::Exact => PcaSolver::Exact,
             PcaSolverArg::Randomized => PcaSolver::Randomized,
         });
-    config.chunk_rows = 8192;
     let start = Instant::now();
     let model = config.fit(&f.x).context("PCA failed")?;
     let seconds = start.elapsed().as_secs_f64();
