@@ -166,3 +166,32 @@ fn wrong_feature_count_at_predict() {
         "fitted on 3 features",
     );
 }
+
+#[test]
+fn empty_cluster_is_reseeded_with_the_farthest_point() {
+    use pretext_baselines::KMeansAlgorithm;
+    // The centre at 100 attracts no row; it must be re-seeded (with 12, the farthest row from
+    // its centre) rather than left empty.
+    let data = x(vec![0.0, 1.0, 2.0, 10.0, 11.0, 12.0], 6, 1);
+    let fit = |algorithm| {
+        KMeansConfig::new(3)
+            .init(KMeansInit::Centers(vec![0.0, 1.0, 100.0]))
+            .algorithm(algorithm)
+            .fit(&data)
+            .unwrap()
+    };
+    let lloyd = fit(KMeansAlgorithm::Lloyd);
+    let elkan = fit(KMeansAlgorithm::Elkan);
+    for km in [&lloyd, &elkan] {
+        for c in 0..3 {
+            assert!(
+                km.labels.contains(&c),
+                "cluster {c} is empty: {:?}",
+                km.labels
+            );
+        }
+        assert!(km.centers.iter().all(|c| *c <= 12.0), "{:?}", km.centers);
+    }
+    assert_eq!(lloyd.labels, elkan.labels);
+    assert!((lloyd.inertia - elkan.inertia).abs() < 1e-4);
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::Tensor;
 
-use super::Run;
+use super::{Run, empty_clusters, means, reseed_empty};
 use crate::input::to_vec;
 
 const BLOCK: usize = 1024;
@@ -260,13 +260,8 @@ pub(crate) fn run(x: &Tensor<2>, centers: Vec<f32>, k: usize, max_iter: usize, t
         }
         // Relocation works on copies: the running sums must keep matching the labels.
         let (mut sums, mut counts) = (clusters.sums.clone(), clusters.counts.clone());
-        relocate_empty(&mut state, &c, &mut sums, &mut counts);
-        let mut new_c = vec![0f32; k * d];
-        for j in 0..k {
-            for t in 0..d {
-                new_c[j * d + t] = (sums[j * d + t] / counts[j].max(1.0)) as f32;
-            }
-        }
+        relocate_empty(&state, &c, &mut sums, &mut counts);
+        let new_c = means(&sums, &counts);
         let shift: Vec<f32> = (0..k)
             .map(|j| dist(&c[j * d..(j + 1) * d], &new_c[j * d..(j + 1) * d]))
             .collect();
@@ -308,30 +303,23 @@ pub(crate) fn run(x: &Tensor<2>, centers: Vec<f32>, k: usize, max_iter: usize, t
 }
 
 /// Re-seeds each empty cluster with the row farthest from its centre, as Lloyd does.
-fn relocate_empty(state: &mut State<'_>, c: &[f32], sums: &mut [f64], counts: &mut [f64]) {
-    let (d, k) = (state.d, state.k);
-    let empty: Vec<usize> = (0..k).filter(|&j| counts[j] == 0.0).collect();
+fn relocate_empty(state: &State<'_>, c: &[f32], sums: &mut [f64], counts: &mut [f64]) {
+    let d = state.d;
+    let empty = empty_clusters(counts);
     if empty.is_empty() {
         return;
     }
-    let n = state.labels.len();
-    let mut far: Vec<(f32, usize)> = (0..n)
+    let mut far: Vec<(f32, usize)> = (0..state.labels.len())
         .map(|i| {
             let l = state.labels[i] as usize;
             (dist(state.row(i), &c[l * d..(l + 1) * d]), i)
         })
         .collect();
     far.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (&j, &(_, i)) in empty.iter().zip(&far) {
-        let old = state.labels[i] as usize;
-        let row: Vec<f64> = state.row(i).iter().map(|&v| v as f64).collect();
-        if counts[old] > 1.0 {
-            for (s, v) in sums[old * d..(old + 1) * d].iter_mut().zip(&row) {
-                *s -= v;
-            }
-            counts[old] -= 1.0;
-        }
-        sums[j * d..(j + 1) * d].copy_from_slice(&row);
-        counts[j] = 1.0;
-    }
+    let farthest: Vec<(usize, &[f32])> = far
+        .iter()
+        .take(empty.len())
+        .map(|&(_, i)| (state.labels[i] as usize, state.row(i)))
+        .collect();
+    reseed_empty(sums, counts, &empty, &farthest);
 }

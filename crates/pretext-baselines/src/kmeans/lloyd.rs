@@ -3,7 +3,10 @@
 
 use burn::tensor::Tensor;
 
-use super::{Run, assign, inertia, labels_of, labels_tensor, squared_distances};
+use super::{
+    Run, assign, empty_clusters, inertia, labels_of, labels_tensor, means, reseed_empty,
+    squared_distances,
+};
 use crate::input::{tensor, to_vec};
 
 pub(crate) fn run(
@@ -57,12 +60,15 @@ pub(crate) fn run(
 fn update(x: &Tensor<2>, labels: &[u32], k: usize, dist: &Tensor<2>) -> Tensor<2> {
     let [n, d] = x.dims();
     let one_hot = labels_tensor(labels, x).one_hot::<2>(k).float(); // [n, k]
-    let mut sums = to_vec(&one_hot.transpose().matmul(x.clone())); // [k, d]
+    let mut sums: Vec<f64> = to_vec(&one_hot.transpose().matmul(x.clone())) // [k, d]
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let mut counts = vec![0f64; k];
     for &l in labels {
         counts[l as usize] += 1.0;
     }
-    let empty: Vec<usize> = (0..k).filter(|&j| counts[j] == 0.0).collect();
+    let empty = empty_clusters(&counts);
     if !empty.is_empty() {
         let dist = to_vec(dist);
         let mut far: Vec<usize> = (0..n).collect();
@@ -71,36 +77,16 @@ fn update(x: &Tensor<2>, labels: &[u32], k: usize, dist: &Tensor<2>) -> Tensor<2
             let db = dist[b * k + labels[b] as usize];
             db.total_cmp(&da)
         });
-        let rows = to_vec(
-            &x.clone().select(
-                0,
-                labels_tensor(
-                    &far[..empty.len()]
-                        .iter()
-                        .map(|&i| i as u32)
-                        .collect::<Vec<_>>(),
-                    x,
-                ),
-            ),
-        );
-        for (r, &j) in empty.iter().enumerate() {
-            let row = &rows[r * d..(r + 1) * d];
-            let old = labels[far[r]] as usize;
-            if counts[old] > 1.0 {
-                for (s, v) in sums[old * d..(old + 1) * d].iter_mut().zip(row) {
-                    *s -= v;
-                }
-                counts[old] -= 1.0;
-            }
-            sums[j * d..(j + 1) * d].copy_from_slice(row);
-            counts[j] = 1.0;
-        }
+        far.truncate(empty.len());
+        // Only the rows that re-seed a cluster come back from the device.
+        let indices: Vec<u32> = far.iter().map(|&i| i as u32).collect();
+        let rows = to_vec(&x.clone().select(0, labels_tensor(&indices, x)));
+        let farthest: Vec<(usize, &[f32])> = far
+            .iter()
+            .zip(rows.chunks_exact(d))
+            .map(|(&i, row)| (labels[i] as usize, row))
+            .collect();
+        reseed_empty(&mut sums, &mut counts, &empty, &farthest);
     }
-    for (j, c) in counts.iter().enumerate() {
-        let inv = 1.0 / c.max(1.0);
-        for v in &mut sums[j * d..(j + 1) * d] {
-            *v = (*v as f64 * inv) as f32;
-        }
-    }
-    tensor(sums, k, d, &x.device())
+    tensor(means(&sums, &counts), k, d, &x.device())
 }

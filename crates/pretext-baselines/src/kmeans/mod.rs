@@ -286,6 +286,44 @@ pub(crate) fn inertia(x: &Tensor<2>, centers: &Tensor<2>, labels: &[u32]) -> f64
         .sum()
 }
 
+/// Clusters that received no rows.
+pub(crate) fn empty_clusters(counts: &[f64]) -> Vec<usize> {
+    (0..counts.len()).filter(|&j| counts[j] == 0.0).collect()
+}
+
+/// Re-seeds each cluster of `empty` with one of `farthest`, given as (its cluster, its values)
+/// from the farthest row from its own centre down, taking the row out of its old cluster's sum
+/// as scikit-learn does.
+pub(crate) fn reseed_empty(
+    sums: &mut [f64],
+    counts: &mut [f64],
+    empty: &[usize],
+    farthest: &[(usize, &[f32])],
+) {
+    let d = sums.len() / counts.len();
+    for (&j, &(old, row)) in empty.iter().zip(farthest) {
+        if counts[old] > 1.0 {
+            for (s, v) in sums[old * d..(old + 1) * d].iter_mut().zip(row) {
+                *s -= *v as f64;
+            }
+            counts[old] -= 1.0;
+        }
+        for (s, v) in sums[j * d..(j + 1) * d].iter_mut().zip(row) {
+            *s = *v as f64;
+        }
+        counts[j] = 1.0;
+    }
+}
+
+/// Cluster means `[k, d]` from per-cluster sums and counts.
+pub(crate) fn means(sums: &[f64], counts: &[f64]) -> Vec<f32> {
+    let d = sums.len() / counts.len();
+    sums.chunks_exact(d)
+        .zip(counts)
+        .flat_map(|(s, c)| s.iter().map(move |v| (v / c.max(1.0)) as f32))
+        .collect()
+}
+
 impl KMeans {
     fn centers_t(&self, x: &Tensor<2>) -> Tensor<2> {
         tensor(self.centers.clone(), self.k, self.n_features, &x.device())
