@@ -211,7 +211,11 @@ impl Fit for KMeansConfig {
         };
         let x_sq = x.clone().square().sum_dim(1); // [n, 1]
         // scikit-learn's tolerance is relative to the data's scale.
-        let tol = self.tol * mean_feature_variance(x);
+        let tol = if self.tol > 0.0 {
+            self.tol * mean_feature_variance(x)
+        } else {
+            0.0
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let mut best: Option<Run> = None;
         for _ in 0..runs {
