@@ -1,5 +1,6 @@
 //! The same computations on every compiled-in backend agree with flex, the reference CPU
-//! backend: a set of tensor ops, and a small conv net's forward and backward pass.
+//! backend: a set of tensor ops, a small conv net's forward and backward pass, and two
+//! training steps of the rotation model through the training crate.
 //!
 //! Kept small on purpose: on wgpu through Mesa's lavapipe each distinct kernel is compiled on the
 //! CPU, which takes seconds.
@@ -90,36 +91,32 @@ impl ModuleVisitor for GradCollector<'_> {
     }
 }
 
-/// Forces lazily initialised parameters into existence.
-struct Touch;
-
-impl ModuleVisitor for Touch {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
+#[derive(Module, Debug)]
+struct Net {
+    encoder: pretext_models::CnnEncoder,
+    head: burn::nn::Linear,
 }
 
 /// Loss, logits and every parameter gradient of a small conv net with a linear head, from
 /// parameters initialised once on flex and moved to `device`.
 fn conv_net_step(device: &Device) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
-    // The backend's random generator is global: serialise seeding and initialisation so that
-    // tests running in parallel draw the same parameters.
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    // Parameters initialise lazily from the backend's global generator: `seeded` initialises
+    // them all under one lock, so tests running in parallel draw the same parameters.
     let reference = Device::flex();
-    reference.seed(7);
     let config = CnnEncoderConfig::new()
         .with_height(12)
         .with_width(12)
         .with_channels(vec![4, 8])
         .with_embedding_dim(16);
     let device = device.clone().autodiff();
-    // Parameters initialise lazily: touch them on the reference device before moving them.
-    let encoder = config.init(&reference).unwrap();
-    let head = LinearConfig::new(16, 3).init(&reference);
-    encoder.visit(&mut Touch);
-    head.visit(&mut Touch);
-    drop(guard);
+    let net = pretext_train::model::seeded(7, &reference, || {
+        Ok(Net {
+            encoder: config.init(&reference)?,
+            head: LinearConfig::new(16, 3).init(&reference),
+        })
+    })
+    .unwrap();
+    let (encoder, head) = (net.encoder, net.head);
     let encoder = encoder.fork(&device).train();
     let head = head.fork(&device).train();
 
@@ -138,6 +135,61 @@ fn conv_net_step(device: &Device) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
     encoder.visit(&mut collector);
     head.visit(&mut collector);
     (host(loss), host(logits), collector.out)
+}
+
+/// The losses of two optimizer steps of the real rotation model (encoder, head, loss, AdamW)
+/// through the training crate, from parameters initialised on flex and moved to `device`.
+fn rotation_training_losses(device: &Device) -> Vec<f32> {
+    use pretext_data::tasks::{AnyTask, RotationConfig};
+    use pretext_data::{ImageSet, ImageShape, Normalization, PretextTask, Samples};
+    use pretext_models::encoders::EncoderConfig;
+    use pretext_train::config::{HeadsConfig, OptimizerConfig};
+    use pretext_train::model::{build_model, seeded};
+
+    let shape = ImageShape::new(1, 12, 12);
+    let pixels: Vec<u8> = values(4 * shape.len(), 11)
+        .iter()
+        .map(|v| ((v + 1.0) * 127.0) as u8)
+        .collect();
+    let set = ImageSet::new(shape, pixels, None).unwrap();
+    let norm = Normalization::of(&set);
+    let task = AnyTask::build(
+        &pretext_data::tasks::TaskConfig::Rotation(RotationConfig::default()),
+        shape,
+    )
+    .unwrap();
+    let samples = Samples {
+        images: (0..4).map(|i| set.image(i)).collect(),
+        labels: None,
+        seeds: vec![1, 2, 3, 4],
+        norm: &norm,
+    };
+    let batch = task.make_batch(&samples);
+    let encoder = EncoderConfig::Cnn(
+        CnnEncoderConfig::new()
+            .with_height(12)
+            .with_width(12)
+            .with_channels(vec![4, 8])
+            .with_embedding_dim(16),
+    );
+    let reference = Device::flex().autodiff();
+    let model = seeded(7, &reference, || {
+        build_model(&task, &encoder, &HeadsConfig::default(), 0, &reference)
+    })
+    .unwrap();
+    let device = device.clone().autodiff();
+    let mut model = model.fork(&device).train();
+    let mut optimizer =
+        pretext_train::optimizer::build_optimizer(&OptimizerConfig::default(), None);
+    let mut losses = Vec::new();
+    for _ in 0..2 {
+        let loss =
+            pretext_train::trainer::task_loss(&model, batch.clone().into_tensors(&device)).unwrap();
+        losses.extend(host(loss.clone()));
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(1e-2, model, grads);
+    }
+    losses
 }
 
 fn check_parity(spec: &str) {
@@ -159,6 +211,17 @@ fn check_parity(spec: &str) {
         assert!(r.iter().any(|v| *v != 0.0), "gradient {i} is all zero");
         assert_close(&format!("{spec} gradient {i}"), r, o);
     }
+
+    let reference = rotation_training_losses(&flex);
+    assert!(
+        reference[1] < reference[0],
+        "the step lowers the loss: {reference:?}"
+    );
+    assert_close(
+        &format!("{spec} rotation training losses"),
+        &reference,
+        &rotation_training_losses(&device),
+    );
 }
 
 #[test]

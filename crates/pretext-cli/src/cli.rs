@@ -27,6 +27,9 @@ pub enum Command {
     /// Unsupervised baselines: PCA and K-means on pixels or table columns.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Pretrain an encoder on a pretext task; checkpoints every epoch, resumable, and exports
+    /// the encoder (encoder.safetensors + encoder.json) into the run directory.
+    Pretrain(PretrainArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,8 @@ pub enum KMeansAlgorithmArg {
 pub enum DataCommand {
     /// Print counts, image shape, classes with per-class counts and pixel statistics.
     Info(DataInfoArgs),
+    /// Write a PNG grid showing what a pretext task asks of a model, for a few images.
+    Preview(DataPreviewArgs),
 }
 
 /// Where the data comes from; shared by every command that reads data.
@@ -144,4 +149,68 @@ pub struct DataInfoArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DataPreviewArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The pretext task: rotation, jigsaw, mae, simclr, denoise or autoencoder.
+    #[arg(long)]
+    pub task: pretext_data::TaskKind,
+    /// A TOML file whose `[task]` table sets the task's options (its `kind` must match --task).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// The PNG file to write.
+    #[arg(long, default_value = "preview.png")]
+    pub out: std::path::PathBuf,
+    /// Images shown, one per row.
+    #[arg(long, default_value_t = 6)]
+    pub samples: usize,
+    /// Screen pixels per image pixel.
+    #[arg(long, default_value_t = 4)]
+    pub scale: u32,
+    /// Seed choosing the images and the task's random choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    /// The pretext task; defaults to the config file's, else rotation.
+    #[arg(long)]
+    pub task: Option<pretext_data::TaskKind>,
+    /// The encoder: mlp, cnn, resnet or vit; defaults to the config file's, else the task's
+    /// usual one (vit for mae, cnn otherwise).
+    #[arg(long)]
+    pub encoder: Option<pretext_models::EncoderKind>,
+    /// A TOML config (see configs/); flags override it.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Images per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The run directory.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Replace the run in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod device;
+pub mod progress;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -41,5 +42,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => commands::devices::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Baseline(cmd) => commands::baseline::run(cmd),
+        Command::Pretrain(args) => commands::pretrain::run(args),
     }
 }

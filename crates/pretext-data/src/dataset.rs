@@ -76,6 +76,39 @@ impl Normalization {
     }
 }
 
+impl Normalization {
+    /// Appends one image of bytes, normalised, to `out`.
+    pub fn extend_normalized(&self, image: &[u8], shape: ImageShape, out: &mut Vec<f32>) {
+        let plane = shape.height * shape.width;
+        for (ch, values) in image.chunks_exact(plane).enumerate() {
+            // One multiply-add per pixel: (v / 255 - mean) / std == v * scale + shift.
+            let scale = 1.0 / (255.0 * self.std[ch]);
+            let shift = -self.mean[ch] / self.std[ch];
+            out.extend(values.iter().map(|&v| v as f32 * scale + shift));
+        }
+    }
+
+    /// Normalises values on the [0, 1] scale in place (augmentations work on that scale).
+    pub fn normalize_unit(&self, values: &mut [f32], shape: ImageShape) {
+        let plane = shape.height * shape.width;
+        for (ch, chunk) in values.chunks_exact_mut(plane).enumerate() {
+            let c = ch % shape.channels;
+            let (m, s) = (self.mean[c], self.std[c]);
+            chunk.iter_mut().for_each(|v| *v = (*v - m) / s);
+        }
+    }
+
+    /// Undoes the normalisation back to the [0, 1] scale, for pictures of what a model sees.
+    pub fn denormalize(&self, values: &mut [f32], shape: ImageShape) {
+        let plane = shape.height * shape.width;
+        for (ch, chunk) in values.chunks_exact_mut(plane).enumerate() {
+            let c = ch % shape.channels;
+            let (m, s) = (self.mean[c], self.std[c]);
+            chunk.iter_mut().for_each(|v| *v = *v * s + m);
+        }
+    }
+}
+
 /// One split of an image data set: `len()` images of one shape, labels optional.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
@@ -148,20 +181,9 @@ impl ImageSet {
 
     /// Images at `indices` as normalised f32 values, flattened `[len, C*H*W]` row-major.
     pub fn normalized(&self, indices: &[usize], norm: &Normalization) -> Vec<f32> {
-        let plane = self.shape.height * self.shape.width;
-        // One multiply-add per pixel: (v / 255 - mean) / std == v * scale + shift.
-        let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-        let shift: Vec<f32> = norm
-            .mean
-            .iter()
-            .zip(&norm.std)
-            .map(|(m, s)| -m / s)
-            .collect();
         let mut out = Vec::with_capacity(indices.len() * self.shape.len());
         for &i in indices {
-            for (ch, values) in self.image(i).chunks_exact(plane).enumerate() {
-                out.extend(values.iter().map(|&v| v as f32 * scale[ch] + shift[ch]));
-            }
+            norm.extend_normalized(self.image(i), self.shape, &mut out);
         }
         out
     }

@@ -1,5 +1,6 @@
 //! Data for pretext: loaders for real image data, the embedded default data set, seeded
-//! stratified splits and label budgets.
+//! stratified splits and label budgets, the image pretext tasks and the batch loader that runs
+//! them ahead of training.
 //!
 //! Pixels are held as bytes and become normalised f32 tensors one batch at a time
 //! ([`ImageSet::images_tensor`]), normalised with the training split's statistics.
@@ -8,13 +9,19 @@ pub mod dataset;
 pub mod embedded;
 pub mod error;
 pub mod idx;
+pub mod loader;
 pub mod npy;
+pub mod pixels;
+pub mod preview;
 pub mod source;
 pub mod split;
 pub mod table;
+pub mod tasks;
 
 pub use dataset::{DatasetSummary, ImageDataset, ImageSet, ImageShape, Normalization};
 pub use error::{DataError, Result};
+pub use loader::{BatchLoader, Batches, LoaderConfig};
 pub use source::DataSource;
 pub use split::{LabelBudget, TrainValSplit, stratified_subset, validation_split};
 pub use table::{Table, read_csv};
+pub use tasks::{PretextTask, Samples, TaskKind};

@@ -1,8 +1,13 @@
-//! Models for pretext: encoders that turn images into representation vectors, with their
-//! configurations. Modules carry no backend type: the tensors' device decides where they run.
+//! Models for pretext: encoders that turn images into representation vectors, the heads and
+//! losses of the pretext tasks, and the task models that combine them. Modules carry no backend
+//! type: the tensors' device decides where they run.
 
 pub mod encoders;
 pub mod error;
+pub mod losses;
+mod settings;
+pub mod tasks;
 
-pub use encoders::cnn::{CnnEncoder, CnnEncoderConfig};
+pub use encoders::{CnnEncoder, CnnEncoderConfig, Encoder, EncoderConfig, EncoderKind};
 pub use error::ModelError;
+pub use tasks::TaskModel;

@@ -1,2 +1,24 @@
 //! Training for pretext: the training loop shared by pretraining, fine-tuning and the supervised
-//! baseline, checkpoints, probes and the comparison study.
+//! baseline; checkpoints that resume exactly; the run directory; the online kNN monitor; and the
+//! exported encoder.
+
+pub mod checkpoint;
+pub mod config;
+pub mod embed;
+pub mod error;
+pub mod export;
+pub mod metrics;
+pub mod model;
+pub mod observer;
+pub mod optimizer;
+pub mod pretrain;
+pub mod probes;
+pub mod run_dir;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::PretrainConfig;
+pub use error::{Result, TrainError};
+pub use observer::{EpochReport, Silent, StepReport, TrainObserver};
+pub use pretrain::{PretrainOutcome, pretrain};
+pub use run_dir::RunMode;

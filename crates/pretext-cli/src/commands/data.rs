@@ -1,14 +1,61 @@
 //! `pretext data …`: inspect data sets.
 
-use anyhow::Context;
-use pretext_data::{DataSource, DatasetSummary};
+use std::path::Path;
 
-use crate::cli::{DataArgs, DataCommand, DataInfoArgs};
+use anyhow::{Context, bail};
+use pretext_data::tasks::TaskConfig;
+use pretext_data::{DataSource, DatasetSummary, TaskKind};
+use serde::Deserialize;
+
+use crate::cli::{DataArgs, DataCommand, DataInfoArgs, DataPreviewArgs};
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Info(args) => info(args),
+        DataCommand::Preview(args) => preview(args),
     }
+}
+
+fn preview(args: DataPreviewArgs) -> anyhow::Result<()> {
+    let task = match &args.config {
+        Some(path) => task_from_file(path, args.task)?,
+        None => TaskConfig::default_for(args.task),
+    };
+    let ds = load(&args.data)?;
+    let preview = pretext_data::preview::render(
+        &task,
+        &ds.train,
+        &ds.normalization(),
+        args.samples,
+        args.scale,
+        args.seed,
+    )
+    .with_context(|| format!("cannot preview the {} task on {}", args.task, ds.name))?;
+    preview.write_png(&args.out)?;
+    println!("wrote {}", args.out.display());
+    println!("{}", preview.legend);
+    Ok(())
+}
+
+/// The `[task]` table of a TOML config file, checked against the task named on the command line.
+pub fn task_from_file(path: &Path, kind: TaskKind) -> anyhow::Result<TaskConfig> {
+    #[derive(Deserialize)]
+    struct File {
+        task: Option<TaskConfig>,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).with_context(|| format!("{}: not a valid config", path.display()))?;
+    let task = file.task.unwrap_or_else(|| TaskConfig::default_for(kind));
+    if task.kind() != kind {
+        bail!(
+            "{}: its [task] is {} but --task is {kind}",
+            path.display(),
+            task.kind()
+        );
+    }
+    Ok(task)
 }
 
 /// Loads the data named by `--data`, with the argument in the error's context.

@@ -4,3 +4,4 @@ pub mod baseline;
 pub mod data;
 pub mod devices;
 pub mod features;
+pub mod pretrain;

@@ -1,6 +1,5 @@
 //! A small convolutional encoder: conv3x3-batchnorm-relu-maxpool blocks, then one linear layer.
 
-use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -9,29 +8,28 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::ModelError;
+use crate::settings::settings;
 
+settings! {
 /// Configuration of [`CnnEncoder`]. The defaults are the reference small CNN for 28x28
 /// grayscale images: conv 1→32, pool, conv 32→64, pool, linear 3136→128.
-#[derive(Config, Debug, PartialEq)]
 pub struct CnnEncoderConfig {
     /// Input channels (1 for grayscale, 3 for RGB). Default 1.
-    #[config(default = 1)]
-    pub in_channels: usize,
+    in_channels: usize = 1,
     /// Input height in pixels. Default 28.
-    #[config(default = 28)]
-    pub height: usize,
+    height: usize = 28,
     /// Input width in pixels. Default 28.
-    #[config(default = 28)]
-    pub width: usize,
+    width: usize = 28,
     /// Output channels of each conv block; each block halves the spatial size. Default [32, 64].
-    #[config(default = "vec![32, 64]")]
-    pub channels: Vec<usize>,
+    channels: Vec<usize> = vec![32, 64],
     /// Size of the representation vector. Default 128.
-    #[config(default = 128)]
-    pub embedding_dim: usize,
+    embedding_dim: usize = 128,
     /// Batch normalisation after each convolution. Default true.
-    #[config(default = true)]
-    pub batch_norm: bool,
+    batch_norm: bool = true,
+    /// Average the last feature map over space instead of flattening it, so the encoder accepts
+    /// any input size (jigsaw trains on tiles and is evaluated on whole images). Default false.
+    global_pool: bool = false,
+}
 }
 
 impl CnnEncoderConfig {
@@ -65,8 +63,12 @@ impl CnnEncoderConfig {
     }
 
     fn flat_features(&self) -> usize {
+        let last = self.channels.last().copied().unwrap_or(0);
+        if self.global_pool {
+            return last;
+        }
         let (h, w) = self.feature_map();
-        self.channels.last().copied().unwrap_or(0) * h * w
+        last * h * w
     }
 
     /// Multiply-adds counted as two FLOPs, for one image's forward pass (convolutions and the
@@ -109,6 +111,7 @@ impl CnnEncoderConfig {
             blocks,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             fc: LinearConfig::new(self.flat_features(), self.embedding_dim).init(device),
+            global_pool: self.global_pool,
         })
     }
 }
@@ -125,6 +128,8 @@ pub struct CnnEncoder {
     blocks: Vec<ConvBlock>,
     pool: MaxPool2d,
     fc: Linear,
+    #[module(skip)]
+    global_pool: bool,
 }
 
 impl CnnEncoder {
@@ -139,7 +144,12 @@ impl CnnEncoder {
             // [b, c, h, w] → [b, c, h/2, w/2]
             x = self.pool.forward(relu(x));
         }
-        let x: Tensor<2> = x.flatten(1, 3);
+        let x: Tensor<2> = if self.global_pool {
+            let [b, c, h, w] = x.dims();
+            x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
+        } else {
+            x.flatten(1, 3)
+        };
         relu(self.fc.forward(x))
     }
 }

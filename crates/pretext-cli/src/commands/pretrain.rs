@@ -1,0 +1,88 @@
+//! `pretext pretrain`: train an encoder on a pretext task.
+
+use anyhow::Context;
+use pretext_data::tasks::TaskConfig;
+use pretext_models::encoders::EncoderConfig;
+use pretext_train::{PretrainConfig, RunMode, pretrain};
+
+use crate::cli::PretrainArgs;
+use crate::commands::data::load;
+use crate::device::resolve;
+use crate::progress::Progress;
+
+pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let config = resolve_config(&args)?;
+    let (spec, device) = resolve(args.device.device)?;
+    let data = load(&args.data)?;
+    let mode = if args.resume {
+        RunMode::Resume
+    } else if args.force {
+        RunMode::Force
+    } else {
+        RunMode::New
+    };
+    let mut progress = Progress::new(args.quiet);
+    if !args.quiet {
+        eprintln!(
+            "pretraining {} on {} ({} training images) with the {} encoder on {spec}, {} epochs",
+            config.task.kind(),
+            data.name,
+            data.train.len(),
+            config.resolved_encoder(data.train.shape).kind(),
+            config.epochs
+        );
+    }
+    let outcome = pretrain(&config, &data, &device, &args.out, mode, &mut progress)
+        .with_context(|| format!("pretraining into {} failed", args.out.display()))?;
+    println!("run directory  {}", outcome.run_dir.display());
+    println!(
+        "encoder        {} parameters, {:.1} MFLOPs per image",
+        outcome.encoder_params,
+        outcome.encoder_flops_per_image as f64 / 1e6
+    );
+    if let Some(acc) = outcome.knn_accuracy {
+        println!("kNN accuracy   {acc:.4} (held-out validation split)");
+    }
+    println!(
+        "exported       {}",
+        outcome.run_dir.join("encoder.safetensors").display()
+    );
+    Ok(())
+}
+
+/// The config file (if any), then the flags on top.
+fn resolve_config(args: &PretrainArgs) -> anyhow::Result<PretrainConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            PretrainConfig::from_toml(&text)
+                .with_context(|| format!("{}: not a valid pretraining config", path.display()))?
+        }
+        None => PretrainConfig::default(),
+    };
+    if let Some(task) = args.task
+        && task != config.task.kind()
+    {
+        config.task = TaskConfig::default_for(task);
+    }
+    if let Some(kind) = args.encoder
+        && config.encoder.as_ref().is_none_or(|e| e.kind() != kind)
+    {
+        config.encoder = Some(EncoderConfig::default_for(kind));
+    }
+    if let Some(epochs) = args.epochs {
+        config.epochs = epochs;
+    }
+    if let Some(batch_size) = args.batch_size {
+        config.loader.batch_size = batch_size;
+    }
+    if let Some(lr) = args.lr {
+        config.optimizer.lr = lr;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    config.validate()?;
+    Ok(config)
+}

@@ -1,0 +1,80 @@
+//! Progress bars for training: one bar per epoch with the loss, images per second and an ETA,
+//! and a line per finished epoch. Drawn on stderr; hidden when stderr is not a terminal.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pretext_train::{EpochReport, StepReport, TrainObserver};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        Self { bar: None, quiet }
+    }
+
+    fn print(&self, line: &str) {
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
+        }
+    }
+}
+
+impl TrainObserver for Progress {
+    fn epoch_started(&mut self, epoch: u64, epochs: u64, first: usize, batches: usize) {
+        if self.quiet {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} batches {msg} (ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        bar.set_position(first as u64);
+        bar.reset_eta();
+        bar.enable_steady_tick(Duration::from_millis(500));
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, r: &StepReport) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(r.batch as u64 + 1);
+            bar.set_message(format!(
+                "loss {:.4}, {:.0} img/s, lr {:.2e}",
+                r.loss, r.images_per_second, r.lr
+            ));
+        }
+    }
+
+    fn epoch_finished(&mut self, r: &EpochReport) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        let knn = r
+            .knn_accuracy
+            .map(|a| format!(", kNN accuracy {:.4}", a))
+            .unwrap_or_default();
+        eprintln!(
+            "epoch {}: loss {:.4}{knn}, {:.1} s, {:.0} img/s",
+            r.epoch + 1,
+            r.mean_loss,
+            r.seconds,
+            r.images_per_second
+        );
+    }
+
+    fn note(&mut self, message: &str) {
+        self.print(message);
+    }
+}

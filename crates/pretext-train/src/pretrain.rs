@@ -1,0 +1,163 @@
+//! Pretraining a representation: the run directory, the held-out kNN monitor, the loop, and the
+//! exported encoder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use crate::config::PretrainConfig;
+use crate::embed::embed;
+use crate::error::Result;
+use crate::export::{EncoderDescription, export_encoder};
+use crate::model::{build_model, seeded};
+use crate::observer::TrainObserver;
+use crate::probes::{KnnProbe, knn_accuracy};
+use crate::run_dir::{RunDir, RunMode};
+use crate::trainer::{LoopSettings, Persistence, train_loop};
+use pretext_data::tasks::AnyTask;
+use pretext_data::{BatchLoader, ImageDataset, validation_split};
+use pretext_models::tasks::TaskModel;
+
+/// What a finished pretraining run leaves.
+#[derive(Debug, Clone)]
+pub struct PretrainOutcome {
+    pub run_dir: PathBuf,
+    /// The kNN accuracy after the last epoch, when the data has labels.
+    pub knn_accuracy: Option<f64>,
+    pub encoder_flops_per_image: u64,
+    pub encoder_params: usize,
+}
+
+/// Keeps the validation split's salt apart from the loader's seeds.
+const KNN_SALT: u64 = 0x6b6e_6e5f_7661_6c69;
+
+/// Pretrains an encoder on `data`'s training split as `config` says, in the run directory `out`.
+pub fn pretrain(
+    config: &PretrainConfig,
+    data: &ImageDataset,
+    device: &Device,
+    out: &Path,
+    mode: RunMode,
+    observer: &mut dyn TrainObserver,
+) -> Result<PretrainOutcome> {
+    config.validate()?;
+    let shape = data.train.shape;
+    let task = AnyTask::build(&config.task, shape)?;
+    let encoder_config = config.resolved_encoder(shape);
+    encoder_config.validate()?;
+    let resolved = PretrainConfig {
+        encoder: Some(encoder_config.clone()),
+        ..config.clone()
+    };
+    let toml = resolved.to_toml();
+    let train_device = device.clone().autodiff();
+    // Build the model and the loader before touching the run directory, so settings that
+    // cannot work leave nothing behind.
+    let classes = data.num_classes();
+    let model = seeded(config.seed, &train_device, || {
+        build_model(
+            &task,
+            &encoder_config,
+            &config.heads,
+            classes,
+            &train_device,
+        )
+    })?;
+
+    let norm = data.normalization();
+    let n = data.train.len();
+    let labels = data.train.labels.as_deref();
+    let monitor = match labels {
+        Some(_) if config.knn.enabled && classes >= 2 => {
+            let split = validation_split(
+                n,
+                labels,
+                classes,
+                config.knn.validation_fraction,
+                config.seed ^ KNN_SALT,
+            )?;
+            let stride = split.train.len().div_ceil(config.knn.bank).max(1);
+            let bank: Vec<usize> = split.train.iter().copied().step_by(stride).collect();
+            Some((split.train, bank, split.val))
+        }
+        _ => None,
+    };
+    let train_indices = monitor
+        .as_ref()
+        .map(|(train, _, _)| train.clone())
+        .unwrap_or_else(|| (0..n).collect());
+    let loader = BatchLoader::new(
+        task.clone(),
+        Arc::new(data.train.clone()),
+        Some(train_indices),
+        norm.clone(),
+        config.loader.clone(),
+        config.seed,
+    )?;
+
+    let run = RunDir::open(out, &toml, mode)?;
+    if let AnyTask::Jigsaw(t) = &task {
+        let json = serde_json::to_vec_pretty(t.permutations()).unwrap_or_default();
+        pretext_data::npy::write_atomic(&run.file("permutations.json"), &json)?;
+    }
+
+    let probe = KnnProbe {
+        k: config.knn.k,
+        temperature: config.knn.temperature,
+    };
+    let eval_batch = config.loader.batch_size.max(256);
+    let mut last_knn = None;
+    let mut hook = |model: &TaskModel, _epoch: u64| -> Result<Option<f64>> {
+        let Some((_, bank, val)) = &monitor else {
+            return Ok(None);
+        };
+        let encoder = model.valid().encoder();
+        let (bank_x, dim) = embed(&encoder, &data.train, bank, &norm, device, eval_batch);
+        let (val_x, _) = embed(&encoder, &data.train, val, &norm, device, eval_batch);
+        let all = labels.unwrap_or_default();
+        let bank_y: Vec<u32> = bank.iter().map(|&i| all[i]).collect();
+        let val_y: Vec<u32> = val.iter().map(|&i| all[i]).collect();
+        let acc = knn_accuracy(
+            &probe, &bank_x, &bank_y, &val_x, &val_y, dim, classes, device,
+        );
+        last_knn = Some(acc);
+        Ok(Some(acc))
+    };
+
+    let resume = mode == RunMode::Resume;
+    let persistence = Persistence {
+        checkpoints: run.checkpoints(config.checkpoint.keep),
+        metrics: run.metrics(),
+        config_digest: format!("{:08x}", crc32fast::hash(toml.as_bytes())),
+        resume,
+    };
+    let settings = LoopSettings::from(config);
+    let model = train_loop(
+        model,
+        &loader,
+        &settings,
+        &train_device,
+        Some(persistence),
+        &mut hook,
+        observer,
+    )?;
+
+    let encoder = model.valid().encoder();
+    let description = EncoderDescription {
+        encoder: encoder_config.clone(),
+        input: shape,
+        normalization: norm,
+        task: config.task.kind(),
+        epochs: config.epochs,
+        data: data.name.clone(),
+    };
+    export_encoder(&encoder, &description, run.root())?;
+    Ok(PretrainOutcome {
+        run_dir: run.root().to_path_buf(),
+        knn_accuracy: last_knn,
+        encoder_flops_per_image: encoder_config.flops_per_image(),
+        encoder_params: encoder.num_params(),
+    })
+}

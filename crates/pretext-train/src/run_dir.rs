@@ -1,0 +1,185 @@
+//! A run directory: the resolved config, checkpoints, the metrics log and the exported encoder,
+//! guarded by a lock file so two processes never write one run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::CheckpointDir;
+use crate::error::{Result, TrainError};
+
+const LOCK: &str = ".lock";
+const CONFIG: &str = "config.toml";
+
+/// How to treat a directory that already holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Start a run; refuse a directory holding another one.
+    New,
+    /// Continue the run in the directory from its last checkpoint (or start it if it has none).
+    Resume,
+    /// Replace whatever run the directory holds.
+    Force,
+}
+
+/// An open, locked run directory.
+#[derive(Debug)]
+pub struct RunDir {
+    root: PathBuf,
+    lock: PathBuf,
+}
+
+impl RunDir {
+    /// Opens `root` for a run whose resolved config is `config` (TOML): creates it, takes the
+    /// lock, and checks what it holds against `mode`. Under [`RunMode::Force`] the previous run's
+    /// checkpoints, metrics and exports are removed.
+    pub fn open(root: &Path, config: &str, mode: RunMode) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
+        let lock = acquire_lock(root)?;
+        let dir = Self {
+            root: root.to_path_buf(),
+            lock,
+        };
+        let config_path = root.join(CONFIG);
+        let existing = std::fs::read_to_string(&config_path).ok();
+        let has_run = existing.is_some() || !dir.checkpoints(1).list()?.is_empty();
+        match mode {
+            RunMode::New if has_run => {
+                return Err(TrainError::RunExists {
+                    dir: root.to_path_buf(),
+                });
+            }
+            RunMode::Resume if existing.as_deref().is_some_and(|e| e != config) => {
+                return Err(TrainError::config(format!(
+                    "{} holds a run with other settings; resuming needs the same config \
+                     (compare it with {})",
+                    root.display(),
+                    config_path.display()
+                )));
+            }
+            RunMode::Force if has_run => dir.clear()?,
+            _ => {}
+        }
+        pretext_data::npy::write_atomic(&config_path, config.as_bytes())?;
+        Ok(dir)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn checkpoints(&self, keep: usize) -> CheckpointDir {
+        CheckpointDir::new(self.root.join("checkpoints"), keep)
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn clear(&self) -> Result<()> {
+        let checkpoints = self.root.join("checkpoints");
+        if checkpoints.exists() {
+            std::fs::remove_dir_all(&checkpoints).map_err(|e| TrainError::io(&checkpoints, e))?;
+        }
+        for name in [
+            "metrics.jsonl",
+            "encoder.safetensors",
+            "encoder.json",
+            "permutations.json",
+        ] {
+            let p = self.root.join(name);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| TrainError::io(&p, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+/// Creates `root/.lock` holding this process's id. A lock left by a process that no longer runs
+/// is taken over.
+fn acquire_lock(root: &Path) -> Result<PathBuf> {
+    let lock = root.join(LOCK);
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+        {
+            Ok(mut f) => {
+                write!(f, "{}", std::process::id()).map_err(|e| TrainError::io(&lock, e))?;
+                return Ok(lock);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let pid = std::fs::read_to_string(&lock)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                match pid {
+                    Some(pid) if process_alive(pid) => {
+                        return Err(TrainError::Locked {
+                            dir: root.to_path_buf(),
+                            lock,
+                            pid,
+                        });
+                    }
+                    // Stale (its process is gone) or unreadable: take it over.
+                    _ => {
+                        let _ = std::fs::remove_file(&lock);
+                    }
+                }
+            }
+            Err(e) => return Err(TrainError::io(&lock, e)),
+        }
+    }
+    Err(TrainError::io(
+        &lock,
+        std::io::Error::other("the lock keeps being taken by another process"),
+    ))
+}
+
+/// Whether a process with this id runs. On Linux, `/proc` tells; elsewhere a lock is presumed
+/// held (the user is told which file to remove).
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_is_refused_and_a_stale_lock_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        let first = RunDir::open(&root, "a = 1\n", RunMode::New).unwrap();
+        let err = RunDir::open(&root, "a = 1\n", RunMode::Resume).unwrap_err();
+        assert!(matches!(err, TrainError::Locked { .. }), "{err}");
+        drop(first);
+        // The run exists now: a new run is refused, resuming with other settings too.
+        let err = RunDir::open(&root, "a = 1\n", RunMode::New).unwrap_err();
+        assert!(err.to_string().contains("--resume"), "{err}");
+        let err = RunDir::open(&root, "a = 2\n", RunMode::Resume).unwrap_err();
+        assert!(err.to_string().contains("other settings"), "{err}");
+        RunDir::open(&root, "a = 2\n", RunMode::Force).unwrap();
+        // A lock whose process is gone (pid beyond the kernel's maximum) is stale.
+        std::fs::write(root.join(LOCK), "4194305").unwrap();
+        RunDir::open(&root, "a = 2\n", RunMode::Resume).unwrap();
+        assert!(!root.join(LOCK).exists());
+    }
+}

@@ -1,0 +1,273 @@
+//! The training loop, one for every use: pretraining on a pretext task, fine-tuning and the
+//! supervised baseline. It steps the optimizer on batches the loader makes ahead, follows the
+//! learning-rate schedule, accumulates gradients, stops on a non-finite loss, writes checkpoints
+//! and resumes from them exactly.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor};
+
+use pretext_data::BatchLoader;
+use pretext_data::tasks::{AnyTask, AnyTensors};
+use pretext_models::tasks::{MaeInput, TaskModel};
+
+use crate::checkpoint::{Checkpoint, CheckpointDir, TrainState};
+use crate::config::{OptimizerConfig, PretrainConfig};
+use crate::error::{Result, TrainError};
+use crate::metrics::MetricsLog;
+use crate::observer::{EpochReport, StepReport, TrainObserver};
+use crate::optimizer::build_optimizer;
+use crate::schedule::{Schedule, ScheduleConfig};
+
+/// The settings the loop itself uses.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub epochs: u64,
+    pub optimizer: OptimizerConfig,
+    pub schedule: ScheduleConfig,
+    pub accumulation: usize,
+    pub grad_clip: Option<f32>,
+    pub checkpoint_every_steps: Option<u64>,
+}
+
+impl From<&PretrainConfig> for LoopSettings {
+    fn from(c: &PretrainConfig) -> Self {
+        Self {
+            epochs: c.epochs,
+            optimizer: c.optimizer.clone(),
+            schedule: c.schedule.clone(),
+            accumulation: c.accumulation,
+            grad_clip: c.grad_clip,
+            checkpoint_every_steps: c.checkpoint.every_steps,
+        }
+    }
+}
+
+/// Where a loop keeps its checkpoints and metrics, when it keeps them.
+pub struct Persistence {
+    pub checkpoints: CheckpointDir,
+    /// The metrics log's path; after a resume, lines of steps past the checkpoint are dropped.
+    pub metrics: std::path::PathBuf,
+    /// Identifies the settings; stored in checkpoints and checked on resume.
+    pub config_digest: String,
+    /// Resume from the newest good checkpoint, if any.
+    pub resume: bool,
+}
+
+/// Runs on after every epoch with the model in evaluation mode; its number (say, a kNN
+/// accuracy) goes into the epoch's report.
+pub type EpochHook<'a> = dyn FnMut(&TaskModel, u64) -> Result<Option<f64>> + 'a;
+
+/// The loss of one batch. The model and batch kinds match when both come from one task.
+pub fn task_loss(model: &TaskModel, batch: AnyTensors) -> Result<Tensor<1>> {
+    Ok(match (model, batch) {
+        (TaskModel::Classifier(m), AnyTensors::Classification(b)) => m.loss(b.images, b.targets),
+        (TaskModel::Jigsaw(m), AnyTensors::Jigsaw(b)) => m.loss(b.tiles, b.targets),
+        (TaskModel::Mae(m), AnyTensors::Masked(b)) => m.loss(MaeInput {
+            visible: b.visible,
+            visible_indices: b.visible_indices,
+            restore: b.restore,
+            mask: b.mask,
+            targets: b.targets,
+        }),
+        (TaskModel::Simclr(m), AnyTensors::Views(b)) => m.loss(b.first, b.second),
+        (TaskModel::Autoencoder(m), AnyTensors::Denoise(b)) => m.loss(b.inputs, b.targets),
+        _ => {
+            return Err(TrainError::config(
+                "the model was built for another task than the data loader's",
+            ));
+        }
+    })
+}
+
+/// The one-element loss as a number.
+fn scalar(loss: &Tensor<1>) -> f64 {
+    loss.clone()
+        .into_data()
+        .try_into_vec_as::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
+/// Trains `model` (built on `device`, an autodiff device) on `loader`'s batches for
+/// `settings.epochs` epochs and returns it.
+pub fn train_loop(
+    mut model: TaskModel,
+    loader: &BatchLoader<AnyTask>,
+    settings: &LoopSettings,
+    device: &Device,
+    mut persistence: Option<Persistence>,
+    epoch_hook: &mut EpochHook<'_>,
+    observer: &mut dyn TrainObserver,
+) -> Result<TaskModel> {
+    let batches = loader.batches_per_epoch();
+    let accumulation = settings.accumulation.max(1);
+    let steps_per_epoch = batches.div_ceil(accumulation) as u64;
+    let schedule = Schedule::new(
+        &settings.schedule,
+        settings.optimizer.lr,
+        steps_per_epoch,
+        settings.epochs,
+    );
+    let mut optimizer = build_optimizer(&settings.optimizer, settings.grad_clip);
+    let digest = persistence
+        .as_ref()
+        .map(|p| p.config_digest.clone())
+        .unwrap_or_default();
+    let mut state = TrainState {
+        epoch: 0,
+        batch: 0,
+        step: 0,
+        config_digest: digest.clone(),
+    };
+
+    if let Some(p) = persistence.as_mut().filter(|p| p.resume) {
+        match p.checkpoints.latest()? {
+            Some(restored) => {
+                for skipped in &restored.skipped {
+                    observer.note(&format!("skipped {skipped}"));
+                }
+                let c = restored.checkpoint;
+                if c.state.config_digest != digest {
+                    return Err(TrainError::checkpoint(
+                        &restored.path,
+                        "it was written under other settings",
+                    ));
+                }
+                let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(c.model))
+                    .map_err(|e| TrainError::checkpoint(&restored.path, e.to_string()))?;
+                model = model
+                    .try_load_record(record)
+                    .map_err(|e| TrainError::checkpoint(&restored.path, e.to_string()))?;
+                optimizer = optimizer
+                    .from_bytes(Bytes::from_bytes_vec(c.optimizer))
+                    .map_err(|e| TrainError::checkpoint(&restored.path, e.to_string()))?;
+                state = c.state;
+                observer.note(&format!(
+                    "resumed from {} (epoch {}, batch {}, step {})",
+                    restored.path.display(),
+                    state.epoch + 1,
+                    state.batch,
+                    state.step
+                ));
+            }
+            None => observer.note("no checkpoint yet; starting from the beginning"),
+        }
+    }
+
+    let mut log = match &persistence {
+        Some(p) => Some(MetricsLog::open(
+            &p.metrics,
+            p.resume.then_some(state.step),
+        )?),
+        None => None,
+    };
+    let save = |model: &TaskModel,
+                optimizer: &burn::optim::ModuleOptimizer,
+                state: &TrainState,
+                p: &Persistence,
+                log: &mut MetricsLog|
+     -> Result<()> {
+        log.flush()?;
+        let bytes = |r: std::result::Result<Bytes, burn::store::RecordError>| {
+            r.map(|b| b.to_vec())
+                .map_err(|e| TrainError::checkpoint(p.checkpoints.dir(), e.to_string()))
+        };
+        let checkpoint = Checkpoint {
+            state: state.clone(),
+            // Batch norm's running statistics lag one update behind until synchronised, which
+            // the evaluation copy does; its parameters are the training model's.
+            model: bytes(model.valid().into_record().into_bytes())?,
+            optimizer: bytes(optimizer.into_bytes())?,
+        };
+        p.checkpoints.save(&checkpoint)?;
+        Ok(())
+    };
+
+    while state.epoch < settings.epochs {
+        let epoch = state.epoch;
+        observer.epoch_started(epoch, settings.epochs, state.batch, batches);
+        let started = Instant::now();
+        let (mut loss_sum, mut losses, mut images) = (0.0, 0usize, 0usize);
+        let mut accumulator = GradientsAccumulator::<TaskModel>::new();
+        let mut pending = 0;
+        let mut window = (Instant::now(), 0usize);
+        for (b, batch) in (state.batch..).zip(loader.epoch_from(epoch, state.batch)) {
+            let examples = batch.examples();
+            let loss = task_loss(&model, batch.into_tensors(device))?;
+            let value = scalar(&loss);
+            if !value.is_finite() {
+                let dir = persistence
+                    .as_ref()
+                    .map(|p| p.checkpoints.dir().to_path_buf())
+                    .unwrap_or_default();
+                return Err(TrainError::Diverged {
+                    loss: value,
+                    epoch: epoch + 1,
+                    step: state.step,
+                    dir,
+                });
+            }
+            let loss = if accumulation > 1 {
+                loss.div_scalar(accumulation as f64)
+            } else {
+                loss
+            };
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            accumulator.accumulate(&model, grads);
+            pending += 1;
+            loss_sum += value;
+            losses += 1;
+            images += examples;
+            window.1 += examples;
+            let last = b + 1 == batches;
+            if pending == accumulation || last {
+                let lr = schedule.lr(state.step);
+                model = optimizer.step(lr, model, accumulator.grads());
+                pending = 0;
+                state.step += 1;
+                state.batch = b + 1;
+                let report = StepReport {
+                    epoch,
+                    batch: b,
+                    step: state.step,
+                    loss: value,
+                    lr,
+                    images_per_second: window.1 as f64 / window.0.elapsed().as_secs_f64(),
+                };
+                window = (Instant::now(), 0);
+                observer.step(&report);
+                if let (Some(p), Some(log)) = (persistence.as_ref(), log.as_mut()) {
+                    log.step(&report)?;
+                    let due = settings
+                        .checkpoint_every_steps
+                        .is_some_and(|n| state.step.is_multiple_of(n));
+                    if due && !last {
+                        save(&model, &optimizer, &state, p, log)?;
+                    }
+                }
+            }
+        }
+        let knn_accuracy = epoch_hook(&model, epoch)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let report = EpochReport {
+            epoch,
+            mean_loss: loss_sum / losses.max(1) as f64,
+            knn_accuracy,
+            seconds,
+            images_per_second: images as f64 / seconds.max(1e-9),
+        };
+        state.epoch += 1;
+        state.batch = 0;
+        if let (Some(p), Some(log)) = (persistence.as_ref(), log.as_mut()) {
+            log.epoch(&report, state.step)?;
+            save(&model, &optimizer, &state, p, log)?;
+        }
+        observer.epoch_finished(&report);
+    }
+    Ok(model)
+}

@@ -1,0 +1,349 @@
+//! The task models learn, checkpoints hold everything, and an interrupted run resumed from its
+//! checkpoint ends exactly where an uninterrupted one does.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+
+use pretext_data::tasks::{AnyTask, JigsawConfig, MaskingConfig, TaskConfig, ViewsConfig};
+use pretext_data::{BatchLoader, ImageDataset, ImageSet, ImageShape, LoaderConfig, TaskKind};
+use pretext_models::encoders::{CnnEncoderConfig, EncoderConfig, VitEncoderConfig};
+use pretext_train::config::{HeadsConfig, OptimizerConfig};
+use pretext_train::model::{build_model, seeded};
+use pretext_train::optimizer::build_optimizer;
+use pretext_train::trainer::task_loss;
+use pretext_train::{PretrainConfig, RunMode, StepReport, TrainObserver, pretrain};
+
+/// `n` 16x16 images of three classes of simple shapes with noise, so tasks have structure.
+fn dataset(n: usize) -> ImageDataset {
+    let shape = ImageShape::new(1, 16, 16);
+    let mut pixels = Vec::with_capacity(n * shape.len());
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let class = (i % 3) as u32;
+        for y in 0..16 {
+            for x in 0..16 {
+                let on = match class {
+                    0 => (4..12).contains(&y) && (6..10).contains(&x),
+                    1 => y > x,
+                    _ => (x + y) % 4 < 2 && y < 10,
+                };
+                let noise = (i * 7 + y * 13 + x * 31) % 40;
+                pixels.push(if on { 200 + noise as u8 } else { noise as u8 });
+            }
+        }
+        labels.push(class);
+    }
+    ImageDataset {
+        name: "shapes".into(),
+        train: ImageSet::new(shape, pixels, Some(labels)).unwrap(),
+        test: None,
+        classes: vec!["bar".into(), "triangle".into(), "checks".into()],
+    }
+}
+
+fn small_encoder(kind: TaskKind) -> EncoderConfig {
+    match kind {
+        TaskKind::Mae => EncoderConfig::Vit(
+            VitEncoderConfig::new()
+                .with_dim(32)
+                .with_depth(1)
+                .with_heads(2),
+        ),
+        _ => EncoderConfig::Cnn(
+            CnnEncoderConfig::new()
+                .with_channels(vec![8, 16])
+                .with_embedding_dim(32)
+                .with_global_pool(kind == TaskKind::Jigsaw),
+        ),
+    }
+}
+
+fn small_task(kind: TaskKind) -> TaskConfig {
+    match kind {
+        TaskKind::Jigsaw => TaskConfig::Jigsaw(JigsawConfig {
+            grid: 2,
+            permutations: 12,
+            crop: None,
+            jitter: 1,
+        }),
+        TaskKind::Mae => TaskConfig::Mae(MaskingConfig::default()),
+        TaskKind::Simclr => TaskConfig::Simclr(ViewsConfig::default()),
+        k => TaskConfig::default_for(k),
+    }
+}
+
+#[test]
+fn every_task_model_overfits_a_tiny_batch() {
+    let data = dataset(16);
+    let device = Device::default().autodiff();
+    let norm = data.normalization();
+    for kind in TaskKind::ALL {
+        let task = AnyTask::build(&small_task(kind), data.train.shape).unwrap();
+        let encoder = small_encoder(kind).with_input(1, 16, 16);
+        let mut model = seeded(1, &device, || {
+            build_model(&task, &encoder, &HeadsConfig::default(), 3, &device)
+        })
+        .unwrap();
+        let loader = BatchLoader::new(
+            task,
+            Arc::new(data.train.clone()),
+            None,
+            norm.clone(),
+            LoaderConfig {
+                batch_size: 16,
+                ..LoaderConfig::default()
+            },
+            5,
+        )
+        .unwrap();
+        // The same batch (same augmentations, masks and labels) every step.
+        let batch = loader.batch(0, 0);
+        let mut optimizer = build_optimizer(
+            &OptimizerConfig {
+                weight_decay: 0.0,
+                ..OptimizerConfig::default()
+            },
+            None,
+        );
+        let value = |l: &burn::tensor::Tensor<1>| {
+            l.clone().into_data().try_into_vec_as::<f64>().unwrap()[0]
+        };
+        let mut first = None;
+        let mut last = 0.0;
+        for _ in 0..60 {
+            let loss = task_loss(&model, batch.clone().into_tensors(&device)).unwrap();
+            last = value(&loss);
+            first.get_or_insert(last);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(3e-3, model, grads);
+        }
+        let first = first.unwrap();
+        assert!(
+            last < 0.5 * first,
+            "{kind}: loss went from {first:.4} to {last:.4}"
+        );
+    }
+}
+
+fn config(kind: TaskKind, epochs: u64) -> PretrainConfig {
+    let mut c = PretrainConfig {
+        task: small_task(kind),
+        encoder: Some(small_encoder(kind)),
+        epochs,
+        seed: 3,
+        ..PretrainConfig::default()
+    };
+    c.loader.batch_size = 8;
+    c.loader.workers = 2;
+    c.checkpoint.every_steps = Some(2);
+    c.checkpoint.keep = 2;
+    c.knn.bank = 30;
+    c
+}
+
+/// Every parameter (batch-norm statistics included) of the encoder exported into `run`.
+fn parameters(run: &std::path::Path, device: &Device) -> Vec<(String, Vec<f32>)> {
+    struct Collect(Vec<(String, Vec<f32>)>, Vec<String>);
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let values = p.val().into_data().try_into_vec_as::<f32>().unwrap();
+            self.0.push((self.1.join("."), values));
+        }
+    }
+    let (encoder, _) = pretext_train::export::load_encoder(run, device).unwrap();
+    let mut c = Collect(Vec::new(), Vec::new());
+    encoder.visit(&mut c);
+    c.0
+}
+
+/// Panics at the given optimizer step, as a crash would stop the run there.
+struct CrashAt(u64);
+
+impl TrainObserver for CrashAt {
+    fn step(&mut self, r: &StepReport) {
+        if r.step == self.0 {
+            panic!("simulated crash at step {}", r.step);
+        }
+    }
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one() {
+    let data = dataset(48);
+    let device = Device::default();
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [TaskKind::Rotation, TaskKind::Simclr] {
+        let c = config(kind, 2);
+        let whole = dir.path().join(format!("{kind}-whole"));
+        let outcome = pretrain(
+            &c,
+            &data,
+            &device,
+            &whole,
+            RunMode::New,
+            &mut pretext_train::Silent,
+        )
+        .unwrap();
+        assert!(outcome.knn_accuracy.is_some());
+
+        // 42 training images (48 less the kNN validation split) make 5 batches of 8 per epoch:
+        // crash mid-epoch 2, after the checkpoint at step 6 and before the one at step 8.
+        let broken = dir.path().join(format!("{kind}-broken"));
+        let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            pretrain(&c, &data, &device, &broken, RunMode::New, &mut CrashAt(7))
+        }));
+        assert!(crashed.is_err());
+        assert!(!broken.join("encoder.safetensors").exists());
+        pretrain(
+            &c,
+            &data,
+            &device,
+            &broken,
+            RunMode::Resume,
+            &mut pretext_train::Silent,
+        )
+        .unwrap();
+
+        let a = parameters(&whole, &device);
+        let b = parameters(&broken, &device);
+        assert_eq!(a.len(), 12);
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x == y, "{kind}: {name} differs after resuming");
+        }
+        // The metrics log holds each step once, as the uninterrupted run's does.
+        let steps = |p: &std::path::Path| {
+            std::fs::read_to_string(p.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("\"kind\":\"step\""))
+                .count()
+        };
+        assert_eq!(steps(&whole), steps(&broken));
+    }
+}
+
+#[test]
+fn a_checkpoint_restores_the_exported_encoder_exactly() {
+    let data = dataset(48);
+    let device = Device::default();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let c = config(TaskKind::Autoencoder, 1);
+    pretrain(
+        &c,
+        &data,
+        &device,
+        &run,
+        RunMode::New,
+        &mut pretext_train::Silent,
+    )
+    .unwrap();
+
+    let (encoder, description) = pretext_train::export::load_encoder(&run, &device).unwrap();
+    assert_eq!(description.task, TaskKind::Autoencoder);
+    // The newest checkpoint holds the same model as the export.
+    let task = AnyTask::build(&c.task, data.train.shape).unwrap();
+    let restored = pretext_train::checkpoint::CheckpointDir::new(run.join("checkpoints"), 2)
+        .latest()
+        .unwrap()
+        .unwrap();
+    let fresh = seeded(99, &device, || {
+        build_model(&task, &description.encoder, &c.heads, 3, &device)
+    })
+    .unwrap();
+    let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+        restored.checkpoint.model,
+    ))
+    .unwrap();
+    let loaded = fresh.try_load_record(record).unwrap().valid().encoder();
+    let norm = data.normalization();
+    let x = data.train.images_tensor(&[0, 1, 2, 3], &norm, &device);
+    let a = encoder
+        .forward(x.clone())
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    let b = loaded
+        .forward(x)
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+
+    // Starting again in the same directory is refused without --resume or --force.
+    let err = pretrain(
+        &c,
+        &data,
+        &device,
+        &run,
+        RunMode::New,
+        &mut pretext_train::Silent,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn mismatched_tasks_and_encoders_are_clear_errors() {
+    let data = dataset(24);
+    let device = Device::default();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            TaskKind::Mae,
+            EncoderConfig::Cnn(CnnEncoderConfig::new()),
+            "mae needs the vit encoder",
+        ),
+        (
+            TaskKind::Jigsaw,
+            EncoderConfig::Cnn(CnnEncoderConfig::new()),
+            "accepts any size",
+        ),
+        (
+            TaskKind::Mae,
+            EncoderConfig::Vit(VitEncoderConfig::new().with_patch_size(8)),
+            "make task.patch_size and encoder.patch_size equal",
+        ),
+    ];
+    for (kind, encoder, needle) in cases {
+        let mut c = config(kind, 1);
+        c.encoder = Some(encoder);
+        let out = dir.path().join(format!("{kind}"));
+        let err = pretrain(
+            &c,
+            &data,
+            &device,
+            &out,
+            RunMode::New,
+            &mut pretext_train::Silent,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(needle), "{kind}: {err}");
+        // Nothing is left behind for a run that could not start.
+        assert!(!out.exists(), "{kind}: {} was created", out.display());
+    }
+    let mut c = config(TaskKind::Rotation, 1);
+    c.loader.batch_size = 64;
+    let err = pretrain(
+        &c,
+        &data,
+        &device,
+        &dir.path().join("big"),
+        RunMode::New,
+        &mut pretext_train::Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("fewer than one batch of 64"), "{err}");
+}

@@ -1,0 +1,161 @@
+//! End to end: `pretext pretrain` on a small IDX data set: the run directory's contents, the
+//! refusal to overwrite a run, resuming, and bad requests.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn pretext() -> Command {
+    Command::cargo_bin("pretext").unwrap()
+}
+
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// 40 labelled 16x16 images of two classes (bright top half or bright bottom half).
+fn data_dir(dir: &Path) {
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..40u32 {
+        let class = i % 2;
+        for y in 0..16 {
+            for x in 0..16u32 {
+                let bright = (y < 8) == (class == 0);
+                let noise = ((i * 7 + y * 3 + x * 5) % 30) as u8;
+                pixels.push(if bright { 200 + noise } else { noise });
+            }
+        }
+        labels.push(class as u8);
+    }
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx(&[40, 16, 16], &pixels),
+    )
+    .unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[40], &labels)).unwrap();
+}
+
+/// Batches of 8 unless `extra` sets the size.
+fn pretrain(data: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let batch: &[&str] = if extra.contains(&"--batch-size") {
+        &[]
+    } else {
+        &["--batch-size", "8"]
+    };
+    pretext()
+        .args(["pretrain", "--epochs", "2", "--quiet", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(batch)
+        .args(extra)
+        .assert()
+}
+
+#[test]
+fn pretraining_writes_a_complete_run_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let out = dir.path().join("run");
+    pretrain(dir.path(), &out, &["--task", "rotation"])
+        .success()
+        .stdout(contains("kNN accuracy"))
+        .stdout(contains("encoder.safetensors"));
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "encoder.safetensors",
+        "encoder.json",
+    ] {
+        assert!(out.join(file).exists(), "{file} is missing");
+    }
+    assert!(!out.join(".lock").exists());
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"epoch\""))
+            .count(),
+        2
+    );
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        saved.contains("epochs = 2") && saved.contains("height = 16"),
+        "{saved}"
+    );
+
+    // The same directory again: refused, without touching the run.
+    pretrain(dir.path(), &out, &["--task", "rotation"])
+        .code(1)
+        .stderr(contains("already holds a different run"))
+        .stderr(contains("--resume"));
+    // Resuming a finished run re-exports it; --force starts over.
+    pretrain(dir.path(), &out, &["--task", "rotation", "--resume"]).success();
+    pretrain(dir.path(), &out, &["--task", "autoencoder", "--force"]).success();
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(saved.contains("kind = \"autoencoder\""), "{saved}");
+}
+
+#[test]
+fn a_config_file_sets_the_run_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let config = dir.path().join("jigsaw.toml");
+    std::fs::write(
+        &config,
+        "epochs = 5\n[task]\nkind = \"jigsaw\"\ngrid = 2\npermutations = 6\n\
+         [encoder]\nkind = \"cnn\"\nchannels = [8]\nembedding_dim = 16\nglobal_pool = true\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    pretrain(dir.path(), &out, &["--config", config.to_str().unwrap()]).success();
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        saved.contains("epochs = 2") && saved.contains("permutations = 6"),
+        "{saved}"
+    );
+    let perms = std::fs::read_to_string(out.join("permutations.json")).unwrap();
+    assert!(perms.contains("\"min_hamming\""), "{perms}");
+}
+
+#[test]
+fn bad_pretraining_requests_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let out = dir.path().join("run");
+    let bad_config = dir.path().join("bad.toml");
+    std::fs::write(&bad_config, "epochs = 2\n[optimizer]\nlearning_rate = 1\n").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--task", "spin"], "unknown task 'spin'"),
+        (
+            vec!["--encoder", "transformer"],
+            "unknown encoder 'transformer'",
+        ),
+        (
+            vec!["--task", "mae", "--encoder", "cnn"],
+            "mae needs the vit encoder",
+        ),
+        (vec!["--lr", "0"], "optimizer.lr = 0"),
+        (vec!["--batch-size", "64"], "fewer than one batch of 64"),
+        (
+            vec!["--config", bad_config.to_str().unwrap()],
+            "learning_rate",
+        ),
+        (vec!["--device", "cuda"], "cuda"),
+    ];
+    for (args, needle) in cases {
+        pretrain(dir.path(), &out, &args)
+            .code(1)
+            .stderr(contains(needle))
+            .stderr(contains("panicked").not());
+        assert!(!out.exists(), "{args:?} left {}", out.display());
+    }
+}

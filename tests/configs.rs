@@ -1,0 +1,51 @@
+//! Every file in configs/ is a valid pretraining config whose model builds for the embedded data.
+
+use burn::tensor::Device;
+use pretext_data::DataSource;
+use pretext_data::tasks::AnyTask;
+use pretext_train::PretrainConfig;
+use pretext_train::model::build_model;
+
+#[test]
+fn every_shipped_config_builds_its_model_for_the_embedded_data() {
+    let data = DataSource::EmbeddedFashionMnist.load().unwrap();
+    let shape = data.train.shape;
+    let device = Device::flex().autodiff();
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config =
+            PretrainConfig::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        config.validate().unwrap();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        assert_eq!(
+            config.task.kind().name(),
+            name,
+            "{name}: the file is named for its task"
+        );
+        let task = AnyTask::build(&config.task, shape).unwrap();
+        let encoder = config.resolved_encoder(shape);
+        build_model(&task, &encoder, &config.heads, data.num_classes(), &device)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The resolved config round-trips through TOML, as it is saved with each run.
+        let again = PretrainConfig::from_toml(&config.to_toml()).unwrap();
+        assert_eq!(again, config, "{name}");
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "autoencoder",
+            "denoise",
+            "jigsaw",
+            "mae",
+            "rotation",
+            "simclr"
+        ]
+    );
+}
