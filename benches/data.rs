@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 use divan::counter::ItemsCount;
-use pretext_data::tasks::{DenoiseConfig, TaskConfig, sample_seed};
+use pretext_data::tasks::{DenoiseConfig, TaskConfig};
 use pretext_data::{
     BatchLoader, DataSource, ImageDataset, LoaderConfig, PretextTask, Samples, TaskKind,
 };
@@ -67,15 +67,7 @@ fn task_batch_256_one_thread(bencher: divan::Bencher, kind: TaskKind) {
             let ds = data();
             let norm = ds.normalization();
             let indices: Vec<usize> = (0..BATCH).map(|i| (i * 37) % ds.train.len()).collect();
-            let samples = Samples {
-                images: indices.iter().map(|&i| ds.train.image(i)).collect(),
-                labels: None,
-                seeds: indices
-                    .iter()
-                    .map(|&i| sample_seed(0, 0, i as u64))
-                    .collect(),
-                norm: &norm,
-            };
+            let samples = Samples::of(&ds.train, &indices, &norm, 0, 0);
             self.0
                 .counter(ItemsCount::new(BATCH))
                 .bench(|| task.make_batch(&samples));

@@ -1,12 +1,10 @@
 //! End to end: `pretext baseline pca|kmeans` on the embedded images and on CSV tables.
 
-use assert_cmd::Command;
+mod common;
+
+use common::pretext;
 use predicates::prelude::*;
 use predicates::str::contains;
-
-fn pretext() -> Command {
-    Command::cargo_bin("pretext").unwrap()
-}
 
 fn npy_len(path: &std::path::Path) -> usize {
     let bytes = std::fs::read(path).unwrap();

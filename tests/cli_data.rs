@@ -1,24 +1,13 @@
 //! End to end: `pretext data info` and `pretext devices` as a user runs them, including the
 //! errors a user sees for bad input.
 
+mod common;
+
+use common::{idx, pretext};
 use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use predicates::str::contains;
-
-fn pretext() -> Command {
-    Command::cargo_bin("pretext").unwrap()
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
 
 /// A valid 4-image 2-class IDX directory.
 fn valid_dir() -> tempfile::TempDir {

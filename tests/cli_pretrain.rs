@@ -1,24 +1,13 @@
 //! End to end: `pretext pretrain` on a small IDX data set: the run directory's contents, the
 //! refusal to overwrite a run, resuming, and bad requests.
 
+mod common;
+
+use common::{idx, pretext};
 use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use predicates::str::contains;
-
-fn pretext() -> Command {
-    Command::cargo_bin("pretext").unwrap()
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
 
 /// 40 labelled 16x16 images of two classes (bright top half or bright bottom half).
 fn data_dir(dir: &Path) {

@@ -1,13 +1,11 @@
 //! End to end: `pretext data preview` writes a readable PNG for every task, and bad requests are
 //! clear errors that leave no file behind.
 
-use assert_cmd::Command;
+mod common;
+
+use common::pretext;
 use predicates::prelude::*;
 use predicates::str::contains;
-
-fn pretext() -> Command {
-    Command::cargo_bin("pretext").unwrap()
-}
 
 #[test]
 fn every_task_previews_as_a_png() {

@@ -329,7 +329,7 @@ mod tests {
 
     #[test]
     fn tensors_have_the_batch_shape() {
-        let device = Device::default();
+        let device = Device::flex();
         let set = tiny();
         let n = Normalization::of(&set);
         let x = set.images_tensor(&[0, 1, 1], &n, &device);

@@ -278,19 +278,7 @@ impl<T: PretextTask> Shared<T> {
     fn make(&self, epoch: u64, order: &[usize], batch: usize) -> T::Batch {
         let bs = self.config.batch_size;
         let chosen = &order[batch * bs..((batch + 1) * bs).min(order.len())];
-        let samples = Samples {
-            images: chosen.iter().map(|&i| self.set.image(i)).collect(),
-            labels: self
-                .set
-                .labels
-                .as_ref()
-                .map(|l| chosen.iter().map(|&i| l[i]).collect()),
-            seeds: chosen
-                .iter()
-                .map(|&i| sample_seed(self.seed, epoch, i as u64))
-                .collect(),
-            norm: &self.norm,
-        };
+        let samples = Samples::of(&self.set, chosen, &self.norm, self.seed, epoch);
         self.task.make_batch(&samples)
     }
 }

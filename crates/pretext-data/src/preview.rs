@@ -13,7 +13,7 @@ use crate::error::{DataError, Result};
 use crate::npy::write_atomic;
 use crate::tasks::{
     Corruption, DenoiseConfig, JigsawBatch, JigsawTask, MaskedBatch, MaskingTask, PretextTask,
-    RotationConfig, RotationMode, Samples, TaskConfig, ViewsTask, sample_seed,
+    RotationConfig, RotationMode, Samples, TaskConfig, ViewsTask,
 };
 
 const BACKGROUND: Rgb<u8> = Rgb([32, 32, 40]);
@@ -79,15 +79,7 @@ pub fn render(
     let mut order: Vec<usize> = (0..set.len()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     order.truncate(samples);
-    let s = Samples {
-        images: order.iter().map(|&i| set.image(i)).collect(),
-        labels: None,
-        seeds: order
-            .iter()
-            .map(|&i| sample_seed(seed, 0, i as u64))
-            .collect(),
-        norm,
-    };
+    let s = Samples::of(set, &order, norm, seed, 0);
     let shape = set.shape;
     let originals: Vec<Vec<f32>> = s
         .images

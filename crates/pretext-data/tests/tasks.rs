@@ -429,12 +429,7 @@ fn every_task_runs_on_the_embedded_data() {
     let norm = ds.normalization();
     let set: &ImageSet = &ds.train;
     let idx = [0usize, 1, 2, 3];
-    let s = Samples {
-        images: idx.iter().map(|&i| set.image(i)).collect(),
-        labels: None,
-        seeds: idx.iter().map(|&i| sample_seed(7, 0, i as u64)).collect(),
-        norm: &norm,
-    };
+    let s = Samples::of(set, &idx, &norm, 7, 0);
     for kind in TaskKind::ALL {
         TaskConfig::default_for(kind).validate(set.shape).unwrap();
     }

@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn nt_xent_matches_a_hand_computed_value() {
-        let device = Device::default();
+        let device = Device::flex();
         // Two pairs in 2-D; after normalising: a = (1, 0), a' = (0.6, 0.8), b = (0, 1), b' = (-1, 0).
         let first = t2(&[2.0, 0.0, 0.0, 3.0], 2, &device);
         let second = t2(&[0.6, 0.8, -0.5, 0.0], 2, &device);
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn masked_patch_mse_ignores_visible_patches() {
-        let device = Device::default();
+        let device = Device::flex();
         let targets = Tensor::<3>::zeros([1, 3, 2], &device);
         // Patch 0 (masked) is off by 1 everywhere; patch 1 (visible) by 100.
         let predictions = Tensor::<3>::from_data(

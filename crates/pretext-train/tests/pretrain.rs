@@ -79,7 +79,7 @@ fn small_task(kind: TaskKind) -> TaskConfig {
 #[test]
 fn every_task_model_overfits_a_tiny_batch() {
     let data = dataset(16);
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let norm = data.normalization();
     for kind in TaskKind::ALL {
         let task = AnyTask::build(&small_task(kind), data.train.shape).unwrap();
@@ -166,6 +166,23 @@ fn parameters(run: &std::path::Path, device: &Device) -> Vec<(String, Vec<f32>)>
     c.0
 }
 
+/// Pretrains on flex, reporting nothing.
+fn quiet(
+    c: &PretrainConfig,
+    data: &ImageDataset,
+    out: &std::path::Path,
+    mode: RunMode,
+) -> pretext_train::Result<pretext_train::PretrainOutcome> {
+    pretrain(
+        c,
+        data,
+        &Device::flex(),
+        out,
+        mode,
+        &mut pretext_train::Silent,
+    )
+}
+
 /// Panics at the given optimizer step, as a crash would stop the run there.
 struct CrashAt(u64);
 
@@ -180,20 +197,12 @@ impl TrainObserver for CrashAt {
 #[test]
 fn a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one() {
     let data = dataset(48);
-    let device = Device::default();
+    let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     for kind in [TaskKind::Rotation, TaskKind::Simclr] {
         let c = config(kind, 2);
         let whole = dir.path().join(format!("{kind}-whole"));
-        let outcome = pretrain(
-            &c,
-            &data,
-            &device,
-            &whole,
-            RunMode::New,
-            &mut pretext_train::Silent,
-        )
-        .unwrap();
+        let outcome = quiet(&c, &data, &whole, RunMode::New).unwrap();
         assert!(outcome.knn_accuracy.is_some());
 
         // 42 training images (48 less the kNN validation split) make 5 batches of 8 per epoch:
@@ -204,15 +213,7 @@ fn a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one() {
         }));
         assert!(crashed.is_err());
         assert!(!broken.join("encoder.safetensors").exists());
-        pretrain(
-            &c,
-            &data,
-            &device,
-            &broken,
-            RunMode::Resume,
-            &mut pretext_train::Silent,
-        )
-        .unwrap();
+        quiet(&c, &data, &broken, RunMode::Resume).unwrap();
 
         let a = parameters(&whole, &device);
         let b = parameters(&broken, &device);
@@ -235,19 +236,11 @@ fn a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one() {
 #[test]
 fn a_checkpoint_restores_the_exported_encoder_exactly() {
     let data = dataset(48);
-    let device = Device::default();
+    let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let c = config(TaskKind::Autoencoder, 1);
-    pretrain(
-        &c,
-        &data,
-        &device,
-        &run,
-        RunMode::New,
-        &mut pretext_train::Silent,
-    )
-    .unwrap();
+    quiet(&c, &data, &run, RunMode::New).unwrap();
 
     let (encoder, description) = pretext_train::export::load_encoder(&run, &device).unwrap();
     assert_eq!(description.task, TaskKind::Autoencoder);
@@ -281,22 +274,13 @@ fn a_checkpoint_restores_the_exported_encoder_exactly() {
     assert_eq!(a, b);
 
     // Starting again in the same directory is refused without --resume or --force.
-    let err = pretrain(
-        &c,
-        &data,
-        &device,
-        &run,
-        RunMode::New,
-        &mut pretext_train::Silent,
-    )
-    .unwrap_err();
+    let err = quiet(&c, &data, &run, RunMode::New).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
 }
 
 #[test]
 fn mismatched_tasks_and_encoders_are_clear_errors() {
     let data = dataset(24);
-    let device = Device::default();
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
@@ -319,31 +303,39 @@ fn mismatched_tasks_and_encoders_are_clear_errors() {
         let mut c = config(kind, 1);
         c.encoder = Some(encoder);
         let out = dir.path().join(format!("{kind}"));
-        let err = pretrain(
-            &c,
-            &data,
-            &device,
-            &out,
-            RunMode::New,
-            &mut pretext_train::Silent,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = quiet(&c, &data, &out, RunMode::New)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle), "{kind}: {err}");
         // Nothing is left behind for a run that could not start.
         assert!(!out.exists(), "{kind}: {} was created", out.display());
     }
     let mut c = config(TaskKind::Rotation, 1);
     c.loader.batch_size = 64;
-    let err = pretrain(
-        &c,
-        &data,
-        &device,
-        &dir.path().join("big"),
-        RunMode::New,
-        &mut pretext_train::Silent,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = quiet(&c, &data, &dir.path().join("big"), RunMode::New)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("fewer than one batch of 64"), "{err}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints() {
+    let data = dataset(48);
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut c = config(TaskKind::Autoencoder, 3);
+    c.optimizer.lr = 1e30;
+    let err = quiet(&c, &data, &run, RunMode::New)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the loss became") && err.contains("training stopped"),
+        "{err}"
+    );
+    assert!(!run.join("encoder.safetensors").exists());
+    let checkpoints = pretext_train::checkpoint::CheckpointDir::new(run.join("checkpoints"), 2);
+    for path in checkpoints.list().unwrap() {
+        pretext_train::checkpoint::Checkpoint::read(&path).unwrap();
+    }
+    assert!(!run.join(".lock").exists());
 }

@@ -34,7 +34,7 @@ pub use rotation::{RotationConfig, RotationMode, RotationTask};
 pub use supervised::SupervisedTask;
 pub use views::{ViewsBatch, ViewsConfig, ViewsTask, ViewsTensors};
 
-use crate::dataset::{ImageShape, Normalization};
+use crate::dataset::{ImageSet, ImageShape, Normalization};
 use crate::error::{DataError, Result};
 
 /// The images one batch is made from.
@@ -49,7 +49,30 @@ pub struct Samples<'a> {
     pub norm: &'a Normalization,
 }
 
-impl Samples<'_> {
+impl<'a> Samples<'a> {
+    /// The images at `indices` of `set` in `epoch` of a run seeded with `seed`: the samples the
+    /// loader would give a task.
+    pub fn of(
+        set: &'a ImageSet,
+        indices: &[usize],
+        norm: &'a Normalization,
+        seed: u64,
+        epoch: u64,
+    ) -> Self {
+        Samples {
+            images: indices.iter().map(|&i| set.image(i)).collect(),
+            labels: set
+                .labels
+                .as_ref()
+                .map(|l| indices.iter().map(|&i| l[i]).collect()),
+            seeds: indices
+                .iter()
+                .map(|&i| sample_seed(seed, epoch, i as u64))
+                .collect(),
+            norm,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.images.len()
     }

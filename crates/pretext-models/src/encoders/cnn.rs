@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn default_is_the_reference_cnn() {
-        let device = Device::default();
+        let device = Device::flex();
         let config = CnnEncoderConfig::new();
         let encoder = config.init(&device).unwrap();
         // conv1 288 (no bias), conv2 18432, fc 3136*128 + 128; each batch norm holds four
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn odd_sizes_and_colour_work() {
-        let device = Device::default();
+        let device = Device::flex();
         let config = CnnEncoderConfig::new()
             .with_in_channels(3)
             .with_height(13)

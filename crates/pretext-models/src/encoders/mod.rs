@@ -210,3 +210,97 @@ impl Encoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Int, TensorData};
+
+    #[test]
+    fn every_encoder_maps_images_to_its_embedding_size() {
+        let device = Device::flex();
+        for kind in EncoderKind::ALL {
+            let config = EncoderConfig::for_images(kind, 1, 28, 28);
+            let encoder = config.init(&device).unwrap();
+            let out = encoder.forward(Tensor::ones([3, 1, 28, 28], &device));
+            assert_eq!(out.dims(), [3, config.embedding_dim()], "{kind}");
+            assert!(encoder.num_params() > 1000, "{kind}");
+            assert!(config.flops_per_image() > 100_000, "{kind}");
+            assert_eq!(config.input(), [1, 28, 28]);
+            assert_eq!(kind.name().parse::<EncoderKind>().unwrap(), kind);
+        }
+        assert!("transformer".parse::<EncoderKind>().is_err());
+    }
+
+    #[test]
+    fn size_independent_encoders_take_other_sizes() {
+        let device = Device::flex();
+        let resnet = EncoderConfig::default_for(EncoderKind::Resnet);
+        assert!(resnet.accepts_any_size());
+        let out = resnet
+            .init(&device)
+            .unwrap()
+            .forward(Tensor::ones([2, 1, 9, 13], &device));
+        assert_eq!(out.dims(), [2, 128]);
+        let pooled = EncoderConfig::Cnn(CnnEncoderConfig::new().with_global_pool(true));
+        assert!(pooled.accepts_any_size());
+        let out = pooled
+            .init(&device)
+            .unwrap()
+            .forward(Tensor::ones([2, 1, 8, 8], &device));
+        assert_eq!(out.dims(), [2, 128]);
+        assert!(!EncoderConfig::default_for(EncoderKind::Vit).accepts_any_size());
+    }
+
+    #[test]
+    fn the_vit_encodes_a_subset_of_patches_and_patchifies_row_major() {
+        let device = Device::flex();
+        let vit = VitEncoderConfig::new()
+            .with_height(8)
+            .with_width(8)
+            .with_dim(16)
+            .with_heads(2)
+            .with_depth(1)
+            .init(&device)
+            .unwrap();
+        // 2x2 patches of 4x4; image values are their pixel index.
+        let image: Vec<f32> = (0..64).map(|v| v as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(image, [1, 1, 8, 8]), &device);
+        let patches = vit.patchify(x);
+        assert_eq!(patches.dims(), [1, 4, 16]);
+        let p = patches.into_data().try_into_vec_as::<f32>().unwrap();
+        // Patch 1 is the top-right block: rows 0-3, columns 4-7.
+        assert_eq!(&p[16..20], &[4.0, 5.0, 6.0, 7.0]);
+        assert_eq!(&p[20..24], &[12.0, 13.0, 14.0, 15.0]);
+        let some = Tensor::<3>::ones([2, 3, 16], &device);
+        let idx = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![0i64, 2, 3, 1, 2, 3], [2, 3]),
+            &device,
+        );
+        assert_eq!(vit.forward_patches(some, idx).dims(), [2, 3, 16]);
+    }
+
+    #[test]
+    fn invalid_encoder_configs_are_errors() {
+        let vit = EncoderConfig::Vit(VitEncoderConfig::new().with_patch_size(5));
+        assert!(
+            vit.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("patch_size 5")
+        );
+        let vit = EncoderConfig::Vit(VitEncoderConfig::new().with_dim(30).with_heads(4));
+        assert!(vit.validate().is_err());
+        let mlp = EncoderConfig::Mlp(MlpEncoderConfig::new().with_hidden(vec![0]));
+        assert!(mlp.validate().is_err());
+        let resnet = EncoderConfig::Resnet(ResNetEncoderConfig::new().with_widths(vec![]));
+        assert!(resnet.validate().is_err());
+        // Config files name only what they change; unknown keys are errors.
+        let c: EncoderConfig = toml::from_str("kind = \"cnn\"\nchannels = [8]\n").unwrap();
+        assert_eq!(
+            c,
+            EncoderConfig::Cnn(CnnEncoderConfig::new().with_channels(vec![8]))
+        );
+        assert!(toml::from_str::<EncoderConfig>("kind = \"cnn\"\nchanels = [8]\n").is_err());
+    }
+}

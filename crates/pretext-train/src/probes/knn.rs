@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn nearest_neighbours_vote_by_similarity() {
-        let device = Device::default();
+        let device = Device::flex();
         // Class 0 points along x, class 1 along y; k = 3 with two class-1 points far away.
         let bank = [1.0, 0.0, 0.9, 0.1, 0.0, 1.0, -0.1, 1.0];
         let labels = [0, 0, 1, 1];
