@@ -124,31 +124,58 @@ pub fn gaussian_blur(
         .collect();
     let total: f32 = weights.iter().sum();
     weights.iter_mut().for_each(|w| *w /= total);
-    let (h, w) = (shape.height as isize, shape.width as isize);
     let plane = shape.height * shape.width;
     for c in 0..shape.channels {
-        let src = &image[c * plane..(c + 1) * plane];
+        let image = &mut image[c * plane..(c + 1) * plane];
         let tmp = &mut scratch[c * plane..(c + 1) * plane];
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = 0.0;
-                for (k, wt) in weights.iter().enumerate() {
-                    let xx = (x + k as isize - radius).clamp(0, w - 1);
-                    acc += wt * src[(y * w + xx) as usize];
-                }
-                tmp[(y * w + x) as usize] = acc;
+        // Along each row, then along each column.
+        let (h, w) = (shape.height, shape.width);
+        blur_pass(
+            image,
+            tmp,
+            &weights,
+            Lines {
+                count: h,
+                stride: w,
+                len: w,
+                step: 1,
+            },
+        );
+        blur_pass(
+            tmp,
+            image,
+            &weights,
+            Lines {
+                count: w,
+                stride: 1,
+                len: h,
+                step: w,
+            },
+        );
+    }
+}
+
+/// `count` lines of `len` values: line `l`'s value `i` is at `l * stride + i * step`.
+struct Lines {
+    count: usize,
+    stride: usize,
+    len: usize,
+    step: usize,
+}
+
+/// One pass of a separable filter along every line; borders repeat the edge value.
+fn blur_pass(src: &[f32], dst: &mut [f32], weights: &[f32], lines: Lines) {
+    let radius = (weights.len() / 2) as isize;
+    let last = lines.len as isize - 1;
+    for l in 0..lines.count {
+        let base = l * lines.stride;
+        for i in 0..lines.len {
+            let mut acc = 0.0;
+            for (k, wt) in weights.iter().enumerate() {
+                let j = (i as isize + k as isize - radius).clamp(0, last) as usize;
+                acc += wt * src[base + j * lines.step];
             }
-        }
-        let dst = &mut image[c * plane..(c + 1) * plane];
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = 0.0;
-                for (k, wt) in weights.iter().enumerate() {
-                    let yy = (y + k as isize - radius).clamp(0, h - 1);
-                    acc += wt * tmp[(yy * w + x) as usize];
-                }
-                dst[(y * w + x) as usize] = acc;
-            }
+            dst[base + i * lines.step] = acc;
         }
     }
 }
@@ -207,6 +234,24 @@ mod tests {
         let mut scratch = vec![0.0; 25];
         gaussian_blur(&mut image, s, 1.5, 5, &mut scratch);
         assert!(image.iter().all(|v| (v - 0.25).abs() < 1e-6));
+    }
+
+    #[test]
+    fn blur_spreads_an_impulse_symmetrically_and_keeps_its_mass() {
+        let s = shape(1, 7, 9);
+        let mut image = vec![0.0; s.len()];
+        image[3 * 9 + 4] = 1.0;
+        let mut scratch = vec![0.0; s.len()];
+        gaussian_blur(&mut image, s, 1.0, 3, &mut scratch);
+        let at = |y: usize, x: usize| image[y * 9 + x];
+        assert!((image.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((at(3, 3) - at(3, 5)).abs() < 1e-7 && (at(2, 4) - at(4, 4)).abs() < 1e-7);
+        assert!(
+            (at(2, 4) - at(3, 3)).abs() < 1e-7,
+            "the same weights across and down"
+        );
+        assert!(at(3, 4) > at(3, 3) && at(3, 3) > at(2, 3));
+        assert_eq!(at(0, 0), 0.0);
     }
 
     #[test]
