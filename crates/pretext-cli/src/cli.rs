@@ -30,6 +30,10 @@ pub enum Command {
     /// Pretrain an encoder on a pretext task; checkpoints every epoch, resumable, and exports
     /// the encoder (encoder.safetensors + encoder.json) into the run directory.
     Pretrain(PretrainArgs),
+    /// The comparison study: pretrain, then evaluate every representation (pixels, PCA, a
+    /// random encoder, each pretext task's encoder) by linear probe, kNN probe and K-means
+    /// clustering with 1, 10, 100 and all labels per class; writes a report.
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +214,30 @@ pub struct PretrainArgs {
     /// Replace the run in --out.
     #[arg(long)]
     pub force: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A TOML config (configs/compare.toml); defaults otherwise.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// One seed, one pretraining epoch, a shorter linear probe: a few minutes on a laptop.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also evaluate the encoders of these finished pretraining runs.
+    #[arg(long)]
+    pub checkpoint: Vec<std::path::PathBuf>,
+    /// Where the pretraining runs, the cells and the report go; an interrupted study resumes
+    /// from what is there.
+    #[arg(long, default_value = "runs/compare")]
+    pub out: std::path::PathBuf,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod device;
 pub mod progress;
+pub mod report;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -43,5 +44,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Baseline(cmd) => commands::baseline::run(cmd),
         Command::Pretrain(args) => commands::pretrain::run(args),
+        Command::Compare(args) => commands::compare::run(args),
     }
 }

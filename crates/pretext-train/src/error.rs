@@ -16,6 +16,9 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] ModelError),
 
+    #[error(transparent)]
+    Baseline(#[from] pretext_baselines::BaselineError),
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

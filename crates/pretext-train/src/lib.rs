@@ -3,6 +3,7 @@
 //! exported encoder.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod embed;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod pretrain;
 pub mod probes;
 pub mod run_dir;
 pub mod schedule;
+pub mod study;
 pub mod trainer;
 
 pub use config::PretrainConfig;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod baseline;
+pub mod compare;
 pub mod data;
 pub mod devices;
 pub mod features;

@@ -1,7 +1,9 @@
 //! Evaluation of frozen representations.
 
+pub mod cluster;
 pub mod knn;
 pub mod linear;
 
+pub use cluster::{ClusterScores, cluster_probe};
 pub use knn::{KnnProbe, knn_accuracy};
 pub use linear::{FittedLinearProbe, Labelled, LinearProbe};

@@ -1,0 +1,144 @@
+//! `pretext compare`: the comparison study, end to end, with its report.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use pretext_data::npy::write_atomic;
+use pretext_train::compare::{CompareConfig, compare};
+use pretext_train::study::{Cell, Protocol, StudyObserver};
+use serde_json::json;
+
+use crate::cli::CompareArgs;
+use crate::commands::data::load;
+use crate::device::resolve;
+use crate::progress::Progress;
+use crate::report::{markdown, plots};
+
+struct StudyProgress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl StudyObserver for StudyProgress {
+    fn cell(&mut self, done: usize, total: usize, cell: &Cell) {
+        if self.quiet {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "study [{bar:30}] {pos}/{len} cells {msg} (ETA {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{} {} {}: {:.4}",
+            cell.key.representation,
+            cell.key.protocol.name(),
+            cell.key.budget,
+            cell.value
+        ));
+    }
+
+    fn note(&mut self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+}
+
+pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            CompareConfig::from_toml(&text)
+                .with_context(|| format!("{}: not a valid comparison config", path.display()))?
+        }
+        None => CompareConfig::default(),
+    };
+    config.study.validate()?;
+    if args.quick {
+        config = config.quick();
+    }
+    let (spec, device) = resolve(args.device.device)?;
+    let data = load(&args.data)?;
+    if !args.quiet {
+        eprintln!(
+            "comparing on {} ({} training, {} test images) on {spec}; results in {}",
+            data.name,
+            data.train.len(),
+            data.test.as_ref().map_or(0, |t| t.len()),
+            args.out.display()
+        );
+    }
+    let mut train_progress = Progress::new(args.quiet);
+    let mut study_progress = StudyProgress {
+        bar: None,
+        quiet: args.quiet,
+    };
+    let outcome = compare(
+        &config,
+        &data,
+        &args.checkpoint,
+        &device,
+        &args.out,
+        &mut train_progress,
+        &mut study_progress,
+    )
+    .with_context(|| format!("the comparison in {} failed", args.out.display()))?;
+    if let Some(bar) = study_progress.bar.take() {
+        bar.finish_and_clear();
+    }
+
+    let budgets = &config.study.budgets;
+    let context = format!(
+        "Data: {} ({} training images, {} test images, {} classes). {} seed(s); label subsets \
+         drawn per seed from the training set less a stratified {:.0}% validation split, which \
+         tunes the linear probe. Pretraining: {} epoch(s) per task. Device: {spec}. Wall time: \
+         {:.0} s.",
+        data.name,
+        data.train.len(),
+        data.test.as_ref().map_or(0, |t| t.len()),
+        data.num_classes(),
+        config.study.seeds,
+        config.study.validation_fraction * 100.0,
+        config.epochs,
+        started.elapsed().as_secs_f64()
+    );
+    let report = markdown::render("pretext compare", &context, budgets, &outcome.summaries);
+    let plot = plots::accuracy_by_budget(budgets, &outcome.summaries, Protocol::Linear);
+    let results = json!({
+        "data": data.name,
+        "config": config,
+        "summaries": outcome.summaries,
+        "cells": outcome.cells,
+    });
+    let write = |name: &str, bytes: &[u8]| {
+        let path = args.out.join(name);
+        write_atomic(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("report.md", report.as_bytes())?;
+    write(
+        "results.json",
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    write("linear_probe.svg", plot.as_bytes())?;
+    print!("{report}");
+    println!(
+        "\nwrote {}, results.json and linear_probe.svg",
+        args.out.join("report.md").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The Markdown report: one table per protocol, representations by label budget, the best of
+//! each column in bold.
+
+use std::fmt::Write;
+
+use pretext_data::LabelBudget;
+use pretext_train::study::{Protocol, Summary};
+
+/// The report of a study over `budgets`; `context` is a paragraph about the data and settings.
+pub fn render(
+    title: &str,
+    context: &str,
+    budgets: &[LabelBudget],
+    summaries: &[Summary],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {title}\n\n{context}\n");
+    for protocol in [Protocol::Linear, Protocol::Knn] {
+        let _ = writeln!(
+            out,
+            "## {} (test accuracy, mean ± std over seeds; columns are labels per class)\n",
+            protocol.name()
+        );
+        table(&mut out, protocol, budgets, summaries);
+    }
+    let _ = writeln!(
+        out,
+        "## K-means clustering of the test features (Hungarian-matched accuracy; no labels used)\n"
+    );
+    table(&mut out, Protocol::Cluster, &[LabelBudget::All], summaries);
+    let _ = writeln!(out, "## Which representation wins\n");
+    for &budget in budgets {
+        let best = summaries
+            .iter()
+            .filter(|s| s.protocol == Protocol::Linear && s.budget == budget)
+            .max_by(|a, b| a.mean.total_cmp(&b.mean));
+        if let Some(b) = best {
+            let _ = writeln!(
+                out,
+                "- {} labels per class: **{}** (linear probe {:.4})",
+                budget, b.representation, b.mean
+            );
+        }
+    }
+    out
+}
+
+fn representations(summaries: &[Summary]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in summaries {
+        if !names.contains(&s.representation) {
+            names.push(s.representation.clone());
+        }
+    }
+    names
+}
+
+fn table(out: &mut String, protocol: Protocol, budgets: &[LabelBudget], summaries: &[Summary]) {
+    let find = |rep: &str, budget: LabelBudget| {
+        summaries
+            .iter()
+            .find(|s| s.protocol == protocol && s.budget == budget && s.representation == rep)
+    };
+    let best: Vec<f64> = budgets
+        .iter()
+        .map(|&b| {
+            summaries
+                .iter()
+                .filter(|s| s.protocol == protocol && s.budget == b)
+                .map(|s| s.mean)
+                .fold(f64::NEG_INFINITY, f64::max)
+        })
+        .collect();
+    let _ = write!(out, "| representation |");
+    for b in budgets {
+        let _ = write!(
+            out,
+            " {} |",
+            if protocol == Protocol::Cluster {
+                "ACC".into()
+            } else {
+                b.to_string()
+            }
+        );
+    }
+    let _ = write!(out, "\n| --- |");
+    for _ in budgets {
+        let _ = write!(out, " --- |");
+    }
+    out.push('\n');
+    for rep in representations(summaries) {
+        let _ = write!(out, "| {rep} |");
+        for (i, &b) in budgets.iter().enumerate() {
+            match find(&rep, b) {
+                Some(s) => {
+                    let cell = if s.seeds > 1 {
+                        format!("{:.4} ± {:.4}", s.mean, s.std)
+                    } else {
+                        format!("{:.4}", s.mean)
+                    };
+                    if s.mean == best[i] {
+                        let _ = write!(out, " **{cell}** |");
+                    } else {
+                        let _ = write!(out, " {cell} |");
+                    }
+                }
+                None => {
+                    let _ = write!(out, " – |");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}

@@ -1,0 +1,310 @@
+//! The comparison study: with 1, 10, 100 or all labels per class, which representation wins?
+//!
+//! Every representation (raw pixels, PCA features, an encoder with random weights, pretrained
+//! encoders) is evaluated on the same splits and label subsets by the frozen-feature protocols:
+//! the linear probe, the kNN probe and K-means clustering. A validation split carved from the
+//! training set (stratified, never the test set) tunes the linear probe; label budgets are drawn
+//! from the rest of the training set, nested across budgets for each seed. Each result is one
+//! cell, appended to a results file as soon as it exists, so an interrupted study skips the cells
+//! it already has.
+
+mod cells;
+mod features;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use pretext_data::{ImageDataset, ImageSet, LabelBudget, stratified_subset, validation_split};
+
+use crate::error::{Result, TrainError};
+use crate::probes::{KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy};
+
+pub use cells::{Cell, CellKey, CellLog};
+pub use features::{Features, Representation};
+
+/// Settings of the study. Defaults: budgets 1, 10, 100 and all labels per class, 3 seeds,
+/// PCA to 50 components, kNN with k = 20, a 10% validation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StudyConfig {
+    pub budgets: Vec<LabelBudget>,
+    pub seeds: u64,
+    pub pca_components: usize,
+    pub knn_k: usize,
+    pub knn_temperature: f32,
+    pub validation_fraction: f64,
+    /// Adam iterations of the linear probe (per L2 strength).
+    pub linear_iterations: usize,
+    /// Restarts of K-means in the clustering protocol.
+    pub cluster_n_init: usize,
+}
+
+impl Default for StudyConfig {
+    fn default() -> Self {
+        Self {
+            budgets: vec![
+                LabelBudget::PerClass(1),
+                LabelBudget::PerClass(10),
+                LabelBudget::PerClass(100),
+                LabelBudget::All,
+            ],
+            seeds: 3,
+            pca_components: 50,
+            knn_k: 20,
+            knn_temperature: 0.07,
+            validation_fraction: 0.1,
+            linear_iterations: 300,
+            cluster_n_init: 3,
+        }
+    }
+}
+
+impl StudyConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.budgets.is_empty() || self.seeds == 0 {
+            return Err(TrainError::config(
+                "the study needs at least one label budget and one seed",
+            ));
+        }
+        if self.pca_components == 0 || self.knn_k == 0 || self.linear_iterations == 0 {
+            return Err(TrainError::config(
+                "pca_components, knn_k and linear_iterations must be positive",
+            ));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err(TrainError::config(format!(
+                "validation_fraction = {} must lie strictly between 0 and 1",
+                self.validation_fraction
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The evaluation protocols on frozen features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    Linear,
+    Knn,
+    /// K-means on the test features, scored by Hungarian-matched accuracy (needs no labels, so
+    /// its budget is "all" by convention).
+    Cluster,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Linear => "linear probe",
+            Protocol::Knn => "kNN probe",
+            Protocol::Cluster => "K-means ACC",
+        }
+    }
+}
+
+/// Mean and standard deviation over seeds of one (representation, protocol, budget).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub representation: String,
+    pub protocol: Protocol,
+    pub budget: LabelBudget,
+    pub mean: f64,
+    pub std: f64,
+    pub seeds: usize,
+}
+
+/// Reports progress: `done` of `total` cells, the one just finished.
+pub trait StudyObserver {
+    fn cell(&mut self, _done: usize, _total: usize, _cell: &Cell) {}
+    fn note(&mut self, _message: &str) {}
+}
+
+/// Salt of the study's validation split, apart from other seeded choices.
+const VALIDATION_SALT: u64 = 0x7374_7564_795f_7661;
+
+/// Runs every protocol on every representation, budget and seed, skipping cells already in the
+/// log at `cells_path`. Returns every cell.
+pub fn run_study(
+    config: &StudyConfig,
+    data: &ImageDataset,
+    representations: &[Representation],
+    device: &Device,
+    cells_path: &Path,
+    observer: &mut dyn StudyObserver,
+) -> Result<Vec<Cell>> {
+    config.validate()?;
+    let (_, train_labels, test_labels) = check_data(data)?;
+    let classes = data.num_classes();
+    let split = validation_split(
+        data.train.len(),
+        Some(train_labels),
+        classes,
+        config.validation_fraction,
+        VALIDATION_SALT,
+    )?;
+    let pool_labels: Vec<u32> = split.train.iter().map(|&i| train_labels[i]).collect();
+    let val_labels: Vec<u32> = split.val.iter().map(|&i| train_labels[i]).collect();
+
+    // Label subsets per (budget, seed), as indices into the pool.
+    let mut subsets = BTreeMap::new();
+    for seed in 0..config.seeds {
+        for &budget in &config.budgets {
+            let chosen = stratified_subset(&pool_labels, classes, budget, seed)?;
+            subsets.insert((budget, seed), chosen);
+        }
+    }
+
+    let mut log = CellLog::open(cells_path)?;
+    let protocols_per_rep = config.budgets.len() * 2 + 1;
+    let total = representations.len() * protocols_per_rep * config.seeds as usize;
+    let mut done = log.len();
+    let knn = KnnProbe {
+        k: config.knn_k,
+        temperature: config.knn_temperature,
+    };
+    let linear = LinearProbe {
+        max_iterations: config.linear_iterations,
+        ..LinearProbe::default()
+    };
+    for rep in representations {
+        let keys: Vec<CellKey> = (0..config.seeds)
+            .flat_map(|seed| {
+                let mut k: Vec<CellKey> = config
+                    .budgets
+                    .iter()
+                    .flat_map(|&budget| {
+                        [Protocol::Linear, Protocol::Knn]
+                            .map(|protocol| CellKey::new(rep.name(), protocol, budget, seed))
+                    })
+                    .collect();
+                k.push(CellKey::new(
+                    rep.name(),
+                    Protocol::Cluster,
+                    LabelBudget::All,
+                    seed,
+                ));
+                k
+            })
+            .collect();
+        if keys.iter().all(|k| log.contains(k)) {
+            continue;
+        }
+        observer.note(&format!("computing {} features", rep.name()));
+        let f = rep.features(data, &split.train, &split.val, config, device)?;
+        for key in keys {
+            if log.contains(&key) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let value = match key.protocol {
+                Protocol::Cluster => {
+                    cluster_probe(
+                        &f.test,
+                        test_labels,
+                        f.dim,
+                        classes,
+                        config.cluster_n_init,
+                        key.seed,
+                        device,
+                    )?
+                    .accuracy
+                }
+                protocol => {
+                    let chosen = &subsets[&(key.budget, key.seed)];
+                    let x: Vec<f32> = chosen
+                        .iter()
+                        .flat_map(|&i| f.pool[i * f.dim..(i + 1) * f.dim].iter().copied())
+                        .collect();
+                    let y: Vec<u32> = chosen.iter().map(|&i| pool_labels[i]).collect();
+                    if protocol == Protocol::Linear {
+                        linear
+                            .fit(
+                                Labelled {
+                                    features: &x,
+                                    labels: &y,
+                                },
+                                Labelled {
+                                    features: &f.val,
+                                    labels: &val_labels,
+                                },
+                                f.dim,
+                                classes,
+                                device,
+                            )?
+                            .accuracy(
+                                Labelled {
+                                    features: &f.test,
+                                    labels: test_labels,
+                                },
+                                device,
+                            )
+                    } else {
+                        knn_accuracy(&knn, &x, &y, &f.test, test_labels, f.dim, classes, device)
+                    }
+                }
+            };
+            let cell = Cell {
+                key,
+                value,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            log.append(&cell)?;
+            done += 1;
+            observer.cell(done, total, &cell);
+        }
+    }
+    Ok(log.into_cells())
+}
+
+/// The test split and both splits' labels, which the study needs.
+pub fn check_data(data: &ImageDataset) -> Result<(&ImageSet, &[u32], &[u32])> {
+    let test = data.test.as_ref().ok_or_else(|| {
+        TrainError::config(format!(
+            "{} has no test split; the study reports test accuracy",
+            data.name
+        ))
+    })?;
+    match (&data.train.labels, &test.labels) {
+        (Some(train), Some(test_labels)) if data.num_classes() >= 2 => {
+            Ok((test, train, test_labels))
+        }
+        _ => Err(TrainError::config(format!(
+            "{} is not labelled with at least two classes; the study needs labels to evaluate",
+            data.name
+        ))),
+    }
+}
+
+/// Mean ± standard deviation (sample, over seeds) of every (representation, protocol, budget).
+pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
+    let mut groups: BTreeMap<(String, Protocol, LabelBudget), Vec<f64>> = BTreeMap::new();
+    for c in cells {
+        groups
+            .entry((c.key.representation.clone(), c.key.protocol, c.key.budget))
+            .or_default()
+            .push(c.value);
+    }
+    groups
+        .into_iter()
+        .map(|((representation, protocol, budget), v)| {
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let var = if v.len() > 1 {
+                v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)
+            } else {
+                0.0
+            };
+            Summary {
+                representation,
+                protocol,
+                budget,
+                mean,
+                std: var.sqrt(),
+                seeds: v.len(),
+            }
+        })
+        .collect()
+}

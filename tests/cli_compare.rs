@@ -1,0 +1,161 @@
+//! End to end: `pretext compare` on a small IDX data set: the report, the results, resuming an
+//! interrupted study, and bad requests.
+
+mod common;
+
+use std::path::Path;
+
+use common::{idx, pretext};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+/// `n` labelled 16x16 images of three classes (a bar, a triangle, a checkerboard) with noise.
+fn images(n: u32, salt: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let class = i % 3;
+        for y in 0..16u32 {
+            for x in 0..16u32 {
+                let on = match class {
+                    0 => (4..12).contains(&y) && (6..10).contains(&x),
+                    1 => y > x,
+                    _ => (x + y) % 4 < 2,
+                };
+                let noise = ((i * 7 + salt + y * 13 + x * 31) % 50) as u8;
+                pixels.push(if on { 190 + noise } else { noise });
+            }
+        }
+        labels.push(class as u8);
+    }
+    (pixels, labels)
+}
+
+fn data_dir(dir: &Path) {
+    let (train, train_labels) = images(90, 0);
+    let (test, test_labels) = images(30, 17);
+    let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+    write("train-images-idx3-ubyte", idx(&[90, 16, 16], &train));
+    write("train-labels-idx1-ubyte", idx(&[90], &train_labels));
+    write("t10k-images-idx3-ubyte", idx(&[30, 16, 16], &test));
+    write("t10k-labels-idx1-ubyte", idx(&[30], &test_labels));
+}
+
+const CONFIG: &str = r#"
+tasks = ["autoencoder"]
+epochs = 1
+batch_size = 8
+
+[study]
+budgets = ["1", "5", "all"]
+seeds = 2
+linear_iterations = 30
+"#;
+
+#[test]
+fn the_study_writes_its_report_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let config = dir.path().join("compare.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let out = dir.path().join("study");
+    let run = || {
+        pretext()
+            .args(["compare", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .assert()
+    };
+    run()
+        .success()
+        .stdout(contains("## linear probe"))
+        .stdout(contains("## Which representation wins"));
+    for file in [
+        "report.md",
+        "results.json",
+        "linear_probe.svg",
+        "cells.jsonl",
+    ] {
+        assert!(out.join(file).exists(), "{file} is missing");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for rep in ["pixels", "pca", "random cnn", "autoencoder"] {
+        assert!(
+            report.contains(&format!("| {rep} |")),
+            "{rep} missing from\n{report}"
+        );
+    }
+    // 4 representations x 2 seeds x (3 budgets x 2 probes + clustering).
+    let cells = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
+    assert_eq!(cells.lines().count(), 4 * 2 * 7);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let summaries = results["summaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 4 * 7);
+    for s in summaries {
+        let mean = s["mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&mean), "{s}");
+    }
+    // Separable shapes: pixels with all labels are classified well above chance.
+    let pixels_all = summaries
+        .iter()
+        .find(|s| {
+            s["representation"] == "pixels" && s["protocol"] == "linear" && s["budget"] == "all"
+        })
+        .unwrap();
+    assert!(pixels_all["mean"].as_f64().unwrap() > 0.8, "{pixels_all}");
+    let svg = std::fs::read_to_string(out.join("linear_probe.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+
+    // An interruption that lost the last cells: the rerun computes only those.
+    let kept: Vec<&str> = cells.lines().take(40).collect();
+    std::fs::write(out.join("cells.jsonl"), kept.join("\n") + "\n").unwrap();
+    run().success();
+    let again = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
+    assert_eq!(again.lines().count(), 56);
+    assert!(again.starts_with(&kept.join("\n")));
+}
+
+#[test]
+fn bad_comparison_requests_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    // No test split.
+    let no_test = dir.path().join("no-test");
+    std::fs::create_dir(&no_test).unwrap();
+    for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"] {
+        std::fs::copy(dir.path().join(f), no_test.join(f)).unwrap();
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[study]\nseeds = 0\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--data".into(), no_test.display().to_string()],
+            "has no test split",
+        ),
+        (
+            vec!["--config".into(), bad.display().to_string()],
+            "at least one label budget and one seed",
+        ),
+        (
+            vec!["--checkpoint".into(), "no/such/run".into()],
+            "no/such/run",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut cmd = pretext();
+        cmd.args(["compare", "--quick", "--quiet", "--out"])
+            .arg(dir.path().join("out"));
+        if !args.contains(&"--data".to_string()) {
+            cmd.arg("--data").arg(dir.path());
+        }
+        cmd.args(&args)
+            .assert()
+            .code(1)
+            .stderr(contains(needle))
+            .stderr(contains("panicked").not());
+    }
+}
