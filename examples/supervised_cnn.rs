@@ -82,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         accumulation: 1,
         grad_clip: None,
         checkpoint_every_steps: None,
+        encoder_lr_scale: 1.0,
     };
     let model = train_loop(
         model,

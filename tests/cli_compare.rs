@@ -50,6 +50,7 @@ batch_size = 8
 budgets = ["1", "5", "all"]
 seeds = 2
 linear_iterations = 30
+train_steps = 20
 "#;
 
 #[test]
@@ -72,6 +73,8 @@ fn the_study_writes_its_report_and_resumes() {
     run()
         .success()
         .stdout(contains("## linear probe"))
+        .stdout(contains("## fine-tuning"))
+        .stdout(contains("## supervised from scratch"))
         .stdout(contains("## Which representation wins"));
     for file in [
         "report.md",
@@ -82,19 +85,27 @@ fn the_study_writes_its_report_and_resumes() {
         assert!(out.join(file).exists(), "{file} is missing");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for rep in ["pixels", "pca", "random cnn", "autoencoder"] {
+    for rep in [
+        "pixels",
+        "pca",
+        "random cnn",
+        "autoencoder",
+        "supervised cnn",
+    ] {
         assert!(
             report.contains(&format!("| {rep} |")),
             "{rep} missing from\n{report}"
         );
     }
-    // 4 representations x 2 seeds x (3 budgets x 2 probes + clustering).
+    // Per seed: 3 budgets x 2 probes + clustering for each of 4 representations, fine-tuning
+    // of the pretrained one on 3 budgets, and the supervised baseline on 3 budgets.
+    let per_seed = 4 * 7 + 3 + 3;
     let cells = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
-    assert_eq!(cells.lines().count(), 4 * 2 * 7);
+    assert_eq!(cells.lines().count(), 2 * per_seed);
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let summaries = results["summaries"].as_array().unwrap();
-    assert_eq!(summaries.len(), 4 * 7);
+    assert_eq!(summaries.len(), per_seed);
     for s in summaries {
         let mean = s["mean"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&mean), "{s}");
@@ -115,7 +126,7 @@ fn the_study_writes_its_report_and_resumes() {
     std::fs::write(out.join("cells.jsonl"), kept.join("\n") + "\n").unwrap();
     run().success();
     let again = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
-    assert_eq!(again.lines().count(), 56);
+    assert_eq!(again.lines().count(), 2 * per_seed);
     assert!(again.starts_with(&kept.join("\n")));
 }
 

@@ -59,6 +59,7 @@ impl CompareConfig {
         self.study.seeds = 1;
         self.study.linear_iterations = 100;
         self.study.cluster_n_init = 1;
+        self.study.train_steps = 100;
         self.epochs = 1;
         self
     }
@@ -97,6 +98,7 @@ pub fn compare(
     representations.push(Representation::Encoder {
         name: "random cnn".into(),
         encoder: Box::new(encoder.valid()),
+        pretrained: false,
     });
     for dir in pretrained {
         let (encoder, description) = load_encoder(dir, device)?;
@@ -111,6 +113,7 @@ pub fn compare(
         representations.push(Representation::Encoder {
             name: format!("{} ({})", description.task, dir.display()),
             encoder: Box::new(encoder),
+            pretrained: true,
         });
     }
     for &task in &config.tasks {
@@ -131,6 +134,7 @@ pub fn compare(
         representations.push(Representation::Encoder {
             name: task.name().to_string(),
             encoder: Box::new(encoder),
+            pretrained: true,
         });
     }
     let cells = run_study(

@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
+use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor};
@@ -31,6 +33,9 @@ pub struct LoopSettings {
     pub accumulation: usize,
     pub grad_clip: Option<f32>,
     pub checkpoint_every_steps: Option<u64>,
+    /// The encoder's learning rate as a fraction of the rest's (fine-tuning trains a pretrained
+    /// encoder more gently than its new head); 1 trains all alike.
+    pub encoder_lr_scale: f64,
 }
 
 impl From<&PretrainConfig> for LoopSettings {
@@ -42,8 +47,35 @@ impl From<&PretrainConfig> for LoopSettings {
             accumulation: c.accumulation,
             grad_clip: c.grad_clip,
             checkpoint_every_steps: c.checkpoint.every_steps,
+            encoder_lr_scale: 1.0,
         }
     }
+}
+
+/// A constant rate: the loop computes the schedule itself and hands Burn the rate per group.
+#[derive(Clone)]
+struct Rate(f64);
+
+impl LrScheduler for Rate {
+    fn step(&mut self) -> f64 {
+        self.0
+    }
+
+    fn to_record(&self) -> LrSchedulerRecord {
+        LrSchedulerRecord::new()
+    }
+
+    fn load_record(&mut self, _record: LrSchedulerRecord) {}
+}
+
+/// The learning rate of every parameter: `lr`, or `lr * scale` for the encoder's when a group
+/// is given.
+fn rates(lr: f64, encoder: Option<&(ParamGroup, f64)>) -> ModuleLearningRate {
+    let mut scheduler = ModuleLrScheduler::new(Rate(lr));
+    if let Some((group, scale)) = encoder {
+        scheduler = scheduler.with_group(group.clone(), Rate(lr * scale));
+    }
+    scheduler.step()
 }
 
 /// Where a loop keeps its checkpoints and metrics, when it keeps them.
@@ -114,6 +146,12 @@ pub fn train_loop(
         settings.epochs,
     );
     let mut optimizer = build_optimizer(&settings.optimizer, settings.grad_clip);
+    let encoder_group = (settings.encoder_lr_scale != 1.0).then(|| {
+        (
+            ParamGroup::ids_from_module(model.encoder()),
+            settings.encoder_lr_scale,
+        )
+    });
     let digest = persistence
         .as_ref()
         .map(|p| p.config_digest.clone())
@@ -227,7 +265,11 @@ pub fn train_loop(
             let last = b + 1 == batches;
             if pending == accumulation || last {
                 let lr = schedule.lr(state.step);
-                model = optimizer.step(lr, model, accumulator.grads());
+                model = optimizer.step(
+                    rates(lr, encoder_group.as_ref()),
+                    model,
+                    accumulator.grads(),
+                );
                 pending = 0;
                 state.step += 1;
                 state.batch = b + 1;

@@ -15,7 +15,15 @@ pub fn render(
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {title}\n\n{context}\n");
-    for protocol in [Protocol::Linear, Protocol::Knn] {
+    for protocol in [
+        Protocol::Linear,
+        Protocol::Knn,
+        Protocol::Finetune,
+        Protocol::Supervised,
+    ] {
+        if !summaries.iter().any(|s| s.protocol == protocol) {
+            continue;
+        }
         let _ = writeln!(
             out,
             "## {} (test accuracy, mean ± std over seeds; columns are labels per class)\n",
@@ -30,17 +38,30 @@ pub fn render(
     table(&mut out, Protocol::Cluster, &[LabelBudget::All], summaries);
     let _ = writeln!(out, "## Which representation wins\n");
     for &budget in budgets {
-        let best = summaries
-            .iter()
-            .filter(|s| s.protocol == Protocol::Linear && s.budget == budget)
-            .max_by(|a, b| a.mean.total_cmp(&b.mean));
-        if let Some(b) = best {
-            let _ = writeln!(
-                out,
-                "- {} labels per class: **{}** (linear probe {:.4})",
-                budget, b.representation, b.mean
+        let best = |protocols: &[Protocol]| {
+            summaries
+                .iter()
+                .filter(|s| protocols.contains(&s.protocol) && s.budget == budget)
+                .max_by(|a, b| a.mean.total_cmp(&b.mean))
+        };
+        let mut line = format!("- {budget} labels per class:");
+        if let Some(b) = best(&[Protocol::Linear]) {
+            let _ = write!(
+                line,
+                " frozen features: **{}** (linear probe {:.4})",
+                b.representation, b.mean
             );
         }
+        if let Some(b) = best(&[Protocol::Finetune, Protocol::Supervised]) {
+            let _ = write!(
+                line,
+                "; trained end to end: **{}** ({} {:.4})",
+                b.representation,
+                b.protocol.name(),
+                b.mean
+            );
+        }
+        let _ = writeln!(out, "{line}");
     }
     out
 }

@@ -15,8 +15,12 @@ pub enum Representation {
     Pixels,
     /// PCA fitted on the training pool's images (no labels), `StudyConfig::pca_components`.
     Pca,
-    /// An encoder (random weights, pretrained or trained with labels), named for the report.
-    Encoder { name: String, encoder: Box<Encoder> },
+    /// An encoder, named for the report; `pretrained` ones are also fine-tuned.
+    Encoder {
+        name: String,
+        encoder: Box<Encoder>,
+        pretrained: bool,
+    },
 }
 
 /// Row-major features of the training pool, the validation split and the test split.
@@ -28,6 +32,16 @@ pub struct Features {
 }
 
 impl Representation {
+    pub fn is_pretrained(&self) -> bool {
+        matches!(
+            self,
+            Representation::Encoder {
+                pretrained: true,
+                ..
+            }
+        )
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Representation::Pixels => "pixels",

@@ -10,6 +10,7 @@
 
 mod cells;
 mod features;
+mod training;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,11 +20,15 @@ use serde::{Deserialize, Serialize};
 
 use pretext_data::{ImageDataset, ImageSet, LabelBudget, stratified_subset, validation_split};
 
+use pretext_models::encoders::{EncoderConfig, EncoderKind};
+
 use crate::error::{Result, TrainError};
+use crate::model::seeded;
 use crate::probes::{KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy};
 
 pub use cells::{Cell, CellKey, CellLog};
 pub use features::{Features, Representation};
+use training::{Start, train_and_test};
 
 /// Settings of the study. Defaults: budgets 1, 10, 100 and all labels per class, 3 seeds,
 /// PCA to 50 components, kNN with k = 20, a 10% validation split.
@@ -40,6 +45,16 @@ pub struct StudyConfig {
     pub linear_iterations: usize,
     /// Restarts of K-means in the clustering protocol.
     pub cluster_n_init: usize,
+    /// Fine-tune each pretrained encoder with a linear head on the labelled subset.
+    pub finetune: bool,
+    /// Train the same encoder from scratch on the labelled subset (the supervised baseline).
+    pub supervised: bool,
+    /// Optimizer steps of each fine-tuning or supervised run (in whole epochs of the subset).
+    pub train_steps: usize,
+    pub train_lr: f64,
+    pub train_batch_size: usize,
+    /// The pretrained encoder's learning rate as a fraction of the head's when fine-tuning.
+    pub finetune_encoder_lr_scale: f64,
 }
 
 impl Default for StudyConfig {
@@ -58,6 +73,12 @@ impl Default for StudyConfig {
             validation_fraction: 0.1,
             linear_iterations: 300,
             cluster_n_init: 3,
+            finetune: true,
+            supervised: true,
+            train_steps: 300,
+            train_lr: 1e-3,
+            train_batch_size: 128,
+            finetune_encoder_lr_scale: 0.1,
         }
     }
 }
@@ -69,9 +90,20 @@ impl StudyConfig {
                 "the study needs at least one label budget and one seed",
             ));
         }
-        if self.pca_components == 0 || self.knn_k == 0 || self.linear_iterations == 0 {
+        if self.pca_components == 0
+            || self.knn_k == 0
+            || self.linear_iterations == 0
+            || self.train_steps == 0
+            || self.train_batch_size == 0
+        {
             return Err(TrainError::config(
-                "pca_components, knn_k and linear_iterations must be positive",
+                "pca_components, knn_k, linear_iterations, train_steps and train_batch_size \
+                 must be positive",
+            ));
+        }
+        if !(self.train_lr > 0.0 && self.finetune_encoder_lr_scale > 0.0) {
+            return Err(TrainError::config(
+                "train_lr and finetune_encoder_lr_scale must be positive",
             ));
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
@@ -93,6 +125,10 @@ pub enum Protocol {
     /// K-means on the test features, scored by Hungarian-matched accuracy (needs no labels, so
     /// its budget is "all" by convention).
     Cluster,
+    /// The pretrained encoder and a linear head, all trained on the labelled subset.
+    Finetune,
+    /// The same encoder trained from scratch on the labelled subset.
+    Supervised,
 }
 
 impl Protocol {
@@ -101,6 +137,8 @@ impl Protocol {
             Protocol::Linear => "linear probe",
             Protocol::Knn => "kNN probe",
             Protocol::Cluster => "K-means ACC",
+            Protocol::Finetune => "fine-tuning",
+            Protocol::Supervised => "supervised from scratch",
         }
     }
 }
@@ -158,8 +196,43 @@ pub fn run_study(
     }
 
     let mut log = CellLog::open(cells_path)?;
-    let protocols_per_rep = config.budgets.len() * 2 + 1;
-    let total = representations.len() * protocols_per_rep * config.seeds as usize;
+    let keys_of = |rep: &Representation| -> Vec<CellKey> {
+        let mut keys = Vec::new();
+        for seed in 0..config.seeds {
+            for &budget in &config.budgets {
+                for protocol in [Protocol::Linear, Protocol::Knn] {
+                    keys.push(CellKey::new(rep.name(), protocol, budget, seed));
+                }
+                if config.finetune && rep.is_pretrained() {
+                    keys.push(CellKey::new(rep.name(), Protocol::Finetune, budget, seed));
+                }
+            }
+            keys.push(CellKey::new(
+                rep.name(),
+                Protocol::Cluster,
+                LabelBudget::All,
+                seed,
+            ));
+        }
+        keys
+    };
+    let supervised = SupervisedBaseline::new(data);
+    let supervised_keys: Vec<CellKey> = if config.supervised {
+        (0..config.seeds)
+            .flat_map(|seed| {
+                config.budgets.iter().map(move |&budget| {
+                    CellKey::new(SupervisedBaseline::NAME, Protocol::Supervised, budget, seed)
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let total = representations
+        .iter()
+        .map(|r| keys_of(r).len())
+        .sum::<usize>()
+        + supervised_keys.len();
     let mut done = log.len();
     let knn = KnnProbe {
         k: config.knn_k,
@@ -169,26 +242,15 @@ pub fn run_study(
         max_iterations: config.linear_iterations,
         ..LinearProbe::default()
     };
+    // Training-set indices of a (budget, seed) subset.
+    let labelled = |budget: LabelBudget, seed: u64| -> Vec<usize> {
+        subsets[&(budget, seed)]
+            .iter()
+            .map(|&i| split.train[i])
+            .collect()
+    };
     for rep in representations {
-        let keys: Vec<CellKey> = (0..config.seeds)
-            .flat_map(|seed| {
-                let mut k: Vec<CellKey> = config
-                    .budgets
-                    .iter()
-                    .flat_map(|&budget| {
-                        [Protocol::Linear, Protocol::Knn]
-                            .map(|protocol| CellKey::new(rep.name(), protocol, budget, seed))
-                    })
-                    .collect();
-                k.push(CellKey::new(
-                    rep.name(),
-                    Protocol::Cluster,
-                    LabelBudget::All,
-                    seed,
-                ));
-                k
-            })
-            .collect();
+        let keys = keys_of(rep);
         if keys.iter().all(|k| log.contains(k)) {
             continue;
         }
@@ -211,6 +273,24 @@ pub fn run_study(
                         device,
                     )?
                     .accuracy
+                }
+                Protocol::Finetune | Protocol::Supervised => {
+                    let Representation::Encoder { encoder, .. } = rep else {
+                        continue;
+                    };
+                    let start = Start {
+                        encoder,
+                        embedding_dim: f.dim,
+                        encoder_lr_scale: config.finetune_encoder_lr_scale,
+                    };
+                    train_and_test(
+                        start,
+                        data,
+                        labelled(key.budget, key.seed),
+                        config,
+                        key.seed,
+                        device,
+                    )?
                 }
                 protocol => {
                     let chosen = &subsets[&(key.budget, key.seed)];
@@ -256,7 +336,51 @@ pub fn run_study(
             observer.cell(done, total, &cell);
         }
     }
+    for key in supervised_keys {
+        if log.contains(&key) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let encoder = seeded(key.seed, device, || Ok(supervised.encoder.init(device)?))?;
+        let start = Start {
+            encoder: &encoder,
+            embedding_dim: supervised.encoder.embedding_dim(),
+            encoder_lr_scale: 1.0,
+        };
+        let value = train_and_test(
+            start,
+            data,
+            labelled(key.budget, key.seed),
+            config,
+            key.seed,
+            device,
+        )?;
+        let cell = Cell {
+            key,
+            value,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        log.append(&cell)?;
+        done += 1;
+        observer.cell(done, total, &cell);
+    }
     Ok(log.into_cells())
+}
+
+/// The supervised baseline: the reference CNN with random weights, trained on labels only.
+struct SupervisedBaseline {
+    encoder: EncoderConfig,
+}
+
+impl SupervisedBaseline {
+    const NAME: &'static str = "supervised cnn";
+
+    fn new(data: &ImageDataset) -> Self {
+        let s = data.train.shape;
+        Self {
+            encoder: EncoderConfig::for_images(EncoderKind::Cnn, s.channels, s.height, s.width),
+        }
+    }
 }
 
 /// The test split and both splits' labels, which the study needs.

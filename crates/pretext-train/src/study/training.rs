@@ -1,0 +1,124 @@
+//! The protocols that train: fine-tuning a pretrained encoder with a new linear head, and the
+//! same architecture trained from scratch on only the labelled subset. Both run through the
+//! training loop that pretraining uses.
+
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use pretext_data::tasks::{AnyTask, SupervisedTask};
+use pretext_data::{BatchLoader, ImageDataset, LoaderConfig};
+use pretext_models::Encoder;
+use pretext_models::tasks::{ClassifierModel, TaskModel};
+
+use super::StudyConfig;
+use crate::config::OptimizerConfig;
+use crate::error::{Result, TrainError};
+use crate::model::seeded;
+use crate::observer::Silent;
+use crate::schedule::ScheduleConfig;
+use crate::trainer::{LoopSettings, train_loop};
+
+/// The encoder a training protocol starts from.
+pub struct Start<'a> {
+    pub encoder: &'a Encoder,
+    pub embedding_dim: usize,
+    /// Below 1 fine-tunes the encoder gently; 1 trains it like the head (from scratch).
+    pub encoder_lr_scale: f64,
+}
+
+/// Trains the encoder of `start` with a new linear head on the training images at `labelled`
+/// and returns the test accuracy.
+pub fn train_and_test(
+    start: Start<'_>,
+    data: &ImageDataset,
+    labelled: Vec<usize>,
+    config: &StudyConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<f64> {
+    let Start {
+        encoder,
+        embedding_dim,
+        encoder_lr_scale,
+    } = start;
+    let test = data
+        .test
+        .as_ref()
+        .ok_or_else(|| TrainError::config("the study needs a test split"))?;
+    let classes = data.num_classes();
+    let shape = data.train.shape;
+    let norm = data.normalization();
+    let train_device = device.clone().autodiff();
+    let n = labelled.len();
+    let batch_size = config.train_batch_size.min(n).max(1);
+    let loader = BatchLoader::new(
+        AnyTask::Supervised(SupervisedTask::new(shape)),
+        Arc::new(data.train.clone()),
+        Some(labelled),
+        norm.clone(),
+        LoaderConfig {
+            batch_size,
+            drop_last: false,
+            ..LoaderConfig::default()
+        },
+        seed,
+    )?;
+    // A fixed number of optimizer steps, whatever the subset's size, in whole epochs.
+    let batches = loader.batches_per_epoch().max(1);
+    let epochs = config.train_steps.div_ceil(batches).clamp(1, 1000) as u64;
+    let model = seeded(seed, &train_device, || {
+        Ok(TaskModel::Classifier(ClassifierModel::new(
+            encoder.clone().fork(&train_device).train(),
+            embedding_dim,
+            classes,
+            &train_device,
+        )))
+    })?;
+    let settings = LoopSettings {
+        epochs,
+        optimizer: OptimizerConfig {
+            lr: config.train_lr,
+            weight_decay: 1e-4,
+            ..OptimizerConfig::default()
+        },
+        schedule: ScheduleConfig {
+            warmup_epochs: 0.0,
+            final_fraction: 0.0,
+        },
+        accumulation: 1,
+        grad_clip: None,
+        checkpoint_every_steps: None,
+        encoder_lr_scale,
+    };
+    let model = train_loop(
+        model,
+        &loader,
+        &settings,
+        &train_device,
+        None,
+        &mut |_, _| Ok(None),
+        &mut Silent,
+    )?;
+    let TaskModel::Classifier(classifier) = model.valid() else {
+        return Err(TrainError::config("fine-tuning builds a classifier"));
+    };
+    let labels = test.labels.as_deref().unwrap_or_default();
+    let indices: Vec<usize> = (0..test.len()).collect();
+    let mut correct = 0;
+    for chunk in indices.chunks(512) {
+        let predicted = classifier
+            .forward(test.images_tensor(chunk, &norm, device))
+            .argmax(1)
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .unwrap_or_default();
+        correct += chunk
+            .iter()
+            .zip(&predicted)
+            .filter(|(i, p)| labels[**i] as i64 == **p)
+            .count();
+    }
+    Ok(correct as f64 / test.len().max(1) as f64)
+}
