@@ -1,9 +1,11 @@
-//! Every file in configs/ is a valid pretraining config whose model builds for the embedded data.
+//! Every file in configs/ is valid: each task's pretraining config builds its model for the
+//! embedded data, and compare.toml is the study's defaults spelled out.
 
 use burn::tensor::Device;
 use pretext_data::DataSource;
 use pretext_data::tasks::AnyTask;
 use pretext_train::PretrainConfig;
+use pretext_train::compare::CompareConfig;
 use pretext_train::model::build_model;
 
 #[test]
@@ -18,6 +20,17 @@ fn every_shipped_config_builds_its_model_for_the_embedded_data() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
+        if path.file_stem().is_some_and(|n| n == "compare") {
+            let compare = CompareConfig::from_toml(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            compare.study.validate().unwrap();
+            assert_eq!(
+                compare,
+                CompareConfig::default(),
+                "compare.toml spells out the defaults"
+            );
+            continue;
+        }
         let config =
             PretrainConfig::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         config.validate().unwrap();
