@@ -199,17 +199,33 @@ fn a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one() {
     let data = dataset(48);
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    for kind in [TaskKind::Rotation, TaskKind::Simclr] {
-        let c = config(kind, 2);
+    // Rotation with gradient accumulation and clipping; SimCLR with SGD and Nesterov momentum.
+    let mut rotation = config(TaskKind::Rotation, 2);
+    rotation.accumulation = 2;
+    rotation.grad_clip = Some(1.0);
+    let mut simclr = config(TaskKind::Simclr, 2);
+    simclr.optimizer.kind = pretext_train::config::OptimizerKind::Sgd;
+    simclr.optimizer.lr = 0.05;
+    simclr.optimizer.nesterov = true;
+    // 42 training images (48 less the kNN validation split) make 5 batches of 8 per epoch. With
+    // accumulation over 2 batches that is 3 steps per epoch: crash at step 5, after the
+    // checkpoint at step 4 (mid-epoch 2). Without, 5 steps: crash at step 7, after the one at 6.
+    for (c, crash_at) in [(rotation, 5), (simclr, 7)] {
+        let kind = c.task.kind();
         let whole = dir.path().join(format!("{kind}-whole"));
         let outcome = quiet(&c, &data, &whole, RunMode::New).unwrap();
         assert!(outcome.knn_accuracy.is_some());
 
-        // 42 training images (48 less the kNN validation split) make 5 batches of 8 per epoch:
-        // crash mid-epoch 2, after the checkpoint at step 6 and before the one at step 8.
         let broken = dir.path().join(format!("{kind}-broken"));
         let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            pretrain(&c, &data, &device, &broken, RunMode::New, &mut CrashAt(7))
+            pretrain(
+                &c,
+                &data,
+                &device,
+                &broken,
+                RunMode::New,
+                &mut CrashAt(crash_at),
+            )
         }));
         assert!(crashed.is_err());
         assert!(!broken.join("encoder.safetensors").exists());
