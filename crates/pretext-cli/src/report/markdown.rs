@@ -109,7 +109,12 @@ fn table(out: &mut String, protocol: Protocol, budgets: &[LabelBudget], summarie
         let _ = write!(out, " --- |");
     }
     out.push('\n');
-    for rep in representations(summaries) {
+    let measured: Vec<Summary> = summaries
+        .iter()
+        .filter(|s| s.protocol == protocol)
+        .cloned()
+        .collect();
+    for rep in representations(&measured) {
         let _ = write!(out, "| {rep} |");
         for (i, &b) in budgets.iter().enumerate() {
             match find(&rep, b) {
