@@ -75,6 +75,7 @@ fn the_study_writes_its_report_and_resumes() {
         .stdout(contains("## linear probe"))
         .stdout(contains("## fine-tuning"))
         .stdout(contains("## supervised from scratch"))
+        .stdout(contains("| representation | ACC | NMI | ARI |"))
         .stdout(contains("## Which representation wins"));
     for file in [
         "report.md",
@@ -97,9 +98,9 @@ fn the_study_writes_its_report_and_resumes() {
             "{rep} missing from\n{report}"
         );
     }
-    // Per seed: 3 budgets x 2 probes + clustering for each of 4 representations, fine-tuning
-    // of the pretrained one on 3 budgets, and the supervised baseline on 3 budgets.
-    let per_seed = 4 * 7 + 3 + 3;
+    // Per seed: 3 budgets x 2 probes + 3 clustering scores for each of 4 representations,
+    // fine-tuning of the pretrained one on 3 budgets, and the supervised baseline on 3 budgets.
+    let per_seed = 4 * 9 + 3 + 3;
     let cells = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
     assert_eq!(cells.lines().count(), 2 * per_seed);
     let results: serde_json::Value =
@@ -122,7 +123,7 @@ fn the_study_writes_its_report_and_resumes() {
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
 
     // An interruption that lost the last cells: the rerun computes only those.
-    let kept: Vec<&str> = cells.lines().take(40).collect();
+    let kept: Vec<&str> = cells.lines().take(45).collect();
     std::fs::write(out.join("cells.jsonl"), kept.join("\n") + "\n").unwrap();
     run().success();
     let again = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();

@@ -135,4 +135,17 @@ mod tests {
         );
         assert_eq!(acc, 1.0);
     }
+
+    #[test]
+    fn queries_identical_to_the_bank_are_recognised() {
+        let device = Device::flex();
+        let bank: Vec<f32> = (0..40).map(|i| ((i * 7919) % 97) as f32 - 48.0).collect();
+        let labels: Vec<u32> = (0..10).map(|i| i % 4).collect();
+        let probe = KnnProbe {
+            k: 1,
+            temperature: 0.07,
+        };
+        let acc = knn_accuracy(&probe, &bank, &labels, &bank, &labels, 4, 4, &device);
+        assert_eq!(acc, 1.0);
+    }
 }

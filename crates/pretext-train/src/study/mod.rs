@@ -125,6 +125,10 @@ pub enum Protocol {
     /// K-means on the test features, scored by Hungarian-matched accuracy (needs no labels, so
     /// its budget is "all" by convention).
     Cluster,
+    /// The same clustering scored by normalised mutual information.
+    ClusterNmi,
+    /// The same clustering scored by the adjusted Rand index.
+    ClusterAri,
     /// The pretrained encoder and a linear head, all trained on the labelled subset.
     Finetune,
     /// The same encoder trained from scratch on the labelled subset.
@@ -137,6 +141,8 @@ impl Protocol {
             Protocol::Linear => "linear probe",
             Protocol::Knn => "kNN probe",
             Protocol::Cluster => "K-means ACC",
+            Protocol::ClusterNmi => "K-means NMI",
+            Protocol::ClusterAri => "K-means ARI",
             Protocol::Finetune => "fine-tuning",
             Protocol::Supervised => "supervised from scratch",
         }
@@ -207,12 +213,13 @@ pub fn run_study(
                     keys.push(CellKey::new(rep.name(), Protocol::Finetune, budget, seed));
                 }
             }
-            keys.push(CellKey::new(
-                rep.name(),
+            for protocol in [
                 Protocol::Cluster,
-                LabelBudget::All,
-                seed,
-            ));
+                Protocol::ClusterNmi,
+                Protocol::ClusterAri,
+            ] {
+                keys.push(CellKey::new(rep.name(), protocol, LabelBudget::All, seed));
+            }
         }
         keys
     };
@@ -256,23 +263,36 @@ pub fn run_study(
         }
         observer.note(&format!("computing {} features", rep.name()));
         let f = rep.features(data, &split.train, &split.val, config, device)?;
+        // One K-means run per seed gives all three clustering scores.
+        let mut clusterings = BTreeMap::new();
         for key in keys {
             if log.contains(&key) {
                 continue;
             }
             let started = std::time::Instant::now();
             let value = match key.protocol {
-                Protocol::Cluster => {
-                    cluster_probe(
-                        &f.test,
-                        test_labels,
-                        f.dim,
-                        classes,
-                        config.cluster_n_init,
-                        key.seed,
-                        device,
-                    )?
-                    .accuracy
+                Protocol::Cluster | Protocol::ClusterNmi | Protocol::ClusterAri => {
+                    let scores = match clusterings.get(&key.seed) {
+                        Some(&s) => s,
+                        None => {
+                            let s = cluster_probe(
+                                &f.test,
+                                test_labels,
+                                f.dim,
+                                classes,
+                                config.cluster_n_init,
+                                key.seed,
+                                device,
+                            )?;
+                            clusterings.insert(key.seed, s);
+                            s
+                        }
+                    };
+                    match key.protocol {
+                        Protocol::ClusterNmi => scores.nmi,
+                        Protocol::ClusterAri => scores.ari,
+                        _ => scores.accuracy,
+                    }
                 }
                 Protocol::Finetune | Protocol::Supervised => {
                     let Representation::Encoder { encoder, .. } = rep else {
