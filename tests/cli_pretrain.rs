@@ -81,6 +81,35 @@ fn pretraining_writes_a_complete_run_and_resumes() {
         "{saved}"
     );
 
+    // The exported encoder embeds a split for other tools.
+    let emb = dir.path().join("emb.npy");
+    pretext()
+        .args(["embed", "--split", "train", "--data"])
+        .arg(dir.path())
+        .arg("--checkpoint")
+        .arg(&out)
+        .arg("--out")
+        .arg(&emb)
+        .assert()
+        .success()
+        .stdout(contains("40 x 128"));
+    // 40 rows of 128 float32 after the .npy header; 40 u32 labels.
+    let header = |b: &[u8]| 10 + u16::from_le_bytes([b[8], b[9]]) as usize;
+    let bytes = std::fs::read(&emb).unwrap();
+    assert_eq!(bytes.len() - header(&bytes), 40 * 128 * 4);
+    let labels = std::fs::read(dir.path().join("emb-labels.npy")).unwrap();
+    assert_eq!(labels.len() - header(&labels), 40 * 4);
+    pretext()
+        .args(["embed", "--data"])
+        .arg(dir.path())
+        .arg("--checkpoint")
+        .arg(&out)
+        .arg("--out")
+        .arg(&emb)
+        .assert()
+        .code(1)
+        .stderr(contains("has no test split"));
+
     // The same directory again: refused, without touching the run.
     pretrain(dir.path(), &out, &["--task", "rotation"])
         .code(1)

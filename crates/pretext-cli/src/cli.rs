@@ -34,6 +34,9 @@ pub enum Command {
     /// random encoder, each pretext task's encoder) by linear probe, kNN probe and K-means
     /// clustering with 1, 10, 100 and all labels per class; writes a report.
     Compare(CompareArgs),
+    /// Write a pretrained encoder's embeddings of a split as NumPy arrays (`--out`, and the labels
+    /// beside it as `<stem>-labels.npy`).
+    Embed(EmbedArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,4 +244,27 @@ pub struct CompareArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// A pretraining run directory (holding encoder.safetensors and encoder.json).
+    #[arg(long)]
+    pub checkpoint: std::path::PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Which split to embed.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The `.npy` file of embeddings, `[images, dim]` float32.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
 }

@@ -45,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Baseline(cmd) => commands::baseline::run(cmd),
         Command::Pretrain(args) => commands::pretrain::run(args),
         Command::Compare(args) => commands::compare::run(args),
+        Command::Embed(args) => commands::embed::run(args),
     }
 }

@@ -4,5 +4,6 @@ pub mod baseline;
 pub mod compare;
 pub mod data;
 pub mod devices;
+pub mod embed;
 pub mod features;
 pub mod pretrain;
