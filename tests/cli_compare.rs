@@ -122,6 +122,33 @@ fn the_study_writes_its_report_and_resumes() {
     let svg = std::fs::read_to_string(out.join("linear_probe.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
 
+    // One cell of the study for one pretrained run, cached beside it.
+    let pretrained = out.join("pretrain").join("autoencoder");
+    for (protocol, needle) in [
+        ("linear", "linear probe  5 labels per class"),
+        ("cluster", "K-means NMI"),
+    ] {
+        pretext()
+            .args([
+                "probe",
+                "--protocol",
+                protocol,
+                "--labels-per-class",
+                "5",
+                "--seeds",
+                "2",
+            ])
+            .arg("--checkpoint")
+            .arg(&pretrained)
+            .arg("--data")
+            .arg(dir.path())
+            .assert()
+            .success()
+            .stdout(contains(needle))
+            .stdout(contains("(2 seeds"));
+    }
+    assert!(pretrained.join("probes.jsonl").exists());
+
     // An interruption that lost the last cells: the rerun computes only those.
     let kept: Vec<&str> = cells.lines().take(45).collect();
     std::fs::write(out.join("cells.jsonl"), kept.join("\n") + "\n").unwrap();
@@ -150,7 +177,7 @@ fn bad_comparison_requests_are_clear_errors() {
         ),
         (
             vec!["--config".into(), bad.display().to_string()],
-            "at least one label budget and one seed",
+            "at least one label budget, one seed and one protocol",
         ),
         (
             vec!["--checkpoint".into(), "no/such/run".into()],

@@ -37,6 +37,9 @@ pub enum Command {
     /// Write a pretrained encoder's embeddings of a split as NumPy arrays (`--out`, and the labels
     /// beside it as `<stem>-labels.npy`).
     Embed(EmbedArgs),
+    /// One cell of the study: evaluate a pretrained encoder by one protocol at one label budget,
+    /// over several seeds (results cached in the run directory's probes.jsonl).
+    Probe(ProbeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,4 +270,30 @@ pub struct EmbedArgs {
 pub enum SplitArg {
     Train,
     Test,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// A pretraining run directory (holding encoder.safetensors and encoder.json).
+    #[arg(long)]
+    pub checkpoint: std::path::PathBuf,
+    #[arg(long, value_enum)]
+    pub protocol: ProtocolArg,
+    /// Labelled training images per class, or `all`.
+    #[arg(long, default_value = "10")]
+    pub labels_per_class: pretext_data::LabelBudget,
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ProtocolArg {
+    Linear,
+    Knn,
+    Finetune,
+    Cluster,
 }

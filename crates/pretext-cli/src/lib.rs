@@ -46,5 +46,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pretrain(args) => commands::pretrain::run(args),
         Command::Compare(args) => commands::compare::run(args),
         Command::Embed(args) => commands::embed::run(args),
+        Command::Probe(args) => commands::probe::run(args),
     }
 }

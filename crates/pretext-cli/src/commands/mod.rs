@@ -7,3 +7,4 @@ pub mod devices;
 pub mod embed;
 pub mod features;
 pub mod pretrain;
+pub mod probe;

@@ -45,10 +45,9 @@ pub struct StudyConfig {
     pub linear_iterations: usize,
     /// Restarts of K-means in the clustering protocol.
     pub cluster_n_init: usize,
-    /// Fine-tune each pretrained encoder with a linear head on the labelled subset.
-    pub finetune: bool,
-    /// Train the same encoder from scratch on the labelled subset (the supervised baseline).
-    pub supervised: bool,
+    /// The protocols to run: `linear`, `knn`, `cluster` (ACC, NMI and ARI), `finetune` (each
+    /// pretrained encoder with a linear head), `supervised` (the same CNN from scratch).
+    pub protocols: Vec<Protocol>,
     /// Optimizer steps of each fine-tuning or supervised run (in whole epochs of the subset).
     pub train_steps: usize,
     pub train_lr: f64,
@@ -73,8 +72,13 @@ impl Default for StudyConfig {
             validation_fraction: 0.1,
             linear_iterations: 300,
             cluster_n_init: 3,
-            finetune: true,
-            supervised: true,
+            protocols: vec![
+                Protocol::Linear,
+                Protocol::Knn,
+                Protocol::Cluster,
+                Protocol::Finetune,
+                Protocol::Supervised,
+            ],
             train_steps: 300,
             train_lr: 1e-3,
             train_batch_size: 128,
@@ -85,10 +89,20 @@ impl Default for StudyConfig {
 
 impl StudyConfig {
     pub fn validate(&self) -> Result<()> {
-        if self.budgets.is_empty() || self.seeds == 0 {
+        if self.budgets.is_empty() || self.seeds == 0 || self.protocols.is_empty() {
             return Err(TrainError::config(
-                "the study needs at least one label budget and one seed",
+                "the study needs at least one label budget, one seed and one protocol",
             ));
+        }
+        if let Some(p) = self
+            .protocols
+            .iter()
+            .find(|p| matches!(p, Protocol::ClusterNmi | Protocol::ClusterAri))
+        {
+            return Err(TrainError::config(format!(
+                "protocol {} is part of cluster; list cluster instead",
+                p.name()
+            )));
         }
         if self.pca_components == 0
             || self.knn_k == 0
@@ -203,28 +217,33 @@ pub fn run_study(
 
     let mut log = CellLog::open(cells_path)?;
     let keys_of = |rep: &Representation| -> Vec<CellKey> {
+        let runs = |p: Protocol| config.protocols.contains(&p);
         let mut keys = Vec::new();
         for seed in 0..config.seeds {
             for &budget in &config.budgets {
                 for protocol in [Protocol::Linear, Protocol::Knn] {
-                    keys.push(CellKey::new(rep.name(), protocol, budget, seed));
+                    if runs(protocol) {
+                        keys.push(CellKey::new(rep.name(), protocol, budget, seed));
+                    }
                 }
-                if config.finetune && rep.is_pretrained() {
+                if runs(Protocol::Finetune) && rep.is_pretrained() {
                     keys.push(CellKey::new(rep.name(), Protocol::Finetune, budget, seed));
                 }
             }
-            for protocol in [
-                Protocol::Cluster,
-                Protocol::ClusterNmi,
-                Protocol::ClusterAri,
-            ] {
-                keys.push(CellKey::new(rep.name(), protocol, LabelBudget::All, seed));
+            if runs(Protocol::Cluster) {
+                for protocol in [
+                    Protocol::Cluster,
+                    Protocol::ClusterNmi,
+                    Protocol::ClusterAri,
+                ] {
+                    keys.push(CellKey::new(rep.name(), protocol, LabelBudget::All, seed));
+                }
             }
         }
         keys
     };
     let supervised = SupervisedBaseline::new(data);
-    let supervised_keys: Vec<CellKey> = if config.supervised {
+    let supervised_keys: Vec<CellKey> = if config.protocols.contains(&Protocol::Supervised) {
         (0..config.seeds)
             .flat_map(|seed| {
                 config.budgets.iter().map(move |&budget| {
