@@ -76,7 +76,9 @@ fn the_study_writes_its_report_and_resumes() {
         .stdout(contains("## fine-tuning"))
         .stdout(contains("## supervised from scratch"))
         .stdout(contains("| representation | ACC | NMI | ARI |"))
-        .stdout(contains("## Which representation wins"));
+        .stdout(contains("## Which representation wins"))
+        .stdout(contains("## The answer"))
+        .stdout(contains("## Pretraining cost"));
     for file in [
         "report.md",
         "results.json",

@@ -73,6 +73,44 @@ impl CompareConfig {
 pub struct CompareOutcome {
     pub cells: Vec<Cell>,
     pub summaries: Vec<Summary>,
+    pub pretraining: Vec<PretrainingCost>,
+}
+
+/// What pretraining one task cost, from its run's metrics log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainingCost {
+    pub task: TaskKind,
+    pub epochs: u64,
+    pub seconds: f64,
+    /// The held-out kNN accuracy after the last epoch.
+    pub knn_accuracy: Option<f64>,
+    pub final_loss: Option<f64>,
+}
+
+impl PretrainingCost {
+    /// Reads the epoch lines of `dir/metrics.jsonl`.
+    fn of(task: TaskKind, dir: &Path) -> Self {
+        let mut cost = Self {
+            task,
+            epochs: 0,
+            seconds: 0.0,
+            knn_accuracy: None,
+            final_loss: None,
+        };
+        let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v["kind"] == "epoch" {
+                cost.epochs += 1;
+                cost.seconds += v["seconds"].as_f64().unwrap_or(0.0);
+                cost.knn_accuracy = v["knn_accuracy"].as_f64();
+                cost.final_loss = v["mean_loss"].as_f64();
+            }
+        }
+        cost
+    }
 }
 
 /// Pretrains each task of `config` not given in `pretrained` (into `out/pretrain/<task>`,
@@ -116,6 +154,7 @@ pub fn compare(
             pretrained: true,
         });
     }
+    let mut pretraining = Vec::new();
     for &task in &config.tasks {
         let dir = out.join("pretrain").join(task.name());
         if !dir.join(WEIGHTS).exists() {
@@ -131,6 +170,7 @@ pub fn compare(
             pretrain(&c, data, device, &dir, RunMode::Resume, train_observer)?;
         }
         let (encoder, _) = load_encoder(&dir, device)?;
+        pretraining.push(PretrainingCost::of(task, &dir));
         representations.push(Representation::Encoder {
             name: task.name().to_string(),
             encoder: Box::new(encoder),
@@ -146,5 +186,9 @@ pub fn compare(
         observer,
     )?;
     let summaries = summarize(&cells);
-    Ok(CompareOutcome { cells, summaries })
+    Ok(CompareOutcome {
+        cells,
+        summaries,
+        pretraining,
+    })
 }

@@ -117,10 +117,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         config.epochs,
         started.elapsed().as_secs_f64()
     );
-    let report = markdown::render("pretext compare", &context, budgets, &outcome.summaries);
+    let report = markdown::render(
+        "pretext compare",
+        &context,
+        budgets,
+        &outcome.summaries,
+        &outcome.pretraining,
+    );
     let plot = plots::accuracy_by_budget(budgets, &outcome.summaries, Protocol::Linear);
     let results = json!({
         "data": data.name,
+        "versions": { "pretext": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" },
+        "device": spec.to_string(),
+        "pretraining": outcome.pretraining,
         "config": config,
         "summaries": outcome.summaries,
         "cells": outcome.cells,

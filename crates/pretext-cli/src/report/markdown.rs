@@ -4,7 +4,17 @@
 use std::fmt::Write;
 
 use pretext_data::LabelBudget;
+use pretext_train::compare::PretrainingCost;
 use pretext_train::study::{Protocol, Summary};
+
+/// The encoders the study counts as self-supervised (the autoencoder is an unsupervised
+/// baseline; pixels, PCA, random and supervised encoders are baselines too). Runs given with
+/// `--checkpoint` are named "task (path)".
+fn is_self_supervised(representation: &str) -> bool {
+    ["rotation", "jigsaw", "mae", "simclr"]
+        .iter()
+        .any(|t| representation == *t || representation.starts_with(&format!("{t} (")))
+}
 
 /// The report of a study over `budgets`; `context` is a paragraph about the data and settings.
 pub fn render(
@@ -12,9 +22,15 @@ pub fn render(
     context: &str,
     budgets: &[LabelBudget],
     summaries: &[Summary],
+    pretraining: &[PretrainingCost],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {title}\n\n{context}\n");
+    let _ = writeln!(out, "## The answer\n");
+    for line in answer(budgets, summaries) {
+        let _ = writeln!(out, "- {line}");
+    }
+    out.push('\n');
     for protocol in [
         Protocol::Linear,
         Protocol::Knn,
@@ -36,6 +52,26 @@ pub fn render(
         "## K-means clustering of the test features (one cluster per class; no labels used)\n"
     );
     cluster_table(&mut out, summaries);
+    if !pretraining.is_empty() {
+        let _ = writeln!(out, "## Pretraining cost\n");
+        let _ = writeln!(
+            out,
+            "| task | epochs | seconds | final loss | held-out kNN accuracy |\n| --- | --- | --- | --- | --- |"
+        );
+        for p in pretraining {
+            let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} |",
+                p.task,
+                p.epochs,
+                p.seconds,
+                opt(p.final_loss),
+                opt(p.knn_accuracy)
+            );
+        }
+        out.push('\n');
+    }
     let _ = writeln!(out, "## Which representation wins\n");
     for &budget in budgets {
         let best = |protocols: &[Protocol]| {
@@ -182,4 +218,91 @@ fn cluster_table(out: &mut String, summaries: &[Summary]) {
         out.push('\n');
     }
     out.push('\n');
+}
+
+/// Sentences computed from the numbers: where self-supervision beats the baselines, and by how
+/// many points of accuracy.
+fn answer(budgets: &[LabelBudget], summaries: &[Summary]) -> Vec<String> {
+    let get = |rep: &str, protocol: Protocol, budget: LabelBudget| {
+        summaries
+            .iter()
+            .find(|s| s.representation == rep && s.protocol == protocol && s.budget == budget)
+            .map(|s| s.mean)
+    };
+    let best_ssl = |protocol: Protocol, budget: LabelBudget| {
+        summaries
+            .iter()
+            .filter(|s| {
+                s.protocol == protocol
+                    && s.budget == budget
+                    && is_self_supervised(&s.representation)
+            })
+            .max_by(|a, b| a.mean.total_cmp(&b.mean))
+    };
+    // "beats X by 4.1 points" or "trails X by 2.0 points".
+    let points = |a: f64, b: f64, label: &str| {
+        let d = (a - b) * 100.0;
+        let verb = if d >= 0.0 { "beats" } else { "trails" };
+        format!("{verb} {label} by {:.1} points", d.abs())
+    };
+    let mut lines = Vec::new();
+    for &budget in budgets {
+        let mut parts = Vec::new();
+        if let Some(ssl) = best_ssl(Protocol::Linear, budget) {
+            let mut against = Vec::new();
+            for (rep, label) in [
+                ("pixels", "raw pixels"),
+                ("pca", "PCA features"),
+                ("autoencoder", "the autoencoder"),
+            ] {
+                if let Some(v) = get(rep, Protocol::Linear, budget) {
+                    against.push(points(ssl.mean, v, label));
+                }
+            }
+            parts.push(format!(
+                "the best self-supervised encoder under a linear probe ({}, {:.4}) {}",
+                ssl.representation,
+                ssl.mean,
+                against.join(", ")
+            ));
+        }
+        if let (Some(ssl), Some(scratch)) = (
+            best_ssl(Protocol::Finetune, budget),
+            get("supervised cnn", Protocol::Supervised, budget),
+        ) {
+            parts.push(format!(
+                "fine-tuned ({}, {:.4}) it {}",
+                ssl.representation,
+                ssl.mean,
+                points(ssl.mean, scratch, "the same CNN trained from scratch")
+            ));
+        }
+        if !parts.is_empty() {
+            lines.push(format!(
+                "With {budget} labels per class, {}.",
+                parts.join("; ")
+            ));
+        }
+    }
+    if let Some(ssl) = best_ssl(Protocol::ClusterNmi, LabelBudget::All) {
+        let mut against = Vec::new();
+        for (rep, label) in [
+            ("pixels", "K-means on pixels"),
+            ("pca", "K-means on PCA features"),
+        ] {
+            if let Some(v) = get(rep, Protocol::ClusterNmi, LabelBudget::All) {
+                against.push(format!("{label} {v:.4}"));
+            }
+        }
+        lines.push(format!(
+            "Without labels, K-means on the best self-supervised embedding ({}) reaches NMI {:.4} ({}).",
+            ssl.representation,
+            ssl.mean,
+            against.join(", ")
+        ));
+    }
+    if lines.is_empty() {
+        lines.push("No self-supervised encoder was evaluated.".into());
+    }
+    lines
 }

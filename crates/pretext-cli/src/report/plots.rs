@@ -1,5 +1,6 @@
-//! An SVG line plot of linear-probe test accuracy against labels per class, one line per
-//! representation (written by hand: a plot needs no plotting library).
+//! An SVG line plot of test accuracy against labels per class (1, 10, 100, all: evenly spaced, a
+//! log scale), one line per representation with one-standard-deviation error bars (written by
+//! hand: a plot needs no plotting library).
 
 use std::fmt::Write;
 
@@ -67,30 +68,44 @@ pub fn accuracy_by_budget(
     }
     for (k, name) in names.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let points: Vec<(f64, f64)> = budgets
+        let points: Vec<(f64, f64, f64, f64)> = budgets
             .iter()
             .enumerate()
             .filter_map(|(i, &b)| {
                 summaries
                     .iter()
                     .find(|s| s.protocol == protocol && s.budget == b && s.representation == *name)
-                    .map(|s| (x_of(i), y_of(s.mean)))
+                    .map(|s| {
+                        (
+                            x_of(i),
+                            y_of(s.mean),
+                            y_of(s.mean - s.std),
+                            y_of(s.mean + s.std),
+                        )
+                    })
             })
             .collect();
         let path: Vec<String> = points
             .iter()
-            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .map(|(x, y, _, _)| format!("{x:.1},{y:.1}"))
             .collect();
         let _ = writeln!(
             svg,
             r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
             path.join(" ")
         );
-        for (x, y) in &points {
+        for (x, y, low, high) in &points {
             let _ = writeln!(
                 svg,
                 r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#
             );
+            // Error bar: one standard deviation over seeds.
+            if (low - high).abs() > 0.5 {
+                let _ = writeln!(
+                    svg,
+                    r#"<line x1="{x:.1}" y1="{low:.1}" x2="{x:.1}" y2="{high:.1}" stroke="{colour}"/>"#
+                );
+            }
         }
         let ly = top + 16.0 * k as f64 + 10.0;
         let _ = writeln!(
