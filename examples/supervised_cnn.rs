@@ -16,6 +16,7 @@ use pretext_models::tasks::TaskModel;
 use pretext_train::config::{HeadsConfig, OptimizerConfig};
 use pretext_train::model::{build_model, seeded};
 use pretext_train::schedule::ScheduleConfig;
+use pretext_train::study::accuracy;
 use pretext_train::trainer::{LoopSettings, train_loop};
 use pretext_train::{EpochReport, TrainObserver};
 
@@ -96,21 +97,9 @@ fn main() -> anyhow::Result<()> {
     let TaskModel::Classifier(classifier) = model.valid() else {
         anyhow::bail!("the supervised task builds a classifier");
     };
-    let labels = test.labels.as_deref().unwrap_or_default();
-    let mut correct = 0;
-    let indices: Vec<usize> = (0..test.len()).collect();
-    for chunk in indices.chunks(500) {
-        let logits = classifier.forward(test.images_tensor(chunk, &norm, &device));
-        let predicted = logits.argmax(1).into_data().try_into_vec_as::<i64>()?;
-        correct += chunk
-            .iter()
-            .zip(&predicted)
-            .filter(|(i, p)| labels[**i] as i64 == **p)
-            .count();
-    }
     println!(
         "test accuracy {:.4} ({} parameters, {} epochs)",
-        correct as f64 / test.len() as f64,
+        accuracy(&classifier, test, &norm, &device),
         classifier.num_params(),
         epochs
     );

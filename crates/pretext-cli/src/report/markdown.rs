@@ -147,16 +147,7 @@ fn table(out: &mut String, protocol: Protocol, budgets: &[LabelBudget], summarie
         for (i, &b) in budgets.iter().enumerate() {
             match find(&rep, b) {
                 Some(s) => {
-                    let cell = if s.seeds > 1 {
-                        format!("{:.4} ± {:.4}", s.mean, s.std)
-                    } else {
-                        format!("{:.4}", s.mean)
-                    };
-                    if s.mean == best[i] {
-                        let _ = write!(out, " **{cell}** |");
-                    } else {
-                        let _ = write!(out, " {cell} |");
-                    }
+                    let _ = write!(out, " {} |", cell(s, best[i]));
                 }
                 None => {
                     let _ = write!(out, " – |");
@@ -199,16 +190,7 @@ fn cluster_table(out: &mut String, summaries: &[Summary]) {
                 .find(|s| s.protocol == p && s.representation == rep)
             {
                 Some(s) => {
-                    let cell = if s.seeds > 1 {
-                        format!("{:.4} ± {:.4}", s.mean, s.std)
-                    } else {
-                        format!("{:.4}", s.mean)
-                    };
-                    if s.mean == best(p) {
-                        let _ = write!(out, " **{cell}** |");
-                    } else {
-                        let _ = write!(out, " {cell} |");
-                    }
+                    let _ = write!(out, " {} |", cell(s, best(p)));
                 }
                 None => {
                     let _ = write!(out, " – |");
@@ -305,4 +287,18 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary]) -> Vec<String> {
         lines.push("No self-supervised encoder was evaluated.".into());
     }
     lines
+}
+
+/// `mean ± std` (or the mean of a single seed), in bold when it is the column's best.
+fn cell(s: &Summary, best: f64) -> String {
+    let value = if s.seeds > 1 {
+        format!("{:.4} ± {:.4}", s.mean, s.std)
+    } else {
+        format!("{:.4}", s.mean)
+    };
+    if s.mean == best {
+        format!("**{value}**")
+    } else {
+        value
+    }
 }

@@ -28,6 +28,7 @@ use crate::probes::{KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy
 
 pub use cells::{Cell, CellKey, CellLog};
 pub use features::{Features, Representation};
+pub use training::accuracy;
 use training::{Start, train_and_test};
 
 /// Settings of the study. Defaults: budgets 1, 10, 100 and all labels per class, 3 seeds,
@@ -365,14 +366,7 @@ pub fn run_study(
                     }
                 }
             };
-            let cell = Cell {
-                key,
-                value,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            log.append(&cell)?;
-            done += 1;
-            observer.cell(done, total, &cell);
+            record(&mut log, observer, (&mut done, total), key, value, started)?;
         }
     }
     for key in supervised_keys {
@@ -394,16 +388,29 @@ pub fn run_study(
             key.seed,
             device,
         )?;
-        let cell = Cell {
-            key,
-            value,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        log.append(&cell)?;
-        done += 1;
-        observer.cell(done, total, &cell);
+        record(&mut log, observer, (&mut done, total), key, value, started)?;
     }
     Ok(log.into_cells())
+}
+
+/// Appends a finished cell to the log and reports it as `done` of `total`.
+fn record(
+    log: &mut CellLog,
+    observer: &mut dyn StudyObserver,
+    (done, total): (&mut usize, usize),
+    key: CellKey,
+    value: f64,
+    started: std::time::Instant,
+) -> Result<()> {
+    let cell = Cell {
+        key,
+        value,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    log.append(&cell)?;
+    *done += 1;
+    observer.cell(*done, total, &cell);
+    Ok(())
 }
 
 /// The supervised baseline: the reference CNN with random weights, trained on labels only.

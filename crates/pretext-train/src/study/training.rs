@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use pretext_data::tasks::{AnyTask, SupervisedTask};
-use pretext_data::{BatchLoader, ImageDataset, LoaderConfig};
+use pretext_data::{BatchLoader, ImageDataset, ImageSet, LoaderConfig, Normalization};
 use pretext_models::Encoder;
 use pretext_models::tasks::{ClassifierModel, TaskModel};
 
@@ -104,12 +104,24 @@ pub fn train_and_test(
     let TaskModel::Classifier(classifier) = model.valid() else {
         return Err(TrainError::config("fine-tuning builds a classifier"));
     };
-    let labels = test.labels.as_deref().unwrap_or_default();
-    let indices: Vec<usize> = (0..test.len()).collect();
+    Ok(accuracy(&classifier, test, &norm, device))
+}
+
+/// Fraction of `set`'s images that `classifier` labels correctly (0 for an unlabelled set).
+pub fn accuracy(
+    classifier: &ClassifierModel,
+    set: &ImageSet,
+    norm: &Normalization,
+    device: &Device,
+) -> f64 {
+    let Some(labels) = set.labels.as_deref() else {
+        return 0.0;
+    };
+    let indices: Vec<usize> = (0..set.len()).collect();
     let mut correct = 0;
     for chunk in indices.chunks(512) {
         let predicted = classifier
-            .forward(test.images_tensor(chunk, &norm, device))
+            .forward(set.images_tensor(chunk, norm, device))
             .argmax(1)
             .into_data()
             .try_into_vec_as::<i64>()
@@ -120,5 +132,5 @@ pub fn train_and_test(
             .filter(|(i, p)| labels[**i] as i64 == **p)
             .count();
     }
-    Ok(correct as f64 / test.len().max(1) as f64)
+    correct as f64 / set.len().max(1) as f64
 }
