@@ -80,7 +80,7 @@ pub fn render(
                 .filter(|s| protocols.contains(&s.protocol) && s.budget == budget)
                 .max_by(|a, b| a.mean.total_cmp(&b.mean))
         };
-        let mut line = format!("- {budget} labels per class:");
+        let mut line = format!("- {}:", per_class(budget));
         if let Some(b) = best(&[Protocol::Linear]) {
             let _ = write!(
                 line,
@@ -224,7 +224,10 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary]) -> Vec<String> {
     // "beats X by 4.1 points" or "trails X by 2.0 points".
     let points = |a: f64, b: f64, label: &str| {
         let d = (a - b) * 100.0;
-        let verb = if d >= 0.0 { "beats" } else { "trails" };
+        if d.abs() < 0.05 {
+            return format!("matches {label}");
+        }
+        let verb = if d > 0.0 { "beats" } else { "trails" };
         format!("{verb} {label} by {:.1} points", d.abs())
     };
     let mut lines = Vec::new();
@@ -300,5 +303,14 @@ fn cell(s: &Summary, best: f64) -> String {
         format!("**{value}**")
     } else {
         value
+    }
+}
+
+/// "1 label per class", "10 labels per class", "all labels".
+fn per_class(budget: LabelBudget) -> String {
+    match budget {
+        LabelBudget::PerClass(1) => "1 label per class".into(),
+        LabelBudget::PerClass(k) => format!("{k} labels per class"),
+        LabelBudget::All => "all labels".into(),
     }
 }
