@@ -32,6 +32,8 @@ pub struct PretrainConfig {
     pub seed: u64,
     pub checkpoint: CheckpointConfig,
     pub knn: KnnConfig,
+    /// Pretrain on at most this many training images (a seeded subset); all when absent.
+    pub max_images: Option<usize>,
 }
 
 impl Default for PretrainConfig {
@@ -49,6 +51,7 @@ impl Default for PretrainConfig {
             seed: 0,
             checkpoint: CheckpointConfig::default(),
             knn: KnnConfig::default(),
+            max_images: None,
         }
     }
 }
@@ -102,6 +105,9 @@ impl PretrainConfig {
         }
         if self.checkpoint.keep == 0 {
             return bad("checkpoint.keep must be at least 1".into());
+        }
+        if self.max_images == Some(0) {
+            return bad("max_images must be at least 1".into());
         }
         if self.checkpoint.every_steps == Some(0) {
             return bad("checkpoint.every_steps must be at least 1".into());

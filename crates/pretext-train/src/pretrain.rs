@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use burn::module::Module;
 use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 
 use crate::config::PretrainConfig;
 use crate::embed::embed;
@@ -32,6 +35,8 @@ pub struct PretrainOutcome {
 
 /// Keeps the validation split's salt apart from the loader's seeds.
 const KNN_SALT: u64 = 0x6b6e_6e5f_7661_6c69;
+/// Salt of the `max_images` subset.
+const SUBSET_SALT: u64 = 0x7375_6273_6574_5f69;
 
 /// Pretrains an encoder on `data`'s training split as `config` says, in the run directory `out`.
 pub fn pretrain(
@@ -84,10 +89,15 @@ pub fn pretrain(
         }
         _ => None,
     };
-    let train_indices = monitor
+    let mut train_indices = monitor
         .as_ref()
         .map(|(train, _, _)| train.clone())
         .unwrap_or_else(|| (0..n).collect());
+    if let Some(max) = config.max_images.filter(|&m| m < train_indices.len()) {
+        train_indices.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ SUBSET_SALT));
+        train_indices.truncate(max);
+        train_indices.sort_unstable();
+    }
     let loader = BatchLoader::new(
         task.clone(),
         Arc::new(data.train.clone()),

@@ -355,3 +355,23 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints() {
     }
     assert!(!run.join(".lock").exists());
 }
+
+#[test]
+fn max_images_pretrains_on_a_subset() {
+    let data = dataset(48);
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut c = config(TaskKind::Autoencoder, 2);
+    c.max_images = Some(16);
+    quiet(&c, &data, &run, RunMode::New).unwrap();
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    // 16 images in batches of 8: 2 steps per epoch.
+    let steps = metrics
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"step\""))
+        .count();
+    assert_eq!(steps, 4);
+    c.max_images = Some(0);
+    let err = quiet(&c, &data, &dir.path().join("zero"), RunMode::New).unwrap_err();
+    assert!(err.to_string().contains("max_images"), "{err}");
+}
