@@ -12,7 +12,7 @@ use pretext_models::encoders::EncoderKind;
 
 use crate::config::{PretrainConfig, default_encoder};
 use crate::error::{Result, TrainError};
-use crate::export::{WEIGHTS, load_encoder};
+use crate::export::{WEIGHTS, load_encoder, load_encoder_for};
 use crate::model::seeded;
 use crate::observer::TrainObserver;
 use crate::pretrain::pretrain;
@@ -144,15 +144,7 @@ pub fn compare(
         pretrained: false,
     });
     for dir in pretrained {
-        let (encoder, description) = load_encoder(dir, device)?;
-        if description.input != shape {
-            return Err(TrainError::config(format!(
-                "{}: the encoder takes {} images but the data holds {} images",
-                dir.display(),
-                description.input,
-                shape
-            )));
-        }
+        let (encoder, description) = load_encoder_for(dir, shape, device)?;
         representations.push(Representation::Encoder {
             name: format!("{} ({})", description.task, dir.display()),
             encoder: Box::new(encoder),

@@ -49,6 +49,25 @@ pub fn export_encoder(
     Ok(())
 }
 
+/// Rebuilds an exported encoder for images of `shape`: a different input shape is an error
+/// naming the run.
+pub fn load_encoder_for(
+    dir: &Path,
+    shape: ImageShape,
+    device: &Device,
+) -> Result<(Encoder, EncoderDescription)> {
+    let (encoder, description) = load_encoder(dir, device)?;
+    if description.input != shape {
+        return Err(TrainError::config(format!(
+            "{}: the encoder takes {} images but the data holds {} images",
+            dir.display(),
+            description.input,
+            shape
+        )));
+    }
+    Ok((encoder, description))
+}
+
 /// Rebuilds an exported encoder on `device`.
 pub fn load_encoder(dir: &Path, device: &Device) -> Result<(Encoder, EncoderDescription)> {
     let json_path = dir.join(DESCRIPTION);

@@ -17,7 +17,7 @@ use crate::export::{EncoderDescription, export_encoder};
 use crate::model::{build_model, seeded};
 use crate::observer::TrainObserver;
 use crate::probes::{KnnProbe, knn_accuracy};
-use crate::run_dir::{RunDir, RunMode};
+use crate::run_dir::{PERMUTATIONS, RunDir, RunMode};
 use crate::trainer::{LoopSettings, Persistence, train_loop};
 use pretext_data::tasks::AnyTask;
 use pretext_data::{BatchLoader, ImageDataset, validation_split};
@@ -110,7 +110,7 @@ pub fn pretrain(
     let run = RunDir::open(out, &toml, mode)?;
     if let AnyTask::Jigsaw(t) = &task {
         let json = serde_json::to_vec_pretty(t.permutations()).unwrap_or_default();
-        pretext_data::npy::write_atomic(&run.file("permutations.json"), &json)?;
+        pretext_data::npy::write_atomic(&run.file(PERMUTATIONS), &json)?;
     }
 
     let probe = KnnProbe {

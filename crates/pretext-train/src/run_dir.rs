@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::CheckpointDir;
 use crate::error::{Result, TrainError};
+use crate::export::{DESCRIPTION, WEIGHTS};
 
 const LOCK: &str = ".lock";
 const CONFIG: &str = "config.toml";
+const METRICS: &str = "metrics.jsonl";
+/// Jigsaw's permutation set, saved with the run.
+pub const PERMUTATIONS: &str = "permutations.json";
 
 /// How to treat a directory that already holds a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +76,7 @@ impl RunDir {
     }
 
     pub fn metrics(&self) -> PathBuf {
-        self.root.join("metrics.jsonl")
+        self.root.join(METRICS)
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -84,12 +88,7 @@ impl RunDir {
         if checkpoints.exists() {
             std::fs::remove_dir_all(&checkpoints).map_err(|e| TrainError::io(&checkpoints, e))?;
         }
-        for name in [
-            "metrics.jsonl",
-            "encoder.safetensors",
-            "encoder.json",
-            "permutations.json",
-        ] {
+        for name in [METRICS, WEIGHTS, DESCRIPTION, PERMUTATIONS] {
             let p = self.root.join(name);
             if p.exists() {
                 std::fs::remove_file(&p).map_err(|e| TrainError::io(&p, e))?;

@@ -1,9 +1,9 @@
 //! `pretext embed`: a pretrained encoder's representations of a split, for other tools.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use pretext_data::npy::write_npy;
 use pretext_train::embed::embed;
-use pretext_train::export::load_encoder;
+use pretext_train::export::load_encoder_for;
 
 use crate::cli::{EmbedArgs, SplitArg};
 use crate::commands::data::load;
@@ -11,8 +11,6 @@ use crate::device::resolve;
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     let (_, device) = resolve(args.device.device)?;
-    let (encoder, description) = load_encoder(&args.checkpoint, &device)
-        .with_context(|| format!("cannot load the encoder of {}", args.checkpoint.display()))?;
     let data = load(&args.data)?;
     let set = match args.split {
         SplitArg::Train => &data.train,
@@ -21,15 +19,8 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             .as_ref()
             .with_context(|| format!("{} has no test split", data.name))?,
     };
-    if set.shape != description.input {
-        bail!(
-            "{} takes {} images but {} holds {} images",
-            args.checkpoint.display(),
-            description.input,
-            data.name,
-            set.shape
-        );
-    }
+    let (encoder, description) = load_encoder_for(&args.checkpoint, set.shape, &device)
+        .with_context(|| format!("cannot load the encoder of {}", args.checkpoint.display()))?;
     let indices: Vec<usize> = (0..set.len()).collect();
     // The encoder's own normalisation: the statistics of the data it was trained on.
     let (features, dim) = embed(

@@ -45,7 +45,10 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     }
     println!(
         "exported       {}",
-        outcome.run_dir.join("encoder.safetensors").display()
+        outcome
+            .run_dir
+            .join(pretext_train::export::WEIGHTS)
+            .display()
     );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `pretext probe`: one protocol, one label budget, several seeds, for one pretrained encoder.
 
-use anyhow::{Context, bail};
-use pretext_train::export::load_encoder;
+use anyhow::Context;
+use pretext_train::export::load_encoder_for;
 use pretext_train::study::{
     Protocol, Representation, StudyConfig, StudyObserver, run_study, summarize,
 };
@@ -16,18 +16,9 @@ impl StudyObserver for Quiet {}
 
 pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
     let (_, device) = resolve(args.device.device)?;
-    let (encoder, description) = load_encoder(&args.checkpoint, &device)
-        .with_context(|| format!("cannot load the encoder of {}", args.checkpoint.display()))?;
     let data = load(&args.data)?;
-    if data.train.shape != description.input {
-        bail!(
-            "{} takes {} images but {} holds {} images",
-            args.checkpoint.display(),
-            description.input,
-            data.name,
-            data.train.shape
-        );
-    }
+    let (encoder, description) = load_encoder_for(&args.checkpoint, data.train.shape, &device)
+        .with_context(|| format!("cannot load the encoder of {}", args.checkpoint.display()))?;
     let protocol = match args.protocol {
         ProtocolArg::Linear => Protocol::Linear,
         ProtocolArg::Knn => Protocol::Knn,
