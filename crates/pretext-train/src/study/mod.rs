@@ -261,6 +261,8 @@ pub fn run_study(
         .sum::<usize>()
         + supervised_keys.len();
     let mut done = log.len();
+    // One shared copy of the training images for every fine-tuning and supervised run.
+    let train = std::sync::Arc::new(data.train.clone());
     let knn = KnnProbe {
         k: config.knn_k,
         temperature: config.knn_temperature,
@@ -326,6 +328,7 @@ pub fn run_study(
                     train_and_test(
                         start,
                         data,
+                        &train,
                         labelled(key.budget, key.seed),
                         config,
                         key.seed,
@@ -383,6 +386,7 @@ pub fn run_study(
         let value = train_and_test(
             start,
             data,
+            &train,
             labelled(key.budget, key.seed),
             config,
             key.seed,

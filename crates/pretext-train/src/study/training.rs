@@ -28,11 +28,12 @@ pub struct Start<'a> {
     pub encoder_lr_scale: f64,
 }
 
-/// Trains the encoder of `start` with a new linear head on the training images at `labelled`
-/// and returns the test accuracy.
+/// Trains the encoder of `start` with a new linear head on the images of `train` (the data's
+/// training split, shared across runs) at `labelled`, and returns the test accuracy.
 pub fn train_and_test(
     start: Start<'_>,
     data: &ImageDataset,
+    train: &Arc<ImageSet>,
     labelled: Vec<usize>,
     config: &StudyConfig,
     seed: u64,
@@ -55,7 +56,7 @@ pub fn train_and_test(
     let batch_size = config.train_batch_size.min(n).max(1);
     let loader = BatchLoader::new(
         AnyTask::Supervised(SupervisedTask::new(shape)),
-        Arc::new(data.train.clone()),
+        Arc::clone(train),
         Some(labelled),
         norm.clone(),
         LoaderConfig {
