@@ -7,7 +7,7 @@
 //! Environment: PRETEXT_BENCH_REPEATS (default 3), PRETEXT_BENCH_DATA (default
 //! /usr/share/datasets/fashion-mnist).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -15,6 +15,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 use pretext_baselines::{Components, Fit, KMeansConfig, KMeansInit, PcaConfig, PcaSolver};
 use pretext_data::npy::write_npy;
 use pretext_data::{DataSource, Normalization};
+
+#[path = "common/peer.rs"]
+mod peer;
+use peer::peer_python;
+
+// The allocator the `pretext` binary uses, so figures match what users see.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -31,44 +39,6 @@ fn timed<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
         times.push(start.elapsed().as_secs_f64());
     }
     (median(times), result)
-}
-
-/// A virtual environment with scikit-learn, created on first use; `Err` says why there is none.
-fn peer_python(target: &Path) -> Result<PathBuf, String> {
-    let venv = target.join("bench-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .map_err(|e| format!("python3 is not available ({e})"))?;
-        if !ok.success() {
-            return Err("python3 -m venv failed".into());
-        }
-    }
-    let have = Command::new(&python)
-        .args(["-c", "import sklearn, numpy, threadpoolctl"])
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !have.success() {
-        let ok = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "numpy",
-                "scikit-learn",
-                "threadpoolctl",
-            ])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !ok.success() {
-            return Err("pip could not install scikit-learn".into());
-        }
-    }
-    Ok(python)
 }
 
 fn main() {
@@ -126,7 +96,11 @@ fn main() {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let init_path = target.join("bench-kmeans-init.npy");
     write_npy(&init_path, &init, &[10, d]).expect("write the initial centres");
-    let peer = peer_python(&target).and_then(|python| {
+    let peer = peer_python(
+        "sklearn, numpy, threadpoolctl",
+        &["numpy", "scikit-learn", "threadpoolctl"],
+    )
+    .and_then(|python| {
         let out = Command::new(python)
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/sklearn_baselines.py"))
             .arg(&data)

@@ -12,6 +12,10 @@ use pretext_data::{
     BatchLoader, DataSource, ImageDataset, LoaderConfig, PretextTask, Samples, TaskKind,
 };
 
+// The allocator the `pretext` binary uses, so figures match what users see.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 256;
 
 fn main() {

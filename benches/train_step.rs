@@ -21,6 +21,10 @@ use pretext_train::model::{build_model, seeded};
 use pretext_train::optimizer::build_optimizer;
 use pretext_train::trainer::task_loss;
 
+// The allocator the `pretext` binary uses, so figures match what users see.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 128;
 const WARMUP: usize = 3;
 const REPEATS: usize = 10;

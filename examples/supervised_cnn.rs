@@ -20,6 +20,10 @@ use pretext_train::study::accuracy;
 use pretext_train::trainer::{LoopSettings, train_loop};
 use pretext_train::{EpochReport, TrainObserver};
 
+// The allocator the `pretext` binary uses, so figures match what users see.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Print;
 
 impl TrainObserver for Print {

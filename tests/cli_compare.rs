@@ -81,13 +81,30 @@ fn the_study_writes_its_report_and_resumes() {
         // Only the autoencoder was pretrained, and it is a baseline, not self-supervised.
         .stdout(contains("No self-supervised encoder was evaluated."))
         .stdout(contains("## Pretraining cost"));
-    for file in [
-        "report.md",
-        "results.json",
-        "linear_probe.svg",
-        "cells.jsonl",
-    ] {
+    for file in ["report.md", "results.json", "cells.jsonl"] {
         assert!(out.join(file).exists(), "{file} is missing");
+    }
+    // Every figure in both formats: the PNG decodes, the SVG holds drawn lines or points.
+    for (figure, element) in [
+        ("label_efficiency", "<polyline"),
+        ("pretraining", "<polyline"),
+        ("embeddings", "<circle"),
+    ] {
+        let png = image::open(out.join(format!("{figure}.png")))
+            .unwrap_or_else(|e| panic!("{figure}.png: {e}"));
+        assert!(png.width() >= 400 && png.height() >= 300, "{figure}.png");
+        let svg = std::fs::read_to_string(out.join(format!("{figure}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains(element),
+            "{figure}.svg"
+        );
+    }
+    let scatter = std::fs::read_to_string(out.join("embeddings.svg")).unwrap();
+    for rep in ["pixels", "random cnn", "autoencoder"] {
+        assert!(
+            scatter.contains(&format!("\n{rep}\n")),
+            "{rep} has no scatter"
+        );
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for rep in [
@@ -123,8 +140,6 @@ fn the_study_writes_its_report_and_resumes() {
         })
         .unwrap();
     assert!(pixels_all["mean"].as_f64().unwrap() > 0.8, "{pixels_all}");
-    let svg = std::fs::read_to_string(out.join("linear_probe.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
 
     // One cell of the study for one pretrained run, cached beside it.
     let pretrained = out.join("pretrain").join("autoencoder");

@@ -30,6 +30,12 @@ fn every_shipped_config_builds_its_model_for_the_embedded_data() {
                 let defaults = CompareConfig::default();
                 assert_eq!(compare, defaults, "compare.toml spells out the defaults");
             }
+            if stem == "compare-full" {
+                assert_eq!(
+                    compare.pretrain_images, None,
+                    "the full study pretrains on all"
+                );
+            }
             continue;
         }
         let config =

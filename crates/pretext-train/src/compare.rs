@@ -16,6 +16,7 @@ use crate::export::{WEIGHTS, load_encoder, load_encoder_for};
 use crate::model::seeded;
 use crate::observer::TrainObserver;
 use crate::pretrain::pretrain;
+use crate::projection::{PROJECTED_IMAGES, Projection, project_test};
 use crate::run_dir::RunMode;
 use crate::study::{
     Cell, Representation, StudyConfig, StudyObserver, Summary, run_study, summarize,
@@ -32,7 +33,8 @@ pub struct CompareConfig {
     pub epochs: u64,
     /// Images per pretraining batch.
     pub batch_size: usize,
-    /// Pretrain on at most this many training images; all when absent.
+    /// Pretrain on at most this many training images; `"all"` (`None`) for every one.
+    #[serde(with = "image_limit")]
     pub pretrain_images: Option<usize>,
     pub seed: u64,
 }
@@ -48,23 +50,24 @@ impl Default for CompareConfig {
                 TaskKind::Simclr,
                 TaskKind::Autoencoder,
             ],
-            epochs: 10,
+            // Sized to finish within about 10 minutes on 2 CPU cores on the embedded data.
+            epochs: 3,
             batch_size: 128,
-            pretrain_images: None,
+            pretrain_images: Some(5000),
             seed: 0,
         }
     }
 }
 
 impl CompareConfig {
-    /// A few minutes on a laptop: one seed, one pretraining epoch on at most 3,000 images,
+    /// About two minutes on a laptop: one seed, one pretraining epoch on at most 3,000 images,
     /// shorter probes and training runs.
     pub fn quick(mut self) -> Self {
         self.pretrain_images = Some(self.pretrain_images.unwrap_or(3000).min(3000));
         self.study.seeds = 1;
         self.study.linear_iterations = 100;
         self.study.cluster_n_init = 1;
-        self.study.train_steps = 30;
+        self.study.train_steps = self.study.train_steps.min(15);
         self.epochs = 1;
         self
     }
@@ -74,11 +77,43 @@ impl CompareConfig {
     }
 }
 
+/// `pretrain_images` in TOML and JSON: a number of images, or `"all"` (TOML has no null, and the
+/// default is a limit).
+mod image_limit {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(limit: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+        match limit {
+            Some(n) => s.serialize_u64(*n as u64),
+            None => s.serialize_str("all"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Limit {
+            Count(usize),
+            Word(String),
+        }
+        match Limit::deserialize(d)? {
+            Limit::Count(n) => Ok(Some(n)),
+            Limit::Word(w) if w == "all" => Ok(None),
+            Limit::Word(w) => Err(D::Error::custom(format!(
+                "pretrain_images = {w:?}: expected a number of images or \"all\""
+            ))),
+        }
+    }
+}
+
 /// What a finished comparison produced.
 pub struct CompareOutcome {
     pub cells: Vec<Cell>,
     pub summaries: Vec<Summary>,
     pub pretraining: Vec<PretrainingCost>,
+    /// Test features in two dimensions, per representation (PCA features excepted).
+    pub projections: Vec<Projection>,
 }
 
 /// What pretraining one task cost, from its run's metrics log.
@@ -90,6 +125,12 @@ pub struct PretrainingCost {
     /// The held-out kNN accuracy after the last epoch.
     pub knn_accuracy: Option<f64>,
     pub final_loss: Option<f64>,
+    /// `(step, loss)` of every optimizer step, for the loss curve.
+    #[serde(skip)]
+    pub losses: Vec<(u64, f64)>,
+    /// `(epoch, accuracy)` of the held-out kNN probe after each epoch (1-based epochs).
+    #[serde(skip)]
+    pub knn_curve: Vec<(u64, f64)>,
 }
 
 impl PretrainingCost {
@@ -101,17 +142,27 @@ impl PretrainingCost {
             seconds: 0.0,
             knn_accuracy: None,
             final_loss: None,
+            losses: Vec::new(),
+            knn_curve: Vec::new(),
         };
         let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
+            if v["kind"] == "step"
+                && let (Some(step), Some(loss)) = (v["step"].as_u64(), v["loss"].as_f64())
+            {
+                cost.losses.push((step, loss));
+            }
             if v["kind"] == "epoch" {
                 cost.epochs += 1;
                 cost.seconds += v["seconds"].as_f64().unwrap_or(0.0);
                 cost.knn_accuracy = v["knn_accuracy"].as_f64();
                 cost.final_loss = v["mean_loss"].as_f64();
+                if let Some(acc) = cost.knn_accuracy {
+                    cost.knn_curve.push((cost.epochs, acc));
+                }
             }
         }
         cost
@@ -184,9 +235,42 @@ pub fn compare(
         observer,
     )?;
     let summaries = summarize(&cells);
+    observer.note("projecting test features to two dimensions");
+    let mut projections = Vec::new();
+    for representation in &representations {
+        projections.extend(project_test(
+            representation,
+            data,
+            PROJECTED_IMAGES,
+            device,
+        )?);
+    }
     Ok(CompareOutcome {
         cells,
         summaries,
         pretraining,
+        projections,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pretrain_images_is_a_count_or_all() {
+        let read = |line: &str| CompareConfig::from_toml(line).map(|c| c.pretrain_images);
+        assert_eq!(read("").unwrap(), Some(5000));
+        assert_eq!(read("pretrain_images = 1200").unwrap(), Some(1200));
+        assert_eq!(read("pretrain_images = \"all\"").unwrap(), None);
+        let err = read("pretrain_images = \"many\"").unwrap_err().to_string();
+        assert!(err.contains("\"many\"") && err.contains("\"all\""), "{err}");
+        // Written back as it was read, so results.json records the setting.
+        let all = CompareConfig {
+            pretrain_images: None,
+            ..CompareConfig::default()
+        };
+        let json = serde_json::to_value(&all).unwrap();
+        assert_eq!(json["pretrain_images"], "all");
+    }
 }

@@ -14,6 +14,7 @@ pub mod observer;
 pub mod optimizer;
 pub mod pretrain;
 pub mod probes;
+pub mod projection;
 pub mod run_dir;
 pub mod schedule;
 pub mod study;

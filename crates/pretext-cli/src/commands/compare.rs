@@ -6,7 +6,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pretext_data::npy::write_atomic;
 use pretext_train::compare::{CompareConfig, compare};
-use pretext_train::study::{Cell, Protocol, StudyObserver};
+use pretext_train::study::{Cell, StudyObserver};
 use serde_json::json;
 
 use crate::cli::CompareArgs;
@@ -124,7 +124,20 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &outcome.summaries,
         &outcome.pretraining,
     );
-    let plot = plots::accuracy_by_budget(budgets, &outcome.summaries, Protocol::Linear);
+    // "All labels" sits on the curves' x axis at the mean labelled images per class.
+    let all_per_class = data.train.len() as f64 * (1.0 - config.study.validation_fraction)
+        / data.num_classes().max(1) as f64;
+    let figures = [
+        (
+            "label_efficiency",
+            plots::label_efficiency(&outcome.summaries, all_per_class)?,
+        ),
+        ("pretraining", plots::pretraining(&outcome.pretraining)?),
+        (
+            "embeddings",
+            plots::embeddings(&outcome.projections, &data.classes)?,
+        ),
+    ];
     let results = json!({
         "data": data.name,
         "versions": { "pretext": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" },
@@ -143,11 +156,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         "results.json",
         serde_json::to_string_pretty(&results)?.as_bytes(),
     )?;
-    write("linear_probe.svg", plot.as_bytes())?;
+    for (name, figure) in &figures {
+        write(&format!("{name}.svg"), figure.svg.as_bytes())?;
+        write(&format!("{name}.png"), &figure.png)?;
+    }
     print!("{report}");
     println!(
-        "\nwrote {}, results.json and linear_probe.svg",
-        args.out.join("report.md").display()
+        "\nwrote {}, results.json and the figures {}",
+        args.out.join("report.md").display(),
+        figures
+            .iter()
+            .map(|(name, _)| format!("{name}.png/.svg"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

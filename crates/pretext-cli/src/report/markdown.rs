@@ -31,6 +31,12 @@ pub fn render(
         let _ = writeln!(out, "- {line}");
     }
     out.push('\n');
+    let _ = writeln!(
+        out,
+        "![Test accuracy by labels per class](label_efficiency.png)\n\n\
+         ![Pretraining loss and held-out kNN accuracy](pretraining.png)\n\n\
+         ![Test features projected to two dimensions, coloured by class](embeddings.png)\n"
+    );
     for protocol in [
         Protocol::Linear,
         Protocol::Knn,

@@ -7,6 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::norm::batch_norm_2d;
 use crate::error::ModelError;
 use crate::settings::settings;
 
@@ -139,10 +140,11 @@ impl CnnEncoder {
         for block in &self.blocks {
             x = block.conv.forward(x);
             if let Some(norm) = &block.norm {
-                x = norm.forward(x);
+                x = batch_norm_2d(norm, x);
             }
-            // [b, c, h, w] → [b, c, h/2, w/2]
-            x = self.pool.forward(relu(x));
+            // [b, c, h, w] → [b, c, h/2, w/2]. ReLU and max-pooling commute; pooling first
+            // runs the ReLU (and its backward pass) on a quarter of the values.
+            x = relu(self.pool.forward(x));
         }
         let x: Tensor<2> = if self.global_pool {
             let [b, c, h, w] = x.dims();

@@ -4,6 +4,7 @@
 
 pub mod cnn;
 pub mod mlp;
+mod norm;
 pub mod resnet;
 pub mod vit;
 

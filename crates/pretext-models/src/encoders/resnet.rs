@@ -7,6 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::norm::batch_norm_2d;
 use crate::error::ModelError;
 use crate::settings::settings;
 
@@ -131,11 +132,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some((conv, norm)) => norm.forward(conv.forward(x.clone())),
+            Some((conv, norm)) => batch_norm_2d(norm, conv.forward(x.clone())),
             None => x.clone(),
         };
-        let y = relu(self.norm1.forward(self.conv1.forward(x)));
-        let y = self.norm2.forward(self.conv2.forward(y));
+        let y = relu(batch_norm_2d(&self.norm1, self.conv1.forward(x)));
+        let y = batch_norm_2d(&self.norm2, self.conv2.forward(y));
         relu(y + identity)
     }
 }
@@ -152,7 +153,7 @@ pub struct ResNetEncoder {
 impl ResNetEncoder {
     /// `[batch, channels, height, width]` → `[batch, embedding_dim]`, for any height and width.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_norm.forward(self.stem.forward(images)));
+        let mut x = relu(batch_norm_2d(&self.stem_norm, self.stem.forward(images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

@@ -80,9 +80,9 @@ impl Default for StudyConfig {
                 Protocol::Finetune,
                 Protocol::Supervised,
             ],
-            train_steps: 300,
+            train_steps: 30,
             train_lr: 1e-3,
-            train_batch_size: 128,
+            train_batch_size: 64,
             finetune_encoder_lr_scale: 0.1,
         }
     }

@@ -1,0 +1,99 @@
+"""PyTorch's side of `cargo bench --bench versus_pytorch`: the same training steps as pretext's,
+timed the same way (median of REPEATS steps after WARMUP), on CPU with the thread count given.
+
+Prints one JSON object: {"torch": version, "threads": n, "steps": {name: milliseconds}}.
+"""
+
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+WARMUP = 3
+REPEATS = 10
+
+
+def cnn(batch_norm: bool) -> nn.Sequential:
+    """pretext's default CNN encoder: conv 1->32, pool, conv 32->64, pool, linear 3136->128."""
+    layers = []
+    c_in = 1
+    for c_out in (32, 64):
+        layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers += [nn.MaxPool2d(2), nn.ReLU()]
+        c_in = c_out
+    layers += [nn.Flatten(), nn.Linear(3136, 128), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def nt_xent(z1, z2, temperature):
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.t() / temperature
+    sim = sim - torch.eye(2 * n) * 1e9
+    targets = (torch.arange(2 * n) + n) % (2 * n)
+    return F.cross_entropy(sim, targets)
+
+
+def time_steps(model, loss_fn, optimizer):
+    times = []
+    for i in range(WARMUP + REPEATS):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+        if i >= WARMUP:
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2] * 1e3
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    batch = 128
+    x = torch.randn(batch, 1, 28, 28)
+    steps = {}
+
+    # The issue's reference step: no batch norm, 4 classes, Adam.
+    model = nn.Sequential(cnn(False), nn.Linear(128, 4))
+    y = torch.randint(0, 4, (batch,))
+    steps["reference-cnn"] = time_steps(
+        model, lambda m: F.cross_entropy(m(x), y), torch.optim.Adam(model.parameters(), 1e-3)
+    )
+
+    # Rotation: the batch-norm CNN on all four rotations of each image (4 x batch), AdamW.
+    model = nn.Sequential(cnn(True), nn.Linear(128, 4))
+    rotated = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
+    y4 = torch.arange(4).repeat_interleave(batch)
+    steps["rotation-cnn"] = time_steps(
+        model,
+        lambda m: F.cross_entropy(m(rotated), y4),
+        torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.05),
+    )
+
+    # SimCLR: both views through the encoder in one pass, projection MLP 128-128-64, NT-Xent.
+    encoder = cnn(True)
+    head = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+    model = nn.Sequential(encoder, head)
+    views = torch.randn(2 * batch, 1, 28, 28)
+
+    def simclr_loss(m):
+        z = m(views)
+        return nt_xent(z[:batch], z[batch:], 0.5)
+
+    steps["simclr-cnn"] = time_steps(
+        model, simclr_loss, torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.05)
+    )
+    print(json.dumps({"torch": torch.__version__, "threads": threads, "steps": steps}))
+
+
+if __name__ == "__main__":
+    main()
