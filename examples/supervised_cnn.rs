@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let settings = LoopSettings {
         epochs,
+        max_steps: None,
         optimizer: OptimizerConfig {
             lr: 2e-3,
             weight_decay: 1e-4,

@@ -63,6 +63,16 @@ impl Schedule {
         }
     }
 
+    /// The same schedule compressed into at most `max_steps` steps (warm-up kept, shortened
+    /// if it would fill them).
+    pub fn truncated(mut self, max_steps: Option<u64>) -> Self {
+        if let Some(m) = max_steps {
+            self.total_steps = self.total_steps.min(m).max(1);
+            self.warmup_steps = self.warmup_steps.min(self.total_steps.saturating_sub(1));
+        }
+        self
+    }
+
     /// The learning rate of optimizer step `step` (0-based).
     pub fn lr(&self, step: u64) -> f64 {
         if step < self.warmup_steps {
@@ -77,6 +87,26 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn truncated_schedules_end_at_the_floor_on_their_last_step() {
+        let config = ScheduleConfig {
+            warmup_epochs: 1.0,
+            final_fraction: 0.0,
+        };
+        let s = Schedule::new(&config, 1.0, 10, 100).truncated(Some(30));
+        assert!((s.lr(9) - 1.0).abs() < 1e-12, "warm-up kept");
+        assert!(s.lr(29) < 0.01 && s.lr(30) == 0.0);
+        // A limit shorter than the warm-up leaves the last step to decay.
+        let short = Schedule::new(&config, 1.0, 10, 100).truncated(Some(5));
+        assert_eq!(short.warmup_steps, 4);
+        assert_eq!(
+            Schedule::new(&config, 1.0, 10, 3)
+                .truncated(None)
+                .total_steps,
+            30
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -28,6 +28,9 @@ use crate::schedule::{Schedule, ScheduleConfig};
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
     pub epochs: u64,
+    /// Stop after this many optimizer steps, mid-epoch if need be; the learning-rate schedule
+    /// spans these steps. `None`: every step of `epochs` epochs.
+    pub max_steps: Option<u64>,
     pub optimizer: OptimizerConfig,
     pub schedule: ScheduleConfig,
     pub accumulation: usize,
@@ -42,6 +45,7 @@ impl From<&PretrainConfig> for LoopSettings {
     fn from(c: &PretrainConfig) -> Self {
         Self {
             epochs: c.epochs,
+            max_steps: None,
             optimizer: c.optimizer.clone(),
             schedule: c.schedule.clone(),
             accumulation: c.accumulation,
@@ -144,7 +148,9 @@ pub fn train_loop(
         settings.optimizer.lr,
         steps_per_epoch,
         settings.epochs,
-    );
+    )
+    .truncated(settings.max_steps);
+    let finished = |step: u64| settings.max_steps.is_some_and(|m| step >= m);
     let mut optimizer = build_optimizer(&settings.optimizer, settings.grad_clip);
     let encoder_group = (settings.encoder_lr_scale != 1.0).then(|| {
         (
@@ -226,7 +232,7 @@ pub fn train_loop(
         Ok(())
     };
 
-    while state.epoch < settings.epochs {
+    while state.epoch < settings.epochs && !finished(state.step) {
         let epoch = state.epoch;
         observer.epoch_started(epoch, settings.epochs, state.batch, batches);
         let started = Instant::now();
@@ -291,6 +297,9 @@ pub fn train_loop(
                     if due && !last {
                         save(&model, &optimizer, &state, p, log)?;
                     }
+                }
+                if finished(state.step) {
+                    break;
                 }
             }
         }

@@ -375,3 +375,71 @@ fn max_images_pretrains_on_a_subset() {
     let err = quiet(&c, &data, &dir.path().join("zero"), RunMode::New).unwrap_err();
     assert!(err.to_string().contains("max_images"), "{err}");
 }
+
+#[test]
+fn max_steps_stops_mid_epoch_after_exactly_that_many_steps() {
+    use pretext_train::schedule::ScheduleConfig;
+    use pretext_train::trainer::{LoopSettings, train_loop};
+
+    struct Steps(Vec<(u64, u64, f64)>);
+    impl TrainObserver for Steps {
+        fn step(&mut self, r: &StepReport) {
+            self.0.push((r.epoch, r.step, r.lr));
+        }
+    }
+    let data = dataset(48);
+    let device = Device::flex().autodiff();
+    let task = AnyTask::build(&small_task(TaskKind::Rotation), data.train.shape).unwrap();
+    let model = seeded(0, &device, || {
+        build_model(
+            &task,
+            &small_encoder(TaskKind::Rotation).with_input(1, 16, 16),
+            &HeadsConfig::default(),
+            3,
+            &device,
+        )
+    })
+    .unwrap();
+    // 48 images in batches of 8: 6 steps an epoch; 9 steps end halfway through the second.
+    let loader = BatchLoader::new(
+        task,
+        Arc::new(data.train.clone()),
+        None,
+        data.normalization(),
+        LoaderConfig {
+            batch_size: 8,
+            ..LoaderConfig::default()
+        },
+        0,
+    )
+    .unwrap();
+    let settings = LoopSettings {
+        epochs: 5,
+        max_steps: Some(9),
+        optimizer: OptimizerConfig::default(),
+        schedule: ScheduleConfig {
+            warmup_epochs: 0.0,
+            final_fraction: 0.0,
+        },
+        accumulation: 1,
+        grad_clip: None,
+        checkpoint_every_steps: None,
+        encoder_lr_scale: 1.0,
+    };
+    let mut steps = Steps(Vec::new());
+    train_loop(
+        model,
+        &loader,
+        &settings,
+        &device,
+        None,
+        &mut |_, _| Ok(None),
+        &mut steps,
+    )
+    .unwrap();
+    let epochs: Vec<u64> = steps.0.iter().map(|s| s.0).collect();
+    assert_eq!(epochs, [0, 0, 0, 0, 0, 0, 1, 1, 1]);
+    // The cosine schedule spans the nine steps: it decays all the way by the last one.
+    let last_lr = steps.0.last().unwrap().2;
+    assert!(last_lr < 0.05 * OptimizerConfig::default().lr, "{last_lr}");
+}

@@ -1,7 +1,7 @@
 //! Encoder + linear head + cross-entropy: rotation prediction, fine-tuning and the supervised
 //! baseline.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 
@@ -19,6 +19,18 @@ impl ClassifierModel {
         Self {
             encoder,
             head: LinearConfig::new(embedding_dim, classes).init(device),
+        }
+    }
+
+    /// A classifier whose head starts from given weights `[embedding_dim, classes]` and bias
+    /// `[classes]` (a fitted linear probe, for fine-tuning).
+    pub fn with_head(encoder: Encoder, weight: Tensor<2>, bias: Tensor<1>) -> Self {
+        Self {
+            encoder,
+            head: Linear {
+                weight: Param::from_tensor(weight),
+                bias: Some(Param::from_tensor(bias)),
+            },
         }
     }
 

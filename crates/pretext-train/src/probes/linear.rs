@@ -157,7 +157,33 @@ impl LinearProbe {
     }
 }
 
+/// A linear layer on raw (unstandardised) features: `logits = x · weight + bias`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearHead {
+    /// `[dim, classes]`, row-major.
+    pub weight: Vec<f32>,
+    /// `[classes]`.
+    pub bias: Vec<f32>,
+}
+
 impl FittedLinearProbe {
+    /// The probe with its standardisation folded in, as one linear layer on raw features: the
+    /// head fine-tuning starts from (linear probing, then fine-tuning, as Kumar et al. 2022).
+    pub fn head(&self) -> LinearHead {
+        let (dim, classes) = (self.dim, self.classes);
+        let mut weight = vec![0f32; dim * classes];
+        let mut bias = self.weights[dim * classes..].to_vec();
+        for j in 0..dim {
+            for c in 0..classes {
+                // (x - m) s w = x (s w) - m s w
+                let w = self.scale[j] * self.weights[j * classes + c];
+                weight[j * classes + c] = w;
+                bias[c] -= self.mean[j] * w;
+            }
+        }
+        LinearHead { weight, bias }
+    }
+
     /// Predicted classes of `features` (`rows x dim`).
     pub fn predict(&self, features: &[f32], device: &Device) -> Vec<u32> {
         let x = design(features, &self.mean, &self.scale, self.dim, device);
@@ -272,6 +298,44 @@ mod tests {
             labels.push(class);
         }
         (features, labels)
+    }
+
+    #[test]
+    fn the_folded_head_predicts_as_the_probe_does() {
+        let device = Device::flex();
+        let (xt, yt) = clusters(90, 0);
+        let (xv, yv) = clusters(30, 1000);
+        let fitted = LinearProbe::default()
+            .fit(
+                Labelled {
+                    features: &xt,
+                    labels: &yt,
+                },
+                Labelled {
+                    features: &xv,
+                    labels: &yv,
+                },
+                4,
+                3,
+                &device,
+            )
+            .unwrap();
+        let head = fitted.head();
+        let (xs, _) = clusters(60, 5000);
+        let probe_logits = design(&xs, &fitted.mean, &fitted.scale, 4, &device).matmul(
+            Tensor::<2>::from_data(TensorData::new(fitted.weights.clone(), [5, 3]), &device),
+        );
+        let raw = Tensor::<2>::from_data(TensorData::new(xs.clone(), [60, 4]), &device);
+        let head_logits = raw.matmul(Tensor::from_data(
+            TensorData::new(head.weight, [4, 3]),
+            &device,
+        )) + Tensor::<1>::from_data(TensorData::new(head.bias, [3]), &device)
+            .unsqueeze();
+        let diff = (probe_logits - head_logits)
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(diff < 1e-3, "logits differ by {diff}");
     }
 
     #[test]

@@ -6,4 +6,4 @@ pub mod linear;
 
 pub use cluster::{ClusterScores, cluster_probe};
 pub use knn::{KnnProbe, knn_accuracy};
-pub use linear::{FittedLinearProbe, Labelled, LinearProbe};
+pub use linear::{FittedLinearProbe, Labelled, LinearHead, LinearProbe};

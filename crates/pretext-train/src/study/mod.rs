@@ -24,7 +24,9 @@ use pretext_models::encoders::{EncoderConfig, EncoderKind};
 
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
-use crate::probes::{KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy};
+use crate::probes::{
+    FittedLinearProbe, KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy,
+};
 
 pub use cells::{Cell, CellKey, CellLog};
 pub use features::{Features, Representation};
@@ -49,7 +51,8 @@ pub struct StudyConfig {
     /// The protocols to run: `linear`, `knn`, `cluster` (ACC, NMI and ARI), `finetune` (each
     /// pretrained encoder with a linear head), `supervised` (the same CNN from scratch).
     pub protocols: Vec<Protocol>,
-    /// Optimizer steps of each fine-tuning or supervised run (in whole epochs of the subset).
+    /// Optimizer steps of each fine-tuning or supervised run, the same at every budget (equal
+    /// compute; with all labels that can be part of one pass over them).
     pub train_steps: usize,
     pub train_lr: f64,
     pub train_batch_size: usize,
@@ -80,7 +83,7 @@ impl Default for StudyConfig {
                 Protocol::Finetune,
                 Protocol::Supervised,
             ],
-            train_steps: 30,
+            train_steps: 40,
             train_lr: 1e-3,
             train_batch_size: 64,
             finetune_encoder_lr_scale: 0.1,
@@ -285,6 +288,30 @@ pub fn run_study(
         }
         observer.note(&format!("computing {} features", rep.name()));
         let f = rep.features(data, &split.train, &split.val, config, device)?;
+        // The linear probe of a (budget, seed) subset: its own cell, and the head that
+        // fine-tuning starts from.
+        let probe = |budget: LabelBudget, seed: u64| -> Result<FittedLinearProbe> {
+            let chosen = &subsets[&(budget, seed)];
+            let x: Vec<f32> = chosen
+                .iter()
+                .flat_map(|&i| f.pool[i * f.dim..(i + 1) * f.dim].iter().copied())
+                .collect();
+            let y: Vec<u32> = chosen.iter().map(|&i| pool_labels[i]).collect();
+            linear.fit(
+                Labelled {
+                    features: &x,
+                    labels: &y,
+                },
+                Labelled {
+                    features: &f.val,
+                    labels: &val_labels,
+                },
+                f.dim,
+                classes,
+                device,
+            )
+        };
+        let mut heads = BTreeMap::new();
         // One K-means run per seed gives all three clustering scores.
         let mut clusterings = BTreeMap::new();
         for key in keys {
@@ -320,10 +347,16 @@ pub fn run_study(
                     let Representation::Encoder { encoder, .. } = rep else {
                         continue;
                     };
+                    let head = match heads.remove(&(key.budget, key.seed)) {
+                        Some(head) => head,
+                        // Resumed after its linear cell: fit the probe again.
+                        None => probe(key.budget, key.seed)?.head(),
+                    };
                     let start = Start {
                         encoder,
                         embedding_dim: f.dim,
                         encoder_lr_scale: config.finetune_encoder_lr_scale,
+                        head: Some(head),
                     };
                     train_and_test(
                         start,
@@ -335,38 +368,27 @@ pub fn run_study(
                         device,
                     )?
                 }
-                protocol => {
+                Protocol::Linear => {
+                    let fitted = probe(key.budget, key.seed)?;
+                    if rep.is_pretrained() {
+                        heads.insert((key.budget, key.seed), fitted.head());
+                    }
+                    fitted.accuracy(
+                        Labelled {
+                            features: &f.test,
+                            labels: test_labels,
+                        },
+                        device,
+                    )
+                }
+                Protocol::Knn => {
                     let chosen = &subsets[&(key.budget, key.seed)];
                     let x: Vec<f32> = chosen
                         .iter()
                         .flat_map(|&i| f.pool[i * f.dim..(i + 1) * f.dim].iter().copied())
                         .collect();
                     let y: Vec<u32> = chosen.iter().map(|&i| pool_labels[i]).collect();
-                    if protocol == Protocol::Linear {
-                        linear
-                            .fit(
-                                Labelled {
-                                    features: &x,
-                                    labels: &y,
-                                },
-                                Labelled {
-                                    features: &f.val,
-                                    labels: &val_labels,
-                                },
-                                f.dim,
-                                classes,
-                                device,
-                            )?
-                            .accuracy(
-                                Labelled {
-                                    features: &f.test,
-                                    labels: test_labels,
-                                },
-                                device,
-                            )
-                    } else {
-                        knn_accuracy(&knn, &x, &y, &f.test, test_labels, f.dim, classes, device)
-                    }
+                    knn_accuracy(&knn, &x, &y, &f.test, test_labels, f.dim, classes, device)
                 }
             };
             record(&mut log, observer, (&mut done, total), key, value, started)?;
@@ -382,6 +404,7 @@ pub fn run_study(
             encoder: &encoder,
             embedding_dim: supervised.encoder.embedding_dim(),
             encoder_lr_scale: 1.0,
+            head: None,
         };
         let value = train_and_test(
             start,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use pretext_data::tasks::{AnyTask, SupervisedTask};
 use pretext_data::{BatchLoader, ImageDataset, ImageSet, LoaderConfig, Normalization};
@@ -17,6 +17,7 @@ use crate::config::OptimizerConfig;
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
 use crate::observer::Silent;
+use crate::probes::LinearHead;
 use crate::schedule::ScheduleConfig;
 use crate::trainer::{LoopSettings, train_loop};
 
@@ -26,6 +27,9 @@ pub struct Start<'a> {
     pub embedding_dim: usize,
     /// Below 1 fine-tunes the encoder gently; 1 trains it like the head (from scratch).
     pub encoder_lr_scale: f64,
+    /// The head's starting weights (a linear probe fitted on the same labels); a random head
+    /// when `None`.
+    pub head: Option<LinearHead>,
 }
 
 /// Trains the encoder of `start` with a new linear head on the images of `train` (the data's
@@ -43,6 +47,7 @@ pub fn train_and_test(
         encoder,
         embedding_dim,
         encoder_lr_scale,
+        head,
     } = start;
     let test = data
         .test
@@ -66,19 +71,27 @@ pub fn train_and_test(
         },
         seed,
     )?;
-    // A fixed number of optimizer steps, whatever the subset's size, in whole epochs.
+    // The same number of optimizer steps at every budget (equal compute): many passes over a
+    // small subset, part of one over a large one.
     let batches = loader.batches_per_epoch().max(1);
-    let epochs = config.train_steps.div_ceil(batches).clamp(1, 1000) as u64;
+    let epochs = config.train_steps.div_ceil(batches).max(1) as u64;
     let model = seeded(seed, &train_device, || {
-        Ok(TaskModel::Classifier(ClassifierModel::new(
-            encoder.clone().fork(&train_device).train(),
-            embedding_dim,
-            classes,
-            &train_device,
-        )))
+        let encoder = encoder.clone().fork(&train_device).train();
+        Ok(TaskModel::Classifier(match head {
+            Some(LinearHead { weight, bias }) => ClassifierModel::with_head(
+                encoder,
+                Tensor::from_data(
+                    TensorData::new(weight, [embedding_dim, classes]),
+                    &train_device,
+                ),
+                Tensor::from_data(TensorData::new(bias, [classes]), &train_device),
+            ),
+            None => ClassifierModel::new(encoder, embedding_dim, classes, &train_device),
+        }))
     })?;
     let settings = LoopSettings {
         epochs,
+        max_steps: Some(config.train_steps as u64),
         optimizer: OptimizerConfig {
             lr: config.train_lr,
             weight_decay: 1e-4,
