@@ -196,7 +196,7 @@ fn bad_comparison_requests_are_clear_errors() {
         ),
         (
             vec!["--config".into(), bad.display().to_string()],
-            "at least one label budget, one seed and one protocol",
+            "bad.toml: not a valid comparison config: seeds = 0",
         ),
         (
             vec!["--checkpoint".into(), "no/such/run".into()],

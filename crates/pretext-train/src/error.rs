@@ -19,11 +19,12 @@ pub enum TrainError {
     #[error(transparent)]
     Baseline(#[from] pretext_baselines::BaselineError),
 
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the message rather than a `source`, so a report of the error chain
+    // does not print it twice.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{}: not a usable checkpoint: {reason}", path.display())]
@@ -70,7 +71,7 @@ impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

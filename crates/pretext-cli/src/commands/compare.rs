@@ -61,14 +61,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut config = match &args.config {
         Some(path) => {
+            let invalid = || format!("{}: not a valid comparison config", path.display());
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            CompareConfig::from_toml(&text)
-                .with_context(|| format!("{}: not a valid comparison config", path.display()))?
+            let config = CompareConfig::from_toml(&text).with_context(invalid)?;
+            config.study.validate().with_context(invalid)?;
+            config
         }
         None => CompareConfig::default(),
     };
-    config.study.validate()?;
     if args.quick {
         config = config.quick();
     }

@@ -93,9 +93,19 @@ impl Default for StudyConfig {
 
 impl StudyConfig {
     pub fn validate(&self) -> Result<()> {
-        if self.budgets.is_empty() || self.seeds == 0 || self.protocols.is_empty() {
+        if self.budgets.is_empty() {
             return Err(TrainError::config(
-                "the study needs at least one label budget, one seed and one protocol",
+                "budgets must list at least one label budget",
+            ));
+        }
+        if self.seeds == 0 {
+            return Err(TrainError::config(
+                "seeds = 0: the study needs at least one seed",
+            ));
+        }
+        if self.protocols.is_empty() {
+            return Err(TrainError::config(
+                "protocols must list at least one protocol",
             ));
         }
         if let Some(p) = self
