@@ -215,3 +215,72 @@ fn device_not_compiled_in_names_the_feature() {
         .code(1)
         .stderr(contains("--features cuda"));
 }
+
+#[test]
+fn cifar_batches_and_image_folders_load_and_pretrain() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // CIFAR-10: 8 training and 4 test records of a label byte and 3,072 pixel bytes.
+    let cifar = dir.path().join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    let records = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                std::iter::once((i % 2) as u8)
+                    .chain((0..3072).map(move |p| ((p + i * 5) % 256) as u8))
+            })
+            .collect()
+    };
+    std::fs::write(cifar.join("data_batch_1.bin"), records(8)).unwrap();
+    std::fs::write(cifar.join("test_batch.bin"), records(4)).unwrap();
+    pretext()
+        .args(["data", "info", "--data"])
+        .arg(&cifar)
+        .assert()
+        .success()
+        .stdout(contains("12 (8 train, 4 test)").or(contains("8 train")))
+        .stdout(contains("3x32x32"));
+
+    // An image folder of RGB images of two sizes, resized to 12x12.
+    let folder = dir.path().join("photos");
+    for (class, colour) in [("cat", [220u8, 40, 0]), ("dog", [0, 40, 220])] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..6u32 {
+            let image = image::RgbImage::from_fn(18 + i, 14, |x, y| {
+                let v = ((x + y) % 7) as u8 * 5;
+                image::Rgb([colour[0] / 2 + v, colour[1] + v, colour[2] / 2 + v])
+            });
+            image
+                .save(folder.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    pretext()
+        .args(["data", "info", "--image-size", "12", "--data"])
+        .arg(&folder)
+        .assert()
+        .success()
+        .stdout(contains("3x12x12"))
+        .stdout(contains("cat"));
+    let run = dir.path().join("run");
+    pretext()
+        .args([
+            "pretrain",
+            "--task",
+            "rotation",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--quiet",
+            "--image-size",
+            "12",
+            "--data",
+        ])
+        .arg(&folder)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    assert!(run.join("encoder.safetensors").exists());
+}

@@ -1,6 +1,6 @@
-//! Hostile bytes for every parser: IDX (raw and gzip), CSV tables, TOML configs (pretraining and
-//! comparison), checkpoints (with their model records) and exported encoders (description and
-//! safetensors). Each target mutates valid seed inputs (the seed corpus is built here from real
+//! Hostile bytes for every parser: IDX (raw and gzip), CIFAR batches, images of image folders
+//! (PNG, JPEG), CSV tables, TOML configs (pretraining and comparison), checkpoints (with their
+//! model records) and exported encoders (description and safetensors). Each target mutates valid seed inputs (the seed corpus is built here from real
 //! encodings and `configs/`) by flipping bytes, truncating, inserting, and setting 32-bit fields
 //! to extreme values; no input may panic, and none may make a parser allocate what a header
 //! merely claims.
@@ -100,6 +100,28 @@ fn idx_seeds() -> Vec<Vec<u8>> {
     vec![gzip(&images), images, labels]
 }
 
+/// Two CIFAR-10 records.
+fn cifar_seed() -> Vec<u8> {
+    (0..2u8)
+        .flat_map(|i| std::iter::once(i).chain((0..3072).map(move |p| (p % 251) as u8 ^ i)))
+        .collect()
+}
+
+/// A small image in each format an image folder accepts.
+fn image_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let image = image::RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 80, 7]));
+    let mut seeds = Vec::new();
+    for (ext, format) in [
+        ("png", image::ImageFormat::Png),
+        ("jpg", image::ImageFormat::Jpeg),
+    ] {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image.write_to(&mut bytes, format).unwrap();
+        seeds.push((ext, bytes.into_inner()));
+    }
+    seeds
+}
+
 const CSV_SEEDS: [&str; 4] = [
     "a,b,label\n1,2,0\n3,4,1\n",
     "1.5,2,3\n4,5e-3,6\n",
@@ -176,6 +198,22 @@ proptest! {
     fn idx(seed in 0..3usize, ops in ops()) {
         let bytes = mutate(&idx_seeds()[seed], &ops);
         let _ = parse_idx(&bytes, Path::new("fuzz.idx"));
+    }
+
+    #[test]
+    fn cifar(ops in ops()) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data_batch_1.bin"), mutate(&cifar_seed(), &ops)).unwrap();
+        let _ = pretext_data::cifar::load_cifar_dir(dir.path());
+    }
+
+    #[test]
+    fn image_folders(seed in 0..2usize, ops in ops()) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ext, bytes) = &image_seeds()[seed];
+        std::fs::create_dir_all(dir.path().join("class")).unwrap();
+        std::fs::write(dir.path().join(format!("class/x.{ext}")), mutate(bytes, &ops)).unwrap();
+        let _ = pretext_data::folder::load_image_folder(dir.path(), 8);
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub enum BaselineCommand {
 /// Data for the baselines: image data sets (training split, flattened) or CSV tables.
 #[derive(Debug, Clone, Args)]
 pub struct FeatureArgs {
-    /// An embedded data set, a directory of IDX files, or a CSV table (`*.csv`).
+    /// An embedded data set, a directory of IDX files, CIFAR batches or class folders of images
+    /// (32x32), or a CSV table (`*.csv`).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
     /// For CSV tables: the column holding class labels (a header name, or a 1-based number).
@@ -137,10 +138,15 @@ pub enum DataCommand {
 /// Where the data comes from; shared by every command that reads data.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
-    /// An embedded data set (`fashion-mnist`, compiled in) or a directory of IDX files
-    /// (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`, optional `t10k-…`).
+    /// An embedded data set (`fashion-mnist`, compiled in), or a directory of IDX files
+    /// (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`, optional `t10k-…`), of
+    /// CIFAR-10/100 binary batches, or of class folders of PNG/JPEG images (`<class>/*.png`,
+    /// or `train/<class>/…` and `test/<class>/…`).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
+    /// Image folders only: the side, in pixels, images are cropped and resized to.
+    #[arg(long, default_value_t = pretext_data::folder::DEFAULT_SIZE)]
+    pub image_size: usize,
 }
 
 /// The compute device; shared by every command that computes.

@@ -5,9 +5,11 @@
 //! Pixels are held as bytes and become normalised f32 tensors one batch at a time
 //! ([`ImageSet::images_tensor`]), normalised with the training split's statistics.
 
+pub mod cifar;
 pub mod dataset;
 pub mod embedded;
 pub mod error;
+pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod npy;

@@ -1,10 +1,13 @@
-//! Where a data set comes from (`--data`): an embedded name or an IDX directory.
+//! Where a data set comes from (`--data`): an embedded name, a directory of IDX files, CIFAR
+//! binary batches, or an image folder.
 
 use std::path::{Path, PathBuf};
 
+use crate::cifar::{is_cifar_dir, load_cifar_dir};
 use crate::dataset::{ImageDataset, ImageSet, ImageShape};
 use crate::embedded::{EMBEDDED_NAMES, FASHION_MNIST_CLASSES, FASHION_MNIST_SUBSET};
 use crate::error::{DataError, Result};
+use crate::folder::{DEFAULT_SIZE, is_image_folder, load_image_folder};
 use crate::idx::{IdxArray, parse_idx, read_idx};
 
 /// A data set a user named on the command line or in a config.
@@ -15,6 +18,12 @@ pub enum DataSource {
     /// A directory of IDX files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
     /// optionally `t10k-…` for the test split).
     IdxDir(PathBuf),
+    /// CIFAR-10 (`data_batch_*.bin`, `test_batch.bin`) or CIFAR-100 (`train.bin`, `test.bin`)
+    /// binary batches.
+    Cifar(PathBuf),
+    /// One sub-folder per class of PNG/JPEG images (or `train/` and `test/` of them), each
+    /// cropped to its centred square and resized to `size` x `size`.
+    ImageFolder { dir: PathBuf, size: usize },
 }
 
 impl DataSource {
@@ -25,18 +34,40 @@ impl DataSource {
         }
         let path = PathBuf::from(spec);
         if path.is_dir() {
+            // IDX files first: a data directory may also hold runs, reports and their PNGs.
+            if find_part(&path, TRAIN_IMAGES, "training images")?.is_some() {
+                return Ok(DataSource::IdxDir(path));
+            }
+            if is_cifar_dir(&path) {
+                return Ok(DataSource::Cifar(path));
+            }
+            if is_image_folder(&path) {
+                return Ok(DataSource::ImageFolder {
+                    dir: path,
+                    size: DEFAULT_SIZE,
+                });
+            }
             return Ok(DataSource::IdxDir(path));
         }
         if path.exists() {
             return Err(DataError::malformed(
                 path,
-                "expected a directory of IDX files, found a file",
+                "expected a directory (IDX files, CIFAR batches or class folders of images), \
+                 found a file",
             ));
         }
         Err(DataError::UnknownSource {
             spec: spec.to_string(),
             known: EMBEDDED_NAMES.join(", "),
         })
+    }
+
+    /// The same source with image folders resized to `size` x `size` (others keep their size).
+    pub fn with_image_size(self, size: usize) -> Self {
+        match self {
+            DataSource::ImageFolder { dir, .. } => DataSource::ImageFolder { dir, size },
+            other => other,
+        }
     }
 
     /// Reads the whole data set into memory.
@@ -68,6 +99,8 @@ impl DataSource {
                 })
             }
             DataSource::IdxDir(dir) => load_idx_dir(dir),
+            DataSource::Cifar(dir) => load_cifar_dir(dir),
+            DataSource::ImageFolder { dir, size } => load_image_folder(dir, *size),
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn task_from_file(path: &Path, kind: TaskKind) -> anyhow::Result<TaskConfig>
 /// Loads the data named by `--data`, with the argument in the error's context.
 pub fn load(args: &DataArgs) -> anyhow::Result<pretext_data::ImageDataset> {
     DataSource::parse(&args.data)
-        .and_then(|source| source.load())
+        .and_then(|source| source.with_image_size(args.image_size).load())
         .with_context(|| format!("cannot load --data {}", args.data))
 }
 
