@@ -61,6 +61,19 @@ pub enum TrainError {
         lock: PathBuf,
         pid: u32,
     },
+
+    #[error(
+        "{}: {} MB free, but the run needs about {} MB for its checkpoints; free some space or \
+         choose another --out",
+        dir.display(),
+        available / 1_000_000,
+        needed.div_ceil(1_000_000)
+    )]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
 }
 
 impl TrainError {

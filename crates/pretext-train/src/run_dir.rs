@@ -67,6 +67,19 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// Fails with [`TrainError::NoSpace`] unless the file system holding the run has `needed`
+    /// bytes free (checked before training, so a full disk is found before hours of work).
+    pub fn ensure_space(&self, needed: u64) -> Result<()> {
+        match free_bytes(&self.root) {
+            Some(available) if available < needed => Err(TrainError::NoSpace {
+                dir: self.root.clone(),
+                needed,
+                available,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -102,6 +115,28 @@ impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.lock);
     }
+}
+
+/// Bytes available to this user on the file system holding `dir`; `None` where unknown.
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `stats` a properly sized out-parameter; the
+    // structure is read only when the call succeeds.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stats.assume_init()
+    };
+    Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_dir: &Path) -> Option<u64> {
+    None
 }
 
 /// Creates `root/.lock` holding this process's id. A lock left by a process that no longer runs
@@ -161,6 +196,20 @@ fn process_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_needing_more_space_than_is_free_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path(), "epochs = 1\n", RunMode::New).unwrap();
+        run.ensure_space(1).unwrap();
+        let err = run.ensure_space(u64::MAX).unwrap_err();
+        assert!(matches!(err, TrainError::NoSpace { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&dir.path().display().to_string()) && message.contains("MB free"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn a_second_open_is_refused_and_a_stale_lock_taken_over() {

@@ -1,0 +1,159 @@
+//! A disk that fills up mid-training: the run stops with a clear error, its last good checkpoint
+//! intact, and resumes once there is space again. A run that cannot fit is refused before it
+//! starts. The disk is a small tmpfs, which needs root (the CI machine runs as root); elsewhere
+//! the test says so and passes without running.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::idx;
+
+/// A mounted tmpfs, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, bytes: u64) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+fn data_dir(dir: &Path) {
+    let pixels: Vec<u8> = (0..40 * 256u32).map(|i| (i * 37 % 251) as u8).collect();
+    let labels: Vec<u8> = (0..40).map(|i| i % 2).collect();
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx(&[40, 16, 16], &pixels),
+    )
+    .unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[40], &labels)).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        "epochs = 40\n[task]\nkind = \"rotation\"\n[encoder]\nkind = \"cnn\"\nchannels = [8, 16]\n\
+         embedding_dim = 32\n[loader]\nbatch_size = 8\n[checkpoint]\nevery_steps = 2\nkeep = 2\n\
+         [knn]\nenabled = false\n",
+    )
+    .unwrap();
+}
+
+fn pretrain(dir: &Path, out: &Path, resume: bool) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pretext"));
+    cmd.args(["pretrain", "--quiet", "--config"])
+        .arg(dir.join("config.toml"))
+        .arg("--data")
+        .arg(dir)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd
+}
+
+fn checkpoints(run: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_full_disk_stops_training_cleanly_and_the_run_resumes() {
+    if !is_root() {
+        println!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 8 << 20) else {
+        panic!("root could not mount a tmpfs");
+    };
+    let run = disk.0.join("run");
+    let mut child = pretrain(dir.path(), &run, false).spawn().unwrap();
+    let started = Instant::now();
+    while checkpoints(&run).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Fill the disk.
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.flush();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("No space left") && stderr.contains(&run.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let kept = checkpoints(&run);
+    assert!(!kept.is_empty(), "the last good checkpoint is gone");
+
+    // Space again: the run resumes from its last good checkpoint and finishes.
+    std::fs::remove_file(&filler).unwrap();
+    let out = pretrain(dir.path(), &run, true).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(run.join("encoder.safetensors").exists());
+}
+
+#[test]
+fn a_run_that_cannot_fit_is_refused_before_it_starts() {
+    if !is_root() {
+        println!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 64 << 10) else {
+        panic!("root could not mount a tmpfs");
+    };
+    let run = disk.0.join("run");
+    let out = pretrain(dir.path(), &run, false).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("MB free") && stderr.contains("--out"),
+        "{stderr}"
+    );
+    assert!(checkpoints(&run).is_empty());
+}
