@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::idx;
+use common::{idx, pretrain_process};
 
 /// A mounted tmpfs, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -71,22 +71,6 @@ fn data_dir(dir: &Path) {
     .unwrap();
 }
 
-fn pretrain(dir: &Path, out: &Path, resume: bool) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pretext"));
-    cmd.args(["pretrain", "--quiet", "--config"])
-        .arg(dir.join("config.toml"))
-        .arg("--data")
-        .arg(dir)
-        .arg("--out")
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if resume {
-        cmd.arg("--resume");
-    }
-    cmd
-}
-
 fn checkpoints(run: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
         .map(|d| {
@@ -107,7 +91,7 @@ fn a_full_disk_stops_training_cleanly_and_the_run_resumes() {
         return;
     };
     let run = disk.0.join("run");
-    let mut child = pretrain(dir.path(), &run, false).spawn().unwrap();
+    let mut child = pretrain_process(dir.path(), &run, false).spawn().unwrap();
     let started = Instant::now();
     while checkpoints(&run).is_empty() {
         assert!(
@@ -139,7 +123,7 @@ fn a_full_disk_stops_training_cleanly_and_the_run_resumes() {
 
     // Space again: the run resumes from its last good checkpoint and finishes.
     std::fs::remove_file(&filler).unwrap();
-    let out = pretrain(dir.path(), &run, true).output().unwrap();
+    let out = pretrain_process(dir.path(), &run, true).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(run.join("encoder.safetensors").exists());
@@ -153,7 +137,7 @@ fn a_run_that_cannot_fit_is_refused_before_it_starts() {
         return;
     };
     let run = disk.0.join("run");
-    let out = pretrain(dir.path(), &run, false).output().unwrap();
+    let out = pretrain_process(dir.path(), &run, false).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use common::{idx, pretext};
+use common::{idx, pretext, pretrain_process};
 
 /// 48 labelled 16x16 images of three classes.
 fn data_dir(dir: &Path) {
@@ -59,22 +58,6 @@ workers = 2
 every_steps = 2
 "#;
 
-fn pretrain_command(dir: &Path, out: &Path, resume: bool) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pretext"));
-    cmd.args(["pretrain", "--quiet", "--config"])
-        .arg(dir.join("config.toml"))
-        .arg("--data")
-        .arg(dir)
-        .arg("--out")
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if resume {
-        cmd.arg("--resume");
-    }
-    cmd
-}
-
 /// Optimizer steps in the run's metrics log (0 before the first).
 fn steps_logged(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -109,7 +92,7 @@ fn a_killed_run_resumed_ends_where_an_uninterrupted_one_does() {
 
     let whole = dir.path().join("whole");
     let started = Instant::now();
-    let status = pretrain_command(dir.path(), &whole, false)
+    let status = pretrain_process(dir.path(), &whole, false)
         .status()
         .unwrap();
     assert!(status.success());
@@ -127,7 +110,7 @@ fn a_killed_run_resumed_ends_where_an_uninterrupted_one_does() {
     let mut mid_training = 0;
     for (i, base) in [0.15, 0.4, 0.65].into_iter().enumerate() {
         let fraction = base + 0.2 * ((jitter + i as f64 * 0.37) % 1.0);
-        let mut child = pretrain_command(dir.path(), &killed, i > 0)
+        let mut child = pretrain_process(dir.path(), &killed, i > 0)
             .spawn()
             .unwrap();
         std::thread::sleep(duration.mul_f64(fraction));
@@ -144,7 +127,7 @@ fn a_killed_run_resumed_ends_where_an_uninterrupted_one_does() {
             child.wait().unwrap();
         }
     }
-    let out = pretrain_command(dir.path(), &killed, true)
+    let out = pretrain_process(dir.path(), &killed, true)
         .output()
         .unwrap();
     assert!(
@@ -174,7 +157,7 @@ fn the_same_seed_gives_identical_parameters_whatever_the_loader_threads() {
             .replace("workers = 2", &format!("workers = {workers}"));
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let run = dir.path().join(format!("workers-{workers}"));
-        let out = pretrain_command(dir.path(), &run, false).output().unwrap();
+        let out = pretrain_process(dir.path(), &run, false).output().unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -17,3 +17,25 @@ pub fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(data);
     out
 }
+
+/// `pretext pretrain` as a child process (for killing or watching it) on the IDX data and
+/// `config.toml` in `dir`, into `out`; stdout discarded, stderr captured.
+pub fn pretrain_process(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    resume: bool,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("pretext"));
+    cmd.args(["pretrain", "--quiet", "--config"])
+        .arg(dir.join("config.toml"))
+        .arg("--data")
+        .arg(dir)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::{ImageDataset, ImageSet, ImageShape};
 use crate::error::{DataError, Result};
+use crate::source::read_names;
 
 const PIXELS: usize = 3 * 32 * 32;
 
@@ -107,13 +108,7 @@ fn class_names(dir: &Path, variant: Variant) -> Result<Vec<String>> {
     if !file.is_file() {
         return Ok((0..variant.classes()).map(|c| c.to_string()).collect());
     }
-    let text = std::fs::read_to_string(&file).map_err(|e| DataError::io(&file, e))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names = read_names(&file)?;
     if names.len() != variant.classes() {
         return Err(DataError::malformed(
             &file,

@@ -291,18 +291,23 @@ fn hwc_to_chw(data: &[u8], shape: ImageShape) -> Vec<u8> {
     out
 }
 
+/// The non-empty lines of a class-names file, trimmed.
+pub(crate) fn read_names(file: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).map_err(|e| DataError::io(file, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 /// Class names from `classes.txt` beside the data (one per line), Fashion-MNIST's names for a
 /// directory called so, else the label numbers.
 fn class_names(dir: &Path, num_classes: usize) -> Result<Vec<String>> {
     let file = dir.join("classes.txt");
     if file.is_file() {
-        let text = std::fs::read_to_string(&file).map_err(|e| DataError::io(&file, e))?;
-        let names: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let names = read_names(&file)?;
         if names.len() < num_classes {
             return Err(DataError::malformed(
                 &file,
