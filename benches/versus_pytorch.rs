@@ -3,8 +3,8 @@
 //!
 //! Steps: `reference-cnn` (conv 1→32, pool, conv 32→64, pool, fc 3136→128, fc 128→4, Adam,
 //! batch 128 of 1x28x28), `rotation-cnn` (the batch-norm CNN on all four rotations of 128
-//! images) and `simclr-cnn` (two views of 128 images through the encoder and projection MLP,
-//! NT-Xent). PyTorch's side is `benches/peers/torch_steps.py`, run from a virtual environment
+//! images), `simclr-cnn` (two views of 128 images through the encoder and projection MLP,
+//! NT-Xent) and `mae-vit` (ViT-tiny on the 12 visible 4x4 patches of 49, a one-block decoder). PyTorch's side is `benches/peers/torch_steps.py`, run from a virtual environment
 //! under `target/bench-venv` that pip fills with `torch` on first use; without Python or torch
 //! the benchmark prints pretext's figures alone.
 //!
@@ -39,7 +39,7 @@ mod peer;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 128;
-const STEPS: [&str; 3] = ["reference-cnn", "rotation-cnn", "simclr-cnn"];
+const STEPS: [&str; 4] = ["reference-cnn", "rotation-cnn", "simclr-cnn", "mae-vit"];
 
 /// Median milliseconds of `repeats` steps after `warmup`, each reading the loss back (as the
 /// training loop does).
@@ -101,17 +101,22 @@ fn ours(step: &str, device: &Device, warmup: usize, repeats: usize) -> f64 {
             repeats,
         );
     }
-    let kind = if step == "rotation-cnn" {
-        TaskKind::Rotation
-    } else {
-        TaskKind::Simclr
+    let (kind, encoder) = match step {
+        "rotation-cnn" => (
+            TaskKind::Rotation,
+            EncoderConfig::default_for(EncoderKind::Cnn),
+        ),
+        "simclr-cnn" => (
+            TaskKind::Simclr,
+            EncoderConfig::default_for(EncoderKind::Cnn),
+        ),
+        _ => (TaskKind::Mae, EncoderConfig::default_for(EncoderKind::Vit)),
     };
     let data = DataSource::EmbeddedFashionMnist
         .load()
         .expect("embedded data");
     let norm = data.normalization();
     let task = AnyTask::build(&TaskConfig::default_for(kind), data.train.shape).expect("task");
-    let encoder = EncoderConfig::default_for(EncoderKind::Cnn);
     let model = seeded(0, &device, || {
         build_model(&task, &encoder, &HeadsConfig::default(), 10, &device)
     })

@@ -92,7 +92,55 @@ def main():
     steps["simclr-cnn"] = time_steps(
         model, simclr_loss, torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.05)
     )
+    # MAE: ViT-tiny encoder (4x4 patches of 28x28, dim 64, depth 4, 4 heads, MLP ratio 2,
+    # pre-norm, no dropout) on the 12 visible patches of 49, a one-block decoder of dim 64,
+    # mean squared error on the masked patches.
+    model = Mae()
+    patches = torch.randn(batch, 49, 16)
+    order = torch.argsort(torch.rand(batch, 49), dim=1)
+    visible_idx, masked = order[:, :12], order[:, 12:]
+    mask = torch.zeros(batch, 49).scatter_(1, masked, 1.0)
+    restore = torch.argsort(order, dim=1)
+    visible = torch.gather(patches, 1, visible_idx[..., None].expand(-1, -1, 16))
+    steps["mae-vit"] = time_steps(
+        model,
+        lambda m: m(visible, visible_idx, restore, patches, mask),
+        torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.05),
+    )
     print(json.dumps({"torch": torch.__version__, "threads": threads, "steps": steps}))
+
+
+def blocks(dim, heads, depth):
+    layer = nn.TransformerEncoderLayer(
+        dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+
+class Mae(nn.Module):
+    def __init__(self, dim=64, patches=49, patch_dim=16):
+        super().__init__()
+        self.embed = nn.Linear(patch_dim, dim)
+        self.position = nn.Parameter(torch.randn(patches, dim) * 0.02)
+        self.encoder = blocks(dim, 4, 4)
+        self.norm = nn.LayerNorm(dim)
+        self.decoder_embed = nn.Linear(dim, dim)
+        self.mask_token = nn.Parameter(torch.randn(dim) * 0.02)
+        self.decoder_position = nn.Parameter(torch.randn(patches, dim) * 0.02)
+        self.decoder = blocks(dim, 4, 1)
+        self.decoder_norm = nn.LayerNorm(dim)
+        self.predict = nn.Linear(dim, patch_dim)
+
+    def forward(self, visible, visible_idx, restore, targets, mask):
+        b, v, _ = visible.shape
+        x = self.embed(visible) + self.position[visible_idx]
+        x = self.decoder_embed(self.norm(self.encoder(x)))
+        n, d = restore.shape[1], x.shape[2]
+        x = torch.cat([x, self.mask_token.expand(b, n - v, d)], dim=1)
+        x = torch.gather(x, 1, restore[..., None].expand(-1, -1, d)) + self.decoder_position
+        pred = self.predict(self.decoder_norm(self.decoder(x)))
+        per_patch = ((pred - targets) ** 2).mean(dim=2)
+        return (per_patch * mask).sum() / mask.sum()
 
 
 if __name__ == "__main__":
