@@ -300,12 +300,11 @@ mod tests {
         (features, labels)
     }
 
-    #[test]
-    fn the_folded_head_predicts_as_the_probe_does() {
-        let device = Device::flex();
+    /// `probe` fitted on 90 training and 30 validation points of [`clusters`].
+    fn fitted_on_clusters(probe: &LinearProbe, device: &Device) -> FittedLinearProbe {
         let (xt, yt) = clusters(90, 0);
         let (xv, yv) = clusters(30, 1000);
-        let fitted = LinearProbe::default()
+        probe
             .fit(
                 Labelled {
                     features: &xt,
@@ -317,9 +316,15 @@ mod tests {
                 },
                 4,
                 3,
-                &device,
+                device,
             )
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn the_folded_head_predicts_as_the_probe_does() {
+        let device = Device::flex();
+        let fitted = fitted_on_clusters(&LinearProbe::default(), &device);
         let head = fitted.head();
         let (xs, _) = clusters(60, 5000);
         let probe_logits = design(&xs, &fitted.mean, &fitted.scale, 4, &device).matmul(
@@ -341,25 +346,9 @@ mod tests {
     #[test]
     fn separates_separable_classes_and_is_chosen_on_validation() {
         let device = Device::flex();
-        let (xt, yt) = clusters(90, 0);
-        let (xv, yv) = clusters(30, 1000);
         let (xs, ys) = clusters(60, 5000);
         let probe = LinearProbe::default();
-        let fitted = probe
-            .fit(
-                Labelled {
-                    features: &xt,
-                    labels: &yt,
-                },
-                Labelled {
-                    features: &xv,
-                    labels: &yv,
-                },
-                4,
-                3,
-                &device,
-            )
-            .unwrap();
+        let fitted = fitted_on_clusters(&probe, &device);
         assert_eq!(fitted.validation_accuracy, 1.0);
         assert!(probe.l2.contains(&fitted.l2));
         assert!(fitted.iterations > 0);
