@@ -300,13 +300,17 @@ pub fn run_study(
         let f = rep.features(data, &split.train, &split.val, config, device)?;
         // The linear probe of a (budget, seed) subset: its own cell, and the head that
         // fine-tuning starts from.
-        let probe = |budget: LabelBudget, seed: u64| -> Result<FittedLinearProbe> {
+        // Features and labels of a (budget, seed) subset of the pool.
+        let subset = |budget: LabelBudget, seed: u64| -> (Vec<f32>, Vec<u32>) {
             let chosen = &subsets[&(budget, seed)];
-            let x: Vec<f32> = chosen
+            let x = chosen
                 .iter()
                 .flat_map(|&i| f.pool[i * f.dim..(i + 1) * f.dim].iter().copied())
                 .collect();
-            let y: Vec<u32> = chosen.iter().map(|&i| pool_labels[i]).collect();
+            (x, chosen.iter().map(|&i| pool_labels[i]).collect())
+        };
+        let probe = |budget: LabelBudget, seed: u64| -> Result<FittedLinearProbe> {
+            let (x, y) = subset(budget, seed);
             linear.fit(
                 Labelled {
                     features: &x,
@@ -392,12 +396,7 @@ pub fn run_study(
                     )
                 }
                 Protocol::Knn => {
-                    let chosen = &subsets[&(key.budget, key.seed)];
-                    let x: Vec<f32> = chosen
-                        .iter()
-                        .flat_map(|&i| f.pool[i * f.dim..(i + 1) * f.dim].iter().copied())
-                        .collect();
-                    let y: Vec<u32> = chosen.iter().map(|&i| pool_labels[i]).collect();
+                    let (x, y) = subset(key.budget, key.seed);
                     knn_accuracy(&knn, &x, &y, &f.test, test_labels, f.dim, classes, device)
                 }
             };
