@@ -7,29 +7,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{idx, pretext};
+use common::{idx, idx_split, pretext};
 
 /// A labelled IDX data set of `n` `h`x`w` images of three classes, with a test split of 12.
 fn idx_dir(dir: &Path, n: u32, h: u32, w: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    let images = |n: u32| -> Vec<u8> {
-        (0..n * h * w)
-            .map(|i| ((i * 37 + i / (h * w) * 11) % 256) as u8)
-            .collect()
-    };
-    let labels = |n: u32| -> Vec<u8> { (0..n).map(|i| (i % 3) as u8).collect() };
-    std::fs::write(
-        dir.join("train-images-idx3-ubyte"),
-        idx(&[n, h, w], &images(n)),
-    )
-    .unwrap();
-    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[n], &labels(n))).unwrap();
-    std::fs::write(
-        dir.join("t10k-images-idx3-ubyte"),
-        idx(&[12, h, w], &images(12)),
-    )
-    .unwrap();
-    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[12], &labels(12))).unwrap();
+    idx_split(dir, "train", n, h, w, 3);
+    idx_split(dir, "t10k", 12, h, w, 3);
 }
 
 /// Every fixture the table refers to, under `d`.

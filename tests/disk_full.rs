@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{idx, pretrain_process};
+use common::{idx_split, pretrain_process};
 
 /// A mounted tmpfs, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -54,14 +54,7 @@ fn is_root() -> bool {
 }
 
 fn data_dir(dir: &Path) {
-    let pixels: Vec<u8> = (0..40 * 256u32).map(|i| (i * 37 % 251) as u8).collect();
-    let labels: Vec<u8> = (0..40).map(|i| i % 2).collect();
-    std::fs::write(
-        dir.join("train-images-idx3-ubyte"),
-        idx(&[40, 16, 16], &pixels),
-    )
-    .unwrap();
-    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[40], &labels)).unwrap();
+    idx_split(dir, "train", 40, 16, 16, 2);
     std::fs::write(
         dir.join("config.toml"),
         "epochs = 40\n[task]\nkind = \"rotation\"\n[encoder]\nkind = \"cnn\"\nchannels = [8, 16]\n\

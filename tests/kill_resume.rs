@@ -8,33 +8,11 @@ mod common;
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use common::{idx, pretext, pretrain_process};
+use common::{idx_split, pretext, pretrain_process};
 
 /// 48 labelled 16x16 images of three classes.
 fn data_dir(dir: &Path) {
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..48u32 {
-        let class = i % 3;
-        for y in 0..16u32 {
-            for x in 0..16u32 {
-                let on = match class {
-                    0 => y < 8,
-                    1 => x < 8,
-                    _ => (x + y) % 4 < 2,
-                };
-                let noise = ((i * 7 + y * 13 + x * 31) % 40) as u8;
-                pixels.push(if on { 200 + noise } else { noise });
-            }
-        }
-        labels.push(class as u8);
-    }
-    std::fs::write(
-        dir.join("train-images-idx3-ubyte"),
-        idx(&[48, 16, 16], &pixels),
-    )
-    .unwrap();
-    std::fs::write(dir.join("train-labels-idx1-ubyte"), idx(&[48], &labels)).unwrap();
+    idx_split(dir, "train", 48, 16, 16, 3);
 }
 
 /// Rotation on the CNN, a checkpoint every 2 of the run's 120 steps.

@@ -39,3 +39,36 @@ pub fn pretrain_process(
     }
     cmd
 }
+
+/// Writes one split (`train` or `t10k`) of an IDX data set into `dir`: `n` `h`x`w` images of
+/// `classes` classes (cycling), each class its own bright shape (top half, left half, stripes)
+/// over a little noise, so models have something to learn.
+pub fn idx_split(dir: &std::path::Path, split: &str, n: u32, h: u32, w: u32, classes: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut pixels = Vec::with_capacity((n * h * w) as usize);
+    for i in 0..n {
+        let class = i % classes;
+        for y in 0..h {
+            for x in 0..w {
+                let on = match class % 3 {
+                    0 => y < h / 2,
+                    1 => x < w / 2,
+                    _ => (x + y) % 4 < 2,
+                };
+                let noise = ((i * 7 + y * 13 + x * 31) % 40) as u8;
+                pixels.push(if on { 200 + noise } else { noise });
+            }
+        }
+    }
+    let labels: Vec<u8> = (0..n).map(|i| (i % classes) as u8).collect();
+    std::fs::write(
+        dir.join(format!("{split}-images-idx3-ubyte")),
+        idx(&[n, h, w], &pixels),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{split}-labels-idx1-ubyte")),
+        idx(&[n], &labels),
+    )
+    .unwrap();
+}
