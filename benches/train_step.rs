@@ -11,28 +11,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use pretext_data::tasks::{AnyTask, TaskConfig};
 use pretext_data::{BatchLoader, DataSource, LoaderConfig, PretextTask, Samples, TaskKind};
 use pretext_models::encoders::{EncoderConfig, EncoderKind};
 use pretext_train::config::{HeadsConfig, OptimizerConfig, default_encoder};
 use pretext_train::model::{build_model, seeded};
-use pretext_train::optimizer::build_optimizer;
 use pretext_train::trainer::task_loss;
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/steps.rs"]
+mod steps;
+use steps::time_steps;
+
 const BATCH: usize = 128;
 const WARMUP: usize = 3;
 const REPEATS: usize = 10;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -97,7 +94,7 @@ fn main() {
         }
         let task = AnyTask::build(&TaskConfig::default_for(kind), shape).expect("task");
         let encoder = encoder.with_input(shape.channels, shape.height, shape.width);
-        let mut model = seeded(0, &device, || {
+        let model = seeded(0, &device, || {
             build_model(&task, &encoder, &HeadsConfig::default(), 10, &device)
         })
         .expect("model");
@@ -113,25 +110,19 @@ fn main() {
             0,
         )
         .expect("loader");
-        let mut optimizer = build_optimizer(&OptimizerConfig::default(), None);
 
         // Training step.
         let batch = loader.batch(0, 0);
         let examples = batch.examples();
-        let mut times = Vec::new();
-        for i in 0..WARMUP + REPEATS {
-            let t = Instant::now();
-            let loss = task_loss(&model, batch.clone().into_tensors(&device)).expect("loss");
-            // Reading the loss, as the training loop does to stop on a non-finite one.
-            std::hint::black_box(loss.clone().into_data());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(1e-4, model, grads);
-            if i >= WARMUP {
-                times.push(t.elapsed());
-            }
-        }
-        let step = median(times);
-        let images_per_s = BATCH as f64 / step.as_secs_f64();
+        let step_ms = time_steps(
+            model,
+            &OptimizerConfig::default(),
+            1e-4,
+            |m| task_loss(m, batch.clone().into_tensors(&device)).expect("loss"),
+            WARMUP,
+            REPEATS,
+        );
+        let images_per_s = BATCH as f64 * 1e3 / step_ms;
         // The encoder sees every example of the batch (tiles: every tile; views: both).
         let flops_per_example = match kind {
             TaskKind::Jigsaw => {
@@ -169,7 +160,7 @@ fn main() {
         println!(
             "{:<24} {:>9.1} {:>9.0} {:>8.2} {:>9.2} {:>11.0} {:>11.0} {:>6.0}x",
             name,
-            step.as_secs_f64() * 1e3,
+            step_ms,
             images_per_s,
             gflops,
             per_image / 1e6,

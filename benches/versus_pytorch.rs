@@ -16,9 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::str::FromStr;
-use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use pretext_cli::device::DeviceSpec;
 use pretext_data::tasks::{AnyTask, TaskConfig};
@@ -28,11 +26,13 @@ use pretext_models::tasks::{ClassifierModel, TaskModel};
 use pretext_models::{CnnEncoderConfig, Encoder};
 use pretext_train::config::{HeadsConfig, OptimizerConfig};
 use pretext_train::model::{build_model, seeded};
-use pretext_train::optimizer::build_optimizer;
 use pretext_train::trainer::task_loss;
 
 #[path = "common/peer.rs"]
 mod peer;
+#[path = "common/steps.rs"]
+mod steps;
+use steps::time_steps;
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
@@ -40,31 +40,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 128;
 const STEPS: [&str; 4] = ["reference-cnn", "rotation-cnn", "simclr-cnn", "mae-vit"];
-
-/// Median milliseconds of `repeats` steps after `warmup`, each reading the loss back (as the
-/// training loop does).
-fn time_steps(
-    mut model: TaskModel,
-    optimizer: OptimizerConfig,
-    loss: impl Fn(&TaskModel) -> Tensor<1>,
-    warmup: usize,
-    repeats: usize,
-) -> f64 {
-    let mut optimizer = build_optimizer(&optimizer, None);
-    let mut times = Vec::new();
-    for i in 0..warmup + repeats {
-        let start = Instant::now();
-        let l = loss(&model);
-        std::hint::black_box(l.clone().into_data());
-        let grads = GradientsParams::from_grads(l.backward(), &model);
-        model = optimizer.step(1e-3, model, grads);
-        if i >= warmup {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
 
 /// One pretext step by name on `device`.
 fn ours(step: &str, device: &Device, warmup: usize, repeats: usize) -> f64 {
@@ -92,7 +67,8 @@ fn ours(step: &str, device: &Device, warmup: usize, repeats: usize) -> f64 {
         };
         return time_steps(
             model,
-            adam,
+            &adam,
+            1e-3,
             |m| match m {
                 TaskModel::Classifier(c) => c.loss(x.clone(), y.clone()),
                 _ => unreachable!("the reference step builds a classifier"),
@@ -125,7 +101,8 @@ fn ours(step: &str, device: &Device, warmup: usize, repeats: usize) -> f64 {
     let batch = task.make_batch(&Samples::of(&data.train, &indices, &norm, 0, 0));
     time_steps(
         model,
-        OptimizerConfig::default(),
+        &OptimizerConfig::default(),
+        1e-3,
         |m| task_loss(m, batch.clone().into_tensors(&device)).expect("loss"),
         warmup,
         repeats,
