@@ -1,6 +1,6 @@
 //! Data for pretext: loaders for real image data, the embedded default data set, seeded
 //! stratified splits and label budgets, the image pretext tasks and the batch loader that runs
-//! them ahead of training.
+//! them ahead of training; text corpora, tokenizers and masked-token prediction ([`text`]).
 //!
 //! Pixels are held as bytes and become normalised f32 tensors one batch at a time
 //! ([`ImageSet::images_tensor`]), normalised with the training split's statistics.
@@ -19,10 +19,11 @@ pub mod source;
 pub mod split;
 pub mod table;
 pub mod tasks;
+pub mod text;
 
 pub use dataset::{DatasetSummary, ImageDataset, ImageSet, ImageShape, Normalization};
 pub use error::{DataError, Result};
-pub use loader::{BatchLoader, Batches, LoaderConfig};
+pub use loader::{BatchLoader, BatchSource, Batches, LoaderConfig};
 pub use source::DataSource;
 pub use split::{LabelBudget, TrainValSplit, stratified_subset, validation_split};
 pub use table::{Table, read_csv};

@@ -176,12 +176,7 @@ where
     }
 
     pub fn batches_per_epoch(&self) -> usize {
-        let s = &self.shared;
-        if s.config.drop_last {
-            s.indices.len() / s.config.batch_size
-        } else {
-            s.indices.len().div_ceil(s.config.batch_size)
-        }
+        batch_count(self.shared.indices.len(), &self.shared.config)
     }
 
     /// The split indices of epoch `epoch`'s images, in the order batches take them.
@@ -202,50 +197,15 @@ where
 
     /// The batches of `epoch` from `first` on (to resume in the middle of an epoch).
     pub fn epoch_from(&self, epoch: u64, first: usize) -> Batches<T::Batch> {
-        let end = self.batches_per_epoch();
-        let first = first.min(end);
         let order = Arc::new(self.shared.epoch_order(epoch));
-        let workers = self
-            .shared
-            .config
-            .worker_count()
-            .clamp(1, (end - first).max(1));
-        let mut receivers = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for w in 0..workers {
-            let (tx, rx): (SyncSender<T::Batch>, Receiver<T::Batch>) =
-                sync_channel(self.shared.config.prefetch);
-            let shared = Arc::clone(&self.shared);
-            let order = Arc::clone(&order);
-            let handle = std::thread::Builder::new()
-                .name(format!("pretext-loader-{w}"))
-                .spawn(move || {
-                    for b in (first + w..end).step_by(workers) {
-                        // The consumer hung up (dropped the iterator): stop quietly.
-                        if tx.send(shared.make(epoch, &order, b)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            match handle {
-                Ok(h) => {
-                    receivers.push(rx);
-                    handles.push(Some(h));
-                }
-                // No thread could be started: make the remaining batches on the caller's thread.
-                Err(_) => break,
-            }
-        }
-        Batches {
-            loader: self.clone_dyn(),
+        prefetch(
+            self.clone_dyn(),
             epoch,
             order,
-            receivers,
-            handles,
-            next: first,
             first,
-            end,
-        }
+            self.batches_per_epoch(),
+            &self.shared.config,
+        )
     }
 
     fn clone_dyn(&self) -> Arc<dyn MakeBatch<T::Batch>> {
@@ -253,8 +213,94 @@ where
     }
 }
 
+/// Batches `first..end` of an epoch whose items come in `order`, made by `maker` on worker
+/// threads ahead of the consumer.
+pub(crate) fn prefetch<B: Send + 'static>(
+    maker: Arc<dyn MakeBatch<B>>,
+    epoch: u64,
+    order: Arc<Vec<usize>>,
+    first: usize,
+    end: usize,
+    config: &LoaderConfig,
+) -> Batches<B> {
+    let first = first.min(end);
+    let workers = config.worker_count().clamp(1, (end - first).max(1));
+    let mut receivers = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (tx, rx): (SyncSender<B>, Receiver<B>) = sync_channel(config.prefetch);
+        let maker = Arc::clone(&maker);
+        let order = Arc::clone(&order);
+        let handle = std::thread::Builder::new()
+            .name(format!("pretext-loader-{w}"))
+            .spawn(move || {
+                for b in (first + w..end).step_by(workers) {
+                    // The consumer hung up (dropped the iterator): stop quietly.
+                    if tx.send(maker.make(epoch, &order, b)).is_err() {
+                        return;
+                    }
+                }
+            });
+        match handle {
+            Ok(h) => {
+                receivers.push(rx);
+                handles.push(Some(h));
+            }
+            // No thread could be started: make the remaining batches on the caller's thread.
+            Err(_) => break,
+        }
+    }
+    Batches {
+        loader: maker,
+        epoch,
+        order,
+        receivers,
+        handles,
+        next: first,
+        first,
+        end,
+    }
+}
+
+/// Batches per epoch of `items` items.
+pub(crate) fn batch_count(items: usize, config: &LoaderConfig) -> usize {
+    if config.drop_last {
+        items / config.batch_size
+    } else {
+        items.div_ceil(config.batch_size)
+    }
+}
+
+/// The order of an epoch's items: `indices`, shuffled from the seed and epoch when asked.
+pub(crate) fn shuffled(indices: &[usize], shuffle: bool, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order = indices.to_vec();
+    if shuffle {
+        // A stream apart from the per-item seeds (index u64::MAX is never an item's).
+        let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(seed, epoch, u64::MAX));
+        order.shuffle(&mut rng);
+    }
+    order
+}
+
+/// Whatever the training loop takes its batches from: image tasks and text tasks alike.
+pub trait BatchSource: Send + Sync {
+    fn batches_per_epoch(&self) -> usize;
+    /// The batches of `epoch` from `first` on, made ahead of the consumer.
+    fn epoch_from(&self, epoch: u64, first: usize) -> Batches<crate::tasks::AnyBatch>;
+}
+
+impl BatchSource for BatchLoader<crate::tasks::AnyTask> {
+    fn batches_per_epoch(&self) -> usize {
+        BatchLoader::batches_per_epoch(self)
+    }
+
+    fn epoch_from(&self, epoch: u64, first: usize) -> Batches<crate::tasks::AnyBatch> {
+        BatchLoader::epoch_from(self, epoch, first)
+    }
+}
+
 /// Object-safe access to batch making, so [`Batches`] needs no task type parameter.
-trait MakeBatch<B>: Send + Sync {
+pub(crate) trait MakeBatch<B>: Send + Sync {
     fn make(&self, epoch: u64, order: &[usize], batch: usize) -> B;
 }
 
@@ -266,13 +312,7 @@ impl<T: PretextTask> MakeBatch<T::Batch> for Shared<T> {
 
 impl<T: PretextTask> Shared<T> {
     fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        let mut order = self.indices.clone();
-        if self.config.shuffle {
-            // A stream apart from the per-image seeds (index u64::MAX is never an image's).
-            let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(self.seed, epoch, u64::MAX));
-            order.shuffle(&mut rng);
-        }
-        order
+        shuffled(&self.indices, self.config.shuffle, self.seed, epoch)
     }
 
     fn make(&self, epoch: u64, order: &[usize], batch: usize) -> T::Batch {

@@ -1,4 +1,4 @@
-//! Any task behind one type, so a training loop can hold "the task of this run" without generics.
+//! Any task (and any batch, images or text) behind one type, so a training loop can hold "the task of this run" without generics.
 
 use burn::tensor::Device;
 
@@ -10,6 +10,7 @@ use super::{
 };
 use crate::dataset::ImageShape;
 use crate::error::Result;
+use crate::text::{MlmBatch, MlmTensors, TextClassBatch, TextClassTensors};
 
 /// A built task of any kind.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub enum AnyBatch {
     Masked(MaskedBatch),
     Views(ViewsBatch),
     Denoise(DenoiseBatch),
+    Mlm(MlmBatch),
+    TextClassification(TextClassBatch),
 }
 
 /// [`AnyBatch`] on a device.
@@ -42,6 +45,8 @@ pub enum AnyTensors {
     Masked(MaskedTensors),
     Views(ViewsTensors),
     Denoise(DenoiseTensors),
+    Mlm(MlmTensors),
+    TextClassification(TextClassTensors),
 }
 
 impl AnyTask {
@@ -97,6 +102,8 @@ impl AnyBatch {
             AnyBatch::Masked(b) => b.images,
             AnyBatch::Views(b) => b.len(),
             AnyBatch::Denoise(b) => b.len(),
+            AnyBatch::Mlm(b) => b.inputs.batch,
+            AnyBatch::TextClassification(b) => b.labels.len(),
         }
     }
 
@@ -107,6 +114,10 @@ impl AnyBatch {
             AnyBatch::Masked(b) => AnyTensors::Masked(b.into_tensors(device)),
             AnyBatch::Views(b) => AnyTensors::Views(b.into_tensors(device)),
             AnyBatch::Denoise(b) => AnyTensors::Denoise(b.into_tensors(device)),
+            AnyBatch::Mlm(b) => AnyTensors::Mlm(b.into_tensors(device)),
+            AnyBatch::TextClassification(b) => {
+                AnyTensors::TextClassification(b.into_tensors(device))
+            }
         }
     }
 }

@@ -1,0 +1,193 @@
+//! Text for pretext: corpora from plain files, tokenizers trained on them, masked-token
+//! prediction and the text loader.
+//!
+//! A labelled text data set is a directory with one file (or sub-directory) per class. Text has
+//! no conventional test split, so a stratified, seeded one is carved out of the labelled
+//! documents; every other document (the train split and any unlabelled files) is pretraining
+//! text.
+
+mod batch;
+mod corpus;
+mod masking;
+mod tokenizer;
+mod wordpiece;
+
+use std::path::{Path, PathBuf};
+
+pub use batch::{
+    MlmBatch, MlmTensors, TextClassBatch, TextClassTensors, TextLoader, TextTask, TokenBatch,
+    TokenTensors, encode_documents,
+};
+pub use corpus::{
+    Documents, LabelledCorpus, ReadOptions, TextFormat, TextSet, read_documents, read_labelled_dir,
+    read_tree, split_documents,
+};
+pub use masking::{MaskedSequence, MlmConfig, MlmMasking};
+pub use tokenizer::{FIRST_ORDINARY_ID, Special, TextTokenizer, TokenizerConfig, TokenizerKind};
+
+use crate::error::{DataError, Result};
+use crate::split::validation_split;
+
+/// Where Debian's `fortunes` package puts its fortune files.
+pub const FORTUNES_DIR: &str = "/usr/share/games/fortunes";
+
+/// The default labelled task on the fortunes: topical categories (the vocabulary tells them
+/// apart, unlike stylistic ones such as `wisdom` or `platitudes`), each with at least 198
+/// fortunes so that 100 labels per class fit beside the test and validation splits.
+pub const FORTUNE_CATEGORIES: [&str; 8] = [
+    "computers",
+    "science",
+    "politics",
+    "law",
+    "food",
+    "drugs",
+    "education",
+    "startrek",
+];
+
+/// The share of each class held out for testing.
+pub const TEST_FRACTION: f64 = 0.2;
+/// Salt of the test split, apart from every other seeded choice.
+const TEST_SALT: u64 = 0x7465_7874_5f74_6573;
+
+/// A labelled text data set with its test split and the unlabelled text beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextDataset {
+    pub name: String,
+    pub classes: Vec<String>,
+    pub train: TextSet,
+    pub test: TextSet,
+    /// Documents with no class (files that are not classes); pretraining text only.
+    pub unlabelled: Vec<String>,
+    /// Documents skipped for invalid UTF-8 (`lossy` reading).
+    pub skipped: usize,
+}
+
+impl TextDataset {
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// The text pretraining may see: the training split and the unlabelled documents, never
+    /// the test split.
+    pub fn pretraining_documents(&self) -> Vec<String> {
+        self.train
+            .documents
+            .iter()
+            .chain(&self.unlabelled)
+            .cloned()
+            .collect()
+    }
+
+    /// Splits a labelled corpus: a stratified `TEST_FRACTION` of each class for testing.
+    pub fn from_corpus(name: String, corpus: LabelledCorpus) -> Result<Self> {
+        let labels = corpus.set.labels.clone().unwrap_or_default();
+        let classes = corpus.classes.len();
+        let split = validation_split(
+            corpus.set.len(),
+            Some(&labels),
+            classes,
+            TEST_FRACTION,
+            TEST_SALT,
+        )?;
+        Ok(Self {
+            name,
+            classes: corpus.classes,
+            train: corpus.set.subset(&split.train),
+            test: corpus.set.subset(&split.val),
+            unlabelled: corpus.unlabelled,
+            skipped: corpus.skipped,
+        })
+    }
+}
+
+/// Where labelled text comes from: `fortunes` (Debian's package, [`FORTUNE_CATEGORIES`]), or a
+/// directory with one file or sub-directory per class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextSource {
+    pub dir: PathBuf,
+    /// The entries that are classes; every entry when `None`.
+    pub classes: Option<Vec<String>>,
+}
+
+impl TextSource {
+    pub fn fortunes() -> Self {
+        Self {
+            dir: PathBuf::from(FORTUNES_DIR),
+            classes: Some(FORTUNE_CATEGORIES.iter().map(|c| c.to_string()).collect()),
+        }
+    }
+
+    /// `fortunes` or a directory; `classes` overrides the classes either way.
+    pub fn parse(spec: &str, classes: Option<Vec<String>>) -> Result<Self> {
+        let mut source = if spec == "fortunes" {
+            let s = Self::fortunes();
+            if !s.dir.is_dir() {
+                return Err(DataError::Missing {
+                    dir: s.dir,
+                    wanted: "fortune files",
+                    patterns: "Debian's fortunes package (apt-get install fortunes)".into(),
+                });
+            }
+            s
+        } else {
+            let dir = PathBuf::from(spec);
+            if !dir.exists() {
+                return Err(DataError::UnknownSource {
+                    spec: spec.into(),
+                    known: "fortunes".into(),
+                });
+            }
+            Self { dir, classes: None }
+        };
+        if classes.is_some() {
+            source.classes = classes;
+        }
+        Ok(source)
+    }
+
+    pub fn load(&self, options: ReadOptions) -> Result<TextDataset> {
+        let corpus = read_labelled_dir(&self.dir, self.classes.as_deref(), options)?;
+        TextDataset::from_corpus(display_name(&self.dir), corpus)
+    }
+}
+
+fn display_name(dir: &Path) -> String {
+    dir.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_split_is_stratified_and_apart_from_pretraining_text() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, n) in [("a", 20), ("b", 10)] {
+            let text: String = (0..n).map(|i| format!("{class} doc {i}\n%\n")).collect();
+            std::fs::write(dir.path().join(class), text).unwrap();
+        }
+        std::fs::write(dir.path().join("extra"), "free text\n").unwrap();
+        let source = TextSource {
+            dir: dir.path().to_path_buf(),
+            classes: Some(vec!["a".into(), "b".into()]),
+        };
+        let data = source.load(ReadOptions::default()).unwrap();
+        assert_eq!((data.train.len(), data.test.len()), (24, 6));
+        let test_labels = data.test.labels.clone().unwrap();
+        assert_eq!(test_labels.iter().filter(|&&l| l == 0).count(), 4);
+        let pretraining = data.pretraining_documents();
+        assert!(pretraining.contains(&"free text".to_string()));
+        assert!(data.test.documents.iter().all(|d| !pretraining.contains(d)));
+        // Seeded: the same split every time.
+        assert_eq!(source.load(ReadOptions::default()).unwrap(), data);
+    }
+
+    #[test]
+    fn a_missing_source_is_named() {
+        let err = TextSource::parse("/no/such/dir", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/no/such/dir"), "{err}");
+    }
+}
