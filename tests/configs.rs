@@ -8,6 +8,7 @@ use pretext_data::tasks::AnyTask;
 use pretext_train::PretrainConfig;
 use pretext_train::compare::CompareConfig;
 use pretext_train::model::build_model;
+use pretext_train::text::{MlmPretrainConfig, TextCompareConfig};
 
 #[test]
 fn every_shipped_config_builds_its_model_for_the_embedded_data() {
@@ -22,6 +23,26 @@ fn every_shipped_config_builds_its_model_for_the_embedded_data() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        if stem == "compare-text" {
+            let text_config = TextCompareConfig::from_toml(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                text_config,
+                TextCompareConfig::default(),
+                "compare-text.toml spells out the defaults"
+            );
+            continue;
+        }
+        if stem == "mlm" {
+            let mlm = MlmPretrainConfig::from_toml(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                mlm,
+                MlmPretrainConfig::default(),
+                "mlm.toml spells out the defaults"
+            );
+            continue;
+        }
         if stem.starts_with("compare") {
             let compare = CompareConfig::from_toml(&text)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -149,6 +149,57 @@ pub struct DataArgs {
     pub image_size: usize,
 }
 
+/// Text data: how files are read and which entries are classes.
+#[derive(Debug, Clone, Args)]
+pub struct TextArgs {
+    /// How text files separate documents: auto, lines, fortune (`%` lines) or paragraphs.
+    #[arg(long, default_value = "auto")]
+    pub text_format: pretext_data::text::TextFormat,
+    /// Skip (and count) documents that are not valid UTF-8 instead of failing.
+    #[arg(long)]
+    pub lossy: bool,
+    /// The files or sub-directories of the data directory that are classes (comma-separated);
+    /// the others are unlabelled pretraining text. Default: every entry (for `fortunes`,
+    /// computers, science, politics, law, food, drugs, education and startrek).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+}
+
+impl TextArgs {
+    pub fn options(&self) -> pretext_data::text::ReadOptions {
+        pretext_data::text::ReadOptions {
+            format: self.text_format,
+            lossy: self.lossy,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Modality {
+    Image,
+    Text,
+}
+
+/// A pretraining task: an image pretext task or masked-token prediction on text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PretrainTask {
+    Image(pretext_data::TaskKind),
+    Mlm,
+}
+
+impl std::str::FromStr for PretrainTask {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "mlm" {
+            return Ok(PretrainTask::Mlm);
+        }
+        s.parse()
+            .map(PretrainTask::Image)
+            .map_err(|e: pretext_data::DataError| format!("{e}, or mlm"))
+    }
+}
+
 /// The compute device; shared by every command that computes.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
@@ -193,9 +244,11 @@ pub struct DataPreviewArgs {
 
 #[derive(Debug, Args)]
 pub struct PretrainArgs {
-    /// The pretext task; defaults to the config file's, else rotation.
+    /// The pretext task: rotation, jigsaw, mae, simclr, denoise, autoencoder, or mlm (masked
+    /// tokens, on text: `--data fortunes` or a directory of text files); defaults to the config
+    /// file's, else rotation.
     #[arg(long)]
-    pub task: Option<pretext_data::TaskKind>,
+    pub task: Option<PretrainTask>,
     /// The encoder: mlp, cnn, resnet or vit; defaults to the config file's, else the task's
     /// usual one (vit for mae, cnn otherwise).
     #[arg(long)]
@@ -205,6 +258,8 @@ pub struct PretrainArgs {
     pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub text: TextArgs,
     #[arg(long)]
     pub epochs: Option<u64>,
     /// Images per batch.
@@ -233,11 +288,19 @@ pub struct PretrainArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// A TOML config (configs/compare.toml); defaults otherwise.
+    /// A TOML config (configs/compare.toml, or configs/compare-text.toml with --modality
+    /// text); defaults otherwise.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Images (the default), or text: masked-token pretraining against TF-IDF and a
+    /// Transformer trained from scratch, on `--data fortunes` (the default for text) or a
+    /// directory with one text file or sub-directory per class.
+    #[arg(long, value_enum, default_value = "image")]
+    pub modality: Modality,
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub text: TextArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// One seed, one pretraining epoch, a shorter linear probe: a few minutes on a laptop.

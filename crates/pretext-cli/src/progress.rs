@@ -9,11 +9,28 @@ use pretext_train::{EpochReport, StepReport, TrainObserver};
 pub struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// What the epoch's held-out number measures, and what a training example is.
+    monitor: &'static str,
+    unit: &'static str,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Self { bar: None, quiet }
+        Self {
+            bar: None,
+            quiet,
+            monitor: "kNN accuracy",
+            unit: "img/s",
+        }
+    }
+
+    /// Labels for text: masked-token accuracy, sequences per second.
+    pub fn for_text(self) -> Self {
+        Self {
+            monitor: "masked-token accuracy",
+            unit: "seq/s",
+            ..self
+        }
     }
 
     fn print(&self, line: &str) {
@@ -48,8 +65,8 @@ impl TrainObserver for Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(r.batch as u64 + 1);
             bar.set_message(format!(
-                "loss {:.4}, {:.0} img/s, lr {:.2e}",
-                r.loss, r.images_per_second, r.lr
+                "loss {:.4}, {:.0} {}, lr {:.2e}",
+                r.loss, r.images_per_second, self.unit, r.lr
             ));
         }
     }
@@ -63,14 +80,15 @@ impl TrainObserver for Progress {
         }
         let knn = r
             .knn_accuracy
-            .map(|a| format!(", kNN accuracy {:.4}", a))
+            .map(|a| format!(", {} {a:.4}", self.monitor))
             .unwrap_or_default();
         eprintln!(
-            "epoch {}: loss {:.4}{knn}, {:.1} s, {:.0} img/s",
+            "epoch {}: loss {:.4}{knn}, {:.1} s, {:.0} {}",
             r.epoch + 1,
             r.mean_loss,
             r.seconds,
-            r.images_per_second
+            r.images_per_second,
+            self.unit
         );
     }
 

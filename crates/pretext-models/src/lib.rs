@@ -1,4 +1,4 @@
-//! Models for pretext: encoders that turn images into representation vectors, the heads and
+//! Models for pretext: encoders that turn images (and text, [`text`]) into representation vectors, the heads and
 //! losses of the pretext tasks, and the task models that combine them. Modules carry no backend
 //! type: the tensors' device decides where they run.
 
@@ -7,6 +7,7 @@ pub mod error;
 pub mod losses;
 mod settings;
 pub mod tasks;
+pub mod text;
 
 pub use encoders::{CnnEncoder, CnnEncoderConfig, Encoder, EncoderConfig, EncoderKind};
 pub use error::ModelError;

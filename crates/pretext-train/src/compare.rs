@@ -119,7 +119,8 @@ pub struct CompareOutcome {
 /// What pretraining one task cost, from its run's metrics log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainingCost {
-    pub task: TaskKind,
+    /// The pretext task's name.
+    pub task: String,
     pub epochs: u64,
     pub seconds: f64,
     /// The held-out kNN accuracy after the last epoch.
@@ -135,9 +136,9 @@ pub struct PretrainingCost {
 
 impl PretrainingCost {
     /// Reads the epoch lines of `dir/metrics.jsonl`.
-    fn of(task: TaskKind, dir: &Path) -> Self {
+    pub fn of(task: &str, dir: &Path) -> Self {
         let mut cost = Self {
-            task,
+            task: task.to_string(),
             epochs: 0,
             seconds: 0.0,
             knn_accuracy: None,
@@ -219,7 +220,7 @@ pub fn compare(
             pretrain(&c, data, device, &dir, RunMode::Resume, train_observer)?;
         }
         let (encoder, _) = load_encoder(&dir, device)?;
-        pretraining.push(PretrainingCost::of(task, &dir));
+        pretraining.push(PretrainingCost::of(task.name(), &dir));
         representations.push(Representation::Encoder {
             name: task.name().to_string(),
             encoder: Box::new(encoder),

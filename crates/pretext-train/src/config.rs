@@ -206,7 +206,7 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(TrainError::config(format!(
                 "optimizer.lr = {} must be positive",

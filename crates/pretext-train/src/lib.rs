@@ -18,6 +18,7 @@ pub mod projection;
 pub mod run_dir;
 pub mod schedule;
 pub mod study;
+pub mod text;
 pub mod trainer;
 
 pub use config::PretrainConfig;

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::PretrainConfig;
 use crate::embed::embed;
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::export::{EncoderDescription, export_encoder};
 use crate::model::{build_model, seeded};
 use crate::observer::TrainObserver;
@@ -127,7 +127,9 @@ pub fn pretrain(
         let Some((_, bank, val)) = &monitor else {
             return Ok(None);
         };
-        let encoder = model.valid().encoder();
+        let Some(encoder) = model.valid().encoder() else {
+            return Ok(None);
+        };
         let (bank_x, dim) = embed(&encoder, &data.train, bank, &norm, device, eval_batch);
         let (val_x, _) = embed(&encoder, &data.train, val, &norm, device, eval_batch);
         let all = labels.unwrap_or_default();
@@ -158,7 +160,10 @@ pub fn pretrain(
         observer,
     )?;
 
-    let encoder = model.valid().encoder();
+    let encoder = model
+        .valid()
+        .encoder()
+        .ok_or_else(|| TrainError::config("image pretraining built a text model"))?;
     let description = EncoderDescription {
         encoder: encoder_config.clone(),
         input: shape,

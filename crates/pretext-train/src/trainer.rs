@@ -12,9 +12,10 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor};
 
-use pretext_data::BatchLoader;
-use pretext_data::tasks::{AnyTask, AnyTensors};
+use pretext_data::BatchSource;
+use pretext_data::tasks::AnyTensors;
 use pretext_models::tasks::{MaeInput, TaskModel};
+use pretext_models::text::MlmInput;
 
 use crate::checkpoint::{Checkpoint, CheckpointDir, TrainState};
 use crate::config::{OptimizerConfig, PretrainConfig};
@@ -111,6 +112,15 @@ pub fn task_loss(model: &TaskModel, batch: AnyTensors) -> Result<Tensor<1>> {
         }),
         (TaskModel::Simclr(m), AnyTensors::Views(b)) => m.loss(b.first, b.second),
         (TaskModel::Autoencoder(m), AnyTensors::Denoise(b)) => m.loss(b.inputs, b.targets),
+        (TaskModel::Mlm(m), AnyTensors::Mlm(b)) => m.loss(MlmInput {
+            tokens: b.inputs.tokens,
+            padding: b.inputs.padding,
+            positions: b.positions,
+            targets: b.targets,
+        }),
+        (TaskModel::TextClassifier(m), AnyTensors::TextClassification(b)) => {
+            m.loss(b.tokens.tokens, b.tokens.padding, b.targets)
+        }
         _ => {
             return Err(TrainError::config(
                 "the model was built for another task than the data loader's",
@@ -133,7 +143,7 @@ fn scalar(loss: &Tensor<1>) -> f64 {
 /// `settings.epochs` epochs and returns it.
 pub fn train_loop(
     mut model: TaskModel,
-    loader: &BatchLoader<AnyTask>,
+    loader: &dyn BatchSource,
     settings: &LoopSettings,
     device: &Device,
     mut persistence: Option<Persistence>,
@@ -152,12 +162,8 @@ pub fn train_loop(
     .truncated(settings.max_steps);
     let finished = |step: u64| settings.max_steps.is_some_and(|m| step >= m);
     let mut optimizer = build_optimizer(&settings.optimizer, settings.grad_clip);
-    let encoder_group = (settings.encoder_lr_scale != 1.0).then(|| {
-        (
-            ParamGroup::ids_from_module(model.encoder()),
-            settings.encoder_lr_scale,
-        )
-    });
+    let encoder_group = (settings.encoder_lr_scale != 1.0)
+        .then(|| (model.encoder_group(), settings.encoder_lr_scale));
     let digest = persistence
         .as_ref()
         .map(|p| p.config_digest.clone())

@@ -274,7 +274,12 @@ fn a_checkpoint_restores_the_exported_encoder_exactly() {
         restored.checkpoint.model,
     ))
     .unwrap();
-    let loaded = fresh.try_load_record(record).unwrap().valid().encoder();
+    let loaded = fresh
+        .try_load_record(record)
+        .unwrap()
+        .valid()
+        .encoder()
+        .unwrap();
     let norm = data.normalization();
     let x = data.train.images_tensor(&[0, 1, 2, 3], &norm, &device);
     let a = encoder

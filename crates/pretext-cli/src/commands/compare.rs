@@ -9,15 +9,15 @@ use pretext_train::compare::{CompareConfig, compare};
 use pretext_train::study::{Cell, StudyObserver};
 use serde_json::json;
 
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, Modality};
 use crate::commands::data::load;
 use crate::device::resolve;
 use crate::progress::Progress;
 use crate::report::{markdown, plots};
 
-struct StudyProgress {
-    bar: Option<ProgressBar>,
-    quiet: bool,
+pub struct StudyProgress {
+    pub bar: Option<ProgressBar>,
+    pub quiet: bool,
 }
 
 impl StudyObserver for StudyProgress {
@@ -58,6 +58,9 @@ impl StudyObserver for StudyProgress {
 }
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    if args.modality == Modality::Text {
+        return super::compare_text::run(args);
+    }
     let started = Instant::now();
     let mut config = match &args.config {
         Some(path) => {
@@ -124,6 +127,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         budgets,
         &outcome.summaries,
         &outcome.pretraining,
+        &markdown::IMAGE_TERMS,
     );
     // "All labels" sits on the curves' x axis at the mean labelled images per class.
     let all_per_class = data.train.len() as f64 * (1.0 - config.study.validation_fraction)
@@ -148,23 +152,33 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         "summaries": outcome.summaries,
         "cells": outcome.cells,
     });
+    write_outputs(&args.out, &report, &results, &figures)
+}
+
+/// Writes the report, `results.json` and the figures into `out`, and prints the report.
+pub fn write_outputs(
+    out: &std::path::Path,
+    report: &str,
+    results: &serde_json::Value,
+    figures: &[(&str, plots::Figure)],
+) -> anyhow::Result<()> {
     let write = |name: &str, bytes: &[u8]| {
-        let path = args.out.join(name);
+        let path = out.join(name);
         write_atomic(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
     };
     write("report.md", report.as_bytes())?;
     write(
         "results.json",
-        serde_json::to_string_pretty(&results)?.as_bytes(),
+        serde_json::to_string_pretty(results)?.as_bytes(),
     )?;
-    for (name, figure) in &figures {
+    for (name, figure) in figures {
         write(&format!("{name}.svg"), figure.svg.as_bytes())?;
         write(&format!("{name}.png"), &figure.png)?;
     }
     print!("{report}");
     println!(
         "\nwrote {}, results.json and the figures {}",
-        args.out.join("report.md").display(),
+        out.join("report.md").display(),
         figures
             .iter()
             .map(|(name, _)| format!("{name}.png/.svg"))

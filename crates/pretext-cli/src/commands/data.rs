@@ -65,6 +65,29 @@ pub fn load(args: &DataArgs) -> anyhow::Result<pretext_data::ImageDataset> {
         .with_context(|| format!("cannot load --data {}", args.data))
 }
 
+/// Labelled text for `--data`: `fortunes` (also what the image default means for text) or a
+/// directory with one file or sub-directory per class.
+pub fn load_text(
+    data: &str,
+    text: &crate::cli::TextArgs,
+) -> anyhow::Result<pretext_data::text::TextDataset> {
+    let spec = if data == pretext_data::embedded::EMBEDDED_NAMES[0] {
+        "fortunes"
+    } else {
+        data
+    };
+    let data = pretext_data::text::TextSource::parse(spec, text.classes.clone())
+        .and_then(|source| source.load(text.options()))
+        .with_context(|| format!("cannot load text --data {spec}"))?;
+    if data.skipped > 0 {
+        eprintln!(
+            "skipped {} documents that are not valid UTF-8",
+            data.skipped
+        );
+    }
+    Ok(data)
+}
+
 fn info(args: DataInfoArgs) -> anyhow::Result<()> {
     let summary = load(&args.data)?.summary();
     if args.json {

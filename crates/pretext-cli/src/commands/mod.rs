@@ -2,6 +2,7 @@
 
 pub mod baseline;
 pub mod compare;
+pub mod compare_text;
 pub mod data;
 pub mod devices;
 pub mod embed;

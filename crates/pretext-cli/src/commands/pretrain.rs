@@ -5,22 +5,21 @@ use pretext_data::tasks::TaskConfig;
 use pretext_models::encoders::EncoderConfig;
 use pretext_train::{PretrainConfig, RunMode, pretrain};
 
-use crate::cli::PretrainArgs;
-use crate::commands::data::load;
+use pretext_train::text::{MlmPretrainConfig, pretrain_mlm};
+
+use crate::cli::{PretrainArgs, PretrainTask};
+use crate::commands::data::{load, load_text};
 use crate::device::resolve;
 use crate::progress::Progress;
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    if args.task == Some(PretrainTask::Mlm) {
+        return run_mlm(&args);
+    }
     let config = resolve_config(&args)?;
     let (spec, device) = resolve(args.device.device)?;
     let data = load(&args.data)?;
-    let mode = if args.resume {
-        RunMode::Resume
-    } else if args.force {
-        RunMode::Force
-    } else {
-        RunMode::New
-    };
+    let mode = mode(&args);
     let mut progress = Progress::new(args.quiet);
     if !args.quiet {
         eprintln!(
@@ -53,6 +52,77 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn mode(args: &PretrainArgs) -> RunMode {
+    if args.resume {
+        RunMode::Resume
+    } else if args.force {
+        RunMode::Force
+    } else {
+        RunMode::New
+    }
+}
+
+/// Masked-token pretraining on text.
+fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            MlmPretrainConfig::from_toml(&text)
+                .with_context(|| format!("{}: not a valid MLM config", path.display()))?
+        }
+        None => MlmPretrainConfig::default(),
+    };
+    if args.encoder.is_some() {
+        anyhow::bail!("--encoder names an image encoder; mlm trains the text Transformer");
+    }
+    if let Some(epochs) = args.epochs {
+        config.epochs = epochs;
+    }
+    if let Some(batch_size) = args.batch_size {
+        config.loader.batch_size = batch_size;
+    }
+    if let Some(lr) = args.lr {
+        config.optimizer.lr = lr;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    config.validate()?;
+    let (spec, device) = resolve(args.device.device)?;
+    let data = load_text(&args.data.data, &args.text)?;
+    let mut progress = Progress::new(args.quiet).for_text();
+    if !args.quiet {
+        eprintln!(
+            "pretraining mlm on {} ({} labelled training documents, {} unlabelled) on {spec}, \
+             {} epochs",
+            data.name,
+            data.train.len(),
+            data.unlabelled.len(),
+            config.epochs
+        );
+    }
+    let outcome = pretrain_mlm(
+        &config,
+        &data,
+        &device,
+        &args.out,
+        mode(args),
+        &mut progress,
+    )
+    .with_context(|| format!("pretraining into {} failed", args.out.display()))?;
+    println!("run directory  {}", outcome.run_dir.display());
+    println!(
+        "corpus         {} sequences, {} tokens, vocabulary of {}",
+        outcome.sequences, outcome.tokens, outcome.vocab_size
+    );
+    println!("encoder        {} parameters", outcome.encoder_params);
+    if let Some(acc) = outcome.masked_accuracy {
+        println!("masked tokens  {acc:.4} predicted exactly (held-out sequences)");
+    }
+    Ok(())
+}
+
 /// The config file (if any), then the flags on top.
 fn resolve_config(args: &PretrainArgs) -> anyhow::Result<PretrainConfig> {
     let mut config = match &args.config {
@@ -64,7 +134,7 @@ fn resolve_config(args: &PretrainArgs) -> anyhow::Result<PretrainConfig> {
         }
         None => PretrainConfig::default(),
     };
-    if let Some(task) = args.task
+    if let Some(PretrainTask::Image(task)) = args.task
         && task != config.task.kind()
     {
         config.task = TaskConfig::default_for(task);

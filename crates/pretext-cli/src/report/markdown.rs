@@ -11,10 +11,57 @@ use pretext_train::study::{Protocol, Summary};
 /// baseline; pixels, PCA, random and supervised encoders are baselines too). Runs given with
 /// `--checkpoint` are named "task (path)".
 fn is_self_supervised(representation: &str) -> bool {
-    ["rotation", "jigsaw", "mae", "simclr"]
+    ["rotation", "jigsaw", "mae", "simclr", "mlm"]
         .iter()
         .any(|t| representation == *t || representation.starts_with(&format!("{t} (")))
 }
+
+/// The baselines a modality's answer compares with, as (representation, words) pairs.
+pub struct Terms {
+    /// Frozen features the best self-supervised linear probe is compared with.
+    pub baselines: &'static [(&'static str, &'static str)],
+    /// The from-scratch model that fine-tuning is compared with.
+    pub scratch: (&'static str, &'static str),
+    /// Representations whose K-means NMI is quoted.
+    pub clustered: &'static [(&'static str, &'static str)],
+    /// What the pretraining runs' held-out number measures.
+    pub monitor: &'static str,
+    /// Whether the report has the embeddings figure.
+    pub embeddings: bool,
+}
+
+pub const IMAGE_TERMS: Terms = Terms {
+    baselines: &[
+        ("pixels", "raw pixels"),
+        ("pca", "PCA features"),
+        ("autoencoder", "the autoencoder"),
+    ],
+    scratch: ("supervised cnn", "the same CNN trained from scratch"),
+    clustered: &[
+        ("pixels", "K-means on pixels"),
+        ("pca", "K-means on PCA features"),
+    ],
+    monitor: "held-out kNN accuracy",
+    embeddings: true,
+};
+
+pub const TEXT_TERMS: Terms = Terms {
+    baselines: &[
+        ("tf-idf", "TF-IDF"),
+        ("tf-idf + pca", "TF-IDF + PCA"),
+        ("random transformer", "a random Transformer"),
+    ],
+    scratch: (
+        "transformer from scratch",
+        "the same Transformer trained from scratch",
+    ),
+    clustered: &[
+        ("tf-idf", "K-means on TF-IDF"),
+        ("tf-idf + pca", "K-means on TF-IDF + PCA"),
+    ],
+    monitor: "held-out masked-token accuracy",
+    embeddings: false,
+};
 
 /// The report of a study over `budgets`; `context` is a paragraph about the data and settings.
 pub fn render(
@@ -23,20 +70,27 @@ pub fn render(
     budgets: &[LabelBudget],
     summaries: &[Summary],
     pretraining: &[PretrainingCost],
+    terms: &Terms,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {title}\n\n{context}\n");
     let _ = writeln!(out, "## The answer\n");
-    for line in answer(budgets, summaries) {
+    for line in answer(budgets, summaries, terms) {
         let _ = writeln!(out, "- {line}");
     }
     out.push('\n');
     let _ = writeln!(
         out,
         "![Test accuracy by labels per class](label_efficiency.png)\n\n\
-         ![Pretraining loss and held-out kNN accuracy](pretraining.png)\n\n\
-         ![Test features projected to two dimensions, coloured by class](embeddings.png)\n"
+         ![Pretraining loss and {}](pretraining.png)\n",
+        terms.monitor
     );
+    if terms.embeddings {
+        let _ = writeln!(
+            out,
+            "![Test features projected to two dimensions, coloured by class](embeddings.png)\n"
+        );
+    }
     for protocol in [
         Protocol::Linear,
         Protocol::Knn,
@@ -62,7 +116,8 @@ pub fn render(
         let _ = writeln!(out, "## Pretraining cost\n");
         let _ = writeln!(
             out,
-            "| task | epochs | seconds | final loss | held-out kNN accuracy |\n| --- | --- | --- | --- | --- |"
+            "| task | epochs | seconds | final loss | {} |\n| --- | --- | --- | --- | --- |",
+            terms.monitor
         );
         for p in pretraining {
             let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.4}"));
@@ -210,7 +265,7 @@ fn cluster_table(out: &mut String, summaries: &[Summary]) {
 
 /// Sentences computed from the numbers: where self-supervision beats the baselines, and by how
 /// many points of accuracy.
-fn answer(budgets: &[LabelBudget], summaries: &[Summary]) -> Vec<String> {
+fn answer(budgets: &[LabelBudget], summaries: &[Summary], terms: &Terms) -> Vec<String> {
     let get = |rep: &str, protocol: Protocol, budget: LabelBudget| {
         summaries
             .iter()
@@ -241,11 +296,7 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary]) -> Vec<String> {
         let mut parts = Vec::new();
         if let Some(ssl) = best_ssl(Protocol::Linear, budget) {
             let mut against = Vec::new();
-            for (rep, label) in [
-                ("pixels", "raw pixels"),
-                ("pca", "PCA features"),
-                ("autoencoder", "the autoencoder"),
-            ] {
+            for &(rep, label) in terms.baselines {
                 if let Some(v) = get(rep, Protocol::Linear, budget) {
                     against.push(points(ssl.mean, v, label));
                 }
@@ -259,13 +310,13 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary]) -> Vec<String> {
         }
         if let (Some(ssl), Some(scratch)) = (
             best_ssl(Protocol::Finetune, budget),
-            get("supervised cnn", Protocol::Supervised, budget),
+            get(terms.scratch.0, Protocol::Supervised, budget),
         ) {
             parts.push(format!(
                 "fine-tuned ({}, {:.4}) it {}",
                 ssl.representation,
                 ssl.mean,
-                points(ssl.mean, scratch, "the same CNN trained from scratch")
+                points(ssl.mean, scratch, terms.scratch.1)
             ));
         }
         if !parts.is_empty() {
@@ -274,10 +325,7 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary]) -> Vec<String> {
     }
     if let Some(ssl) = best_ssl(Protocol::ClusterNmi, LabelBudget::All) {
         let mut against = Vec::new();
-        for (rep, label) in [
-            ("pixels", "K-means on pixels"),
-            ("pca", "K-means on PCA features"),
-        ] {
+        for &(rep, label) in terms.clustered {
             if let Some(v) = get(rep, Protocol::ClusterNmi, LabelBudget::All) {
                 against.push(format!("{label} {v:.4}"));
             }
@@ -344,7 +392,7 @@ mod tests {
             summary("rotation", Protocol::Finetune, one, 0.55),
             summary("supervised cnn", Protocol::Supervised, one, 0.60),
         ];
-        let lines = answer(&[one], &summaries);
+        let lines = answer(&[one], &summaries, &IMAGE_TERMS);
         assert_eq!(
             lines,
             [
@@ -354,7 +402,7 @@ mod tests {
               points."
             ]
         );
-        let report = render("t", "c", &[one], &summaries, &[]);
+        let report = render("t", "c", &[one], &summaries, &[], &IMAGE_TERMS);
         assert!(
             report.contains("| rotation | **0.5000 ± 0.0100** |"),
             "{report}"

@@ -309,7 +309,7 @@ impl Draw for Pretraining<'_> {
             chart
                 .draw_series(LineSeries::new(curve.iter().copied(), c.stroke_width(2)))
                 .map_err(failed)?
-                .label(cost.task.name())
+                .label(cost.task.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
                 });

@@ -231,12 +231,7 @@ impl TextLoader {
 
     /// Batch `batch` of epoch `epoch`, made on the calling thread.
     pub fn batch(&self, epoch: u64, batch: usize) -> AnyBatch {
-        let order = shuffled(
-            &self.shared.indices,
-            self.shared.config.shuffle,
-            self.shared.seed,
-            epoch,
-        );
+        let order = self.shared.epoch_order(epoch);
         self.shared.make(epoch, &order, batch)
     }
 }
@@ -248,7 +243,7 @@ impl BatchSource for TextLoader {
 
     fn epoch_from(&self, epoch: u64, first: usize) -> Batches<AnyBatch> {
         let s = &self.shared;
-        let order = Arc::new(shuffled(&s.indices, s.config.shuffle, s.seed, epoch));
+        let order = Arc::new(s.epoch_order(epoch));
         let maker = Arc::clone(&self.shared) as Arc<dyn MakeBatch<AnyBatch>>;
         prefetch(
             maker,
@@ -258,6 +253,42 @@ impl BatchSource for TextLoader {
             self.batches_per_epoch(),
             &s.config,
         )
+    }
+}
+
+/// Batches drawn from windows of this many batches hold sequences of similar length.
+const BUCKET_BATCHES: usize = 50;
+
+impl Shared {
+    /// The epoch's order. Shuffled, it is also bucketed: each window of [`BUCKET_BATCHES`]
+    /// batches is sorted by length before it is cut into batches, and the batches are then
+    /// shuffled, so a batch pads to little more than its own sequences' length (fortunes run
+    /// from a few tokens to over a hundred) while every epoch still sees every sequence once in
+    /// a seeded random order.
+    fn epoch_order(&self, epoch: u64) -> Vec<usize> {
+        let mut order = shuffled(&self.indices, self.config.shuffle, self.seed, epoch);
+        if !self.config.shuffle {
+            return order;
+        }
+        let bs = self.config.batch_size;
+        for window in order.chunks_mut(bs * BUCKET_BATCHES) {
+            window.sort_by_key(|&i| self.sequences[i].len());
+        }
+        // Keep a short last batch last (drop_last drops it; otherwise it stays whole).
+        let full = order.len() / bs;
+        let batch_ids: Vec<usize> = (0..full).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(self.seed, epoch, u64::MAX - 2));
+        let shuffled_ids = {
+            let mut ids = batch_ids;
+            rand::seq::SliceRandom::shuffle(ids.as_mut_slice(), &mut rng);
+            ids
+        };
+        let mut out = Vec::with_capacity(order.len());
+        for b in shuffled_ids {
+            out.extend_from_slice(&order[b * bs..(b + 1) * bs]);
+        }
+        out.extend_from_slice(&order[full * bs..]);
+        out
     }
 }
 

@@ -7,7 +7,7 @@ mod jigsaw;
 mod mae;
 mod simclr;
 
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 
 pub use autoencoder::AutoencoderModel;
 pub use classifier::ClassifierModel;
@@ -16,6 +16,7 @@ pub use mae::{MaeDecoder, MaeInput, MaeModel};
 pub use simclr::SimclrModel;
 
 use crate::encoders::Encoder;
+use crate::text::{MlmModel, TextClassifierModel, TextEncoder};
 
 /// Any task model.
 #[allow(clippy::large_enum_variant)]
@@ -26,17 +27,41 @@ pub enum TaskModel {
     Mae(MaeModel),
     Simclr(SimclrModel),
     Autoencoder(AutoencoderModel),
+    Mlm(MlmModel),
+    TextClassifier(TextClassifierModel),
 }
 
 impl TaskModel {
-    /// The encoder being trained (the part kept after pretraining).
-    pub fn encoder(&self) -> Encoder {
-        match self {
+    /// The image encoder being trained (the part kept after pretraining); `None` for a text
+    /// model.
+    pub fn encoder(&self) -> Option<Encoder> {
+        Some(match self {
             TaskModel::Classifier(m) => m.encoder.clone(),
             TaskModel::Jigsaw(m) => m.encoder.clone(),
             TaskModel::Mae(m) => Encoder::Vit(m.encoder.clone()),
             TaskModel::Simclr(m) => m.encoder.clone(),
             TaskModel::Autoencoder(m) => m.encoder.clone(),
+            TaskModel::Mlm(_) | TaskModel::TextClassifier(_) => return None,
+        })
+    }
+
+    /// The text encoder being trained; `None` for an image model.
+    pub fn text_encoder(&self) -> Option<TextEncoder> {
+        match self {
+            TaskModel::Mlm(m) => Some(m.encoder.clone()),
+            TaskModel::TextClassifier(m) => Some(m.encoder.clone()),
+            _ => None,
+        }
+    }
+
+    /// The encoder's parameters, which fine-tuning trains at their own learning rate.
+    pub fn encoder_group(&self) -> ParamGroup {
+        match (self.encoder(), self) {
+            (Some(e), _) => ParamGroup::ids_from_module(e),
+            (None, TaskModel::Mlm(m)) => ParamGroup::ids_from_module(m.encoder.clone()),
+            (None, TaskModel::TextClassifier(m)) => ParamGroup::ids_from_module(m.encoder.clone()),
+            // Every image model has an image encoder.
+            (None, m) => ParamGroup::ids_from_module(m.clone()),
         }
     }
 }

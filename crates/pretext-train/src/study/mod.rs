@@ -25,7 +25,7 @@ use pretext_models::encoders::{EncoderConfig, EncoderKind};
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
 use crate::probes::{
-    FittedLinearProbe, KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy,
+    FittedLinearProbe, KnnProbe, Labelled, LinearHead, LinearProbe, cluster_probe, knn_accuracy,
 };
 
 pub use cells::{Cell, CellKey, CellLog};
@@ -197,6 +197,35 @@ pub trait StudyObserver {
 /// Salt of the study's validation split, apart from other seeded choices.
 const VALIDATION_SALT: u64 = 0x7374_7564_795f_7661;
 
+/// Something the study evaluates: it gives features for the frozen-feature protocols and, when
+/// pretrained, can be fine-tuned. Images and text implement it alike.
+pub trait Candidate {
+    fn name(&self) -> &str;
+    /// Pretrained candidates are also fine-tuned.
+    fn is_pretrained(&self) -> bool;
+    /// Features of the training pool, the validation split (training-set indices) and the
+    /// whole test split.
+    fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features>;
+    /// Fine-tunes the candidate's encoder with a linear head starting from `head` on the
+    /// training examples `labelled`; returns the test accuracy.
+    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<f64>;
+}
+
+/// The supervised baseline: a name and a run that trains from scratch on the training examples
+/// it is given (with a seed) and returns the test accuracy.
+pub struct Baseline<'a> {
+    pub name: &'a str,
+    pub train: &'a dyn Fn(Vec<usize>, u64) -> Result<f64>,
+}
+
+/// The labels the study evaluates against.
+#[derive(Clone, Copy)]
+pub struct StudyLabels<'a> {
+    pub train: &'a [u32],
+    pub test: &'a [u32],
+    pub classes: usize,
+}
+
 /// Runs every protocol on every representation, budget and seed, skipping cells already in the
 /// log at `cells_path`. Returns every cell.
 pub fn run_study(
@@ -209,9 +238,113 @@ pub fn run_study(
 ) -> Result<Vec<Cell>> {
     config.validate()?;
     let (_, train_labels, test_labels) = check_data(data)?;
-    let classes = data.num_classes();
+    let train = std::sync::Arc::new(data.train.clone());
+    let candidates: Vec<ImageCandidate> = representations
+        .iter()
+        .map(|rep| ImageCandidate {
+            rep,
+            data,
+            train: std::sync::Arc::clone(&train),
+            config,
+            device,
+        })
+        .collect();
+    let candidates: Vec<&dyn Candidate> = candidates.iter().map(|c| c as &dyn Candidate).collect();
+    let supervised = SupervisedBaseline::new(data);
+    let scratch = |labelled: Vec<usize>, seed: u64| -> Result<f64> {
+        let encoder = seeded(seed, device, || Ok(supervised.encoder.init(device)?))?;
+        let start = Start {
+            encoder: &encoder,
+            embedding_dim: supervised.encoder.embedding_dim(),
+            encoder_lr_scale: 1.0,
+            head: None,
+        };
+        train_and_test(start, data, &train, labelled, config, seed, device)
+    };
+    run_candidates(
+        config,
+        StudyLabels {
+            train: train_labels,
+            test: test_labels,
+            classes: data.num_classes(),
+        },
+        &candidates,
+        Some(Baseline {
+            name: SupervisedBaseline::NAME,
+            train: &scratch,
+        }),
+        device,
+        cells_path,
+        observer,
+    )
+}
+
+/// An image representation as a study candidate.
+struct ImageCandidate<'a> {
+    rep: &'a Representation,
+    data: &'a ImageDataset,
+    train: std::sync::Arc<ImageSet>,
+    config: &'a StudyConfig,
+    device: &'a Device,
+}
+
+impl Candidate for ImageCandidate<'_> {
+    fn name(&self) -> &str {
+        self.rep.name()
+    }
+
+    fn is_pretrained(&self) -> bool {
+        self.rep.is_pretrained()
+    }
+
+    fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features> {
+        self.rep
+            .features(self.data, pool, val, self.config, self.device)
+    }
+
+    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<f64> {
+        let Representation::Encoder { encoder, .. } = self.rep else {
+            return Err(TrainError::config("only an encoder can be fine-tuned"));
+        };
+        // The head is `[dim, classes]`.
+        let embedding_dim = head.weight.len() / head.bias.len().max(1);
+        let start = Start {
+            encoder,
+            embedding_dim,
+            encoder_lr_scale: self.config.finetune_encoder_lr_scale,
+            head: Some(head),
+        };
+        train_and_test(
+            start,
+            self.data,
+            &self.train,
+            labelled,
+            self.config,
+            seed,
+            self.device,
+        )
+    }
+}
+
+/// The study over any candidates: every protocol on every candidate, budget and seed, then the
+/// supervised baseline, skipping cells already in the log at `cells_path`.
+pub fn run_candidates(
+    config: &StudyConfig,
+    labels: StudyLabels<'_>,
+    candidates: &[&dyn Candidate],
+    baseline: Option<Baseline<'_>>,
+    device: &Device,
+    cells_path: &Path,
+    observer: &mut dyn StudyObserver,
+) -> Result<Vec<Cell>> {
+    config.validate()?;
+    let StudyLabels {
+        train: train_labels,
+        test: test_labels,
+        classes,
+    } = labels;
     let split = validation_split(
-        data.train.len(),
+        train_labels.len(),
         Some(train_labels),
         classes,
         config.validation_fraction,
@@ -230,7 +363,7 @@ pub fn run_study(
     }
 
     let mut log = CellLog::open(cells_path)?;
-    let keys_of = |rep: &Representation| -> Vec<CellKey> {
+    let keys_of = |rep: &dyn Candidate| -> Vec<CellKey> {
         let runs = |p: Protocol| config.protocols.contains(&p);
         let mut keys = Vec::new();
         for seed in 0..config.seeds {
@@ -256,26 +389,20 @@ pub fn run_study(
         }
         keys
     };
-    let supervised = SupervisedBaseline::new(data);
-    let supervised_keys: Vec<CellKey> = if config.protocols.contains(&Protocol::Supervised) {
-        (0..config.seeds)
+    let baseline = baseline.filter(|_| config.protocols.contains(&Protocol::Supervised));
+    let baseline_keys: Vec<CellKey> = match &baseline {
+        Some(b) => (0..config.seeds)
             .flat_map(|seed| {
-                config.budgets.iter().map(move |&budget| {
-                    CellKey::new(SupervisedBaseline::NAME, Protocol::Supervised, budget, seed)
-                })
+                config
+                    .budgets
+                    .iter()
+                    .map(move |&budget| CellKey::new(b.name, Protocol::Supervised, budget, seed))
             })
-            .collect()
-    } else {
-        Vec::new()
+            .collect(),
+        None => Vec::new(),
     };
-    let total = representations
-        .iter()
-        .map(|r| keys_of(r).len())
-        .sum::<usize>()
-        + supervised_keys.len();
+    let total = candidates.iter().map(|r| keys_of(*r).len()).sum::<usize>() + baseline_keys.len();
     let mut done = log.len();
-    // One shared copy of the training images for every fine-tuning and supervised run.
-    let train = std::sync::Arc::new(data.train.clone());
     let knn = KnnProbe {
         k: config.knn_k,
         temperature: config.knn_temperature,
@@ -291,15 +418,13 @@ pub fn run_study(
             .map(|&i| split.train[i])
             .collect()
     };
-    for rep in representations {
-        let keys = keys_of(rep);
+    for rep in candidates {
+        let keys = keys_of(*rep);
         if keys.iter().all(|k| log.contains(k)) {
             continue;
         }
         observer.note(&format!("computing {} features", rep.name()));
-        let f = rep.features(data, &split.train, &split.val, config, device)?;
-        // The linear probe of a (budget, seed) subset: its own cell, and the head that
-        // fine-tuning starts from.
+        let f = rep.features(&split.train, &split.val)?;
         // Features and labels of a (budget, seed) subset of the pool.
         let subset = |budget: LabelBudget, seed: u64| -> (Vec<f32>, Vec<u32>) {
             let chosen = &subsets[&(budget, seed)];
@@ -309,6 +434,8 @@ pub fn run_study(
                 .collect();
             (x, chosen.iter().map(|&i| pool_labels[i]).collect())
         };
+        // The linear probe of a (budget, seed) subset: its own cell, and the head that
+        // fine-tuning starts from.
         let probe = |budget: LabelBudget, seed: u64| -> Result<FittedLinearProbe> {
             let (x, y) = subset(budget, seed);
             linear.fit(
@@ -358,29 +485,12 @@ pub fn run_study(
                     }
                 }
                 Protocol::Finetune | Protocol::Supervised => {
-                    let Representation::Encoder { encoder, .. } = rep else {
-                        continue;
-                    };
                     let head = match heads.remove(&(key.budget, key.seed)) {
                         Some(head) => head,
                         // Resumed after its linear cell: fit the probe again.
                         None => probe(key.budget, key.seed)?.head(),
                     };
-                    let start = Start {
-                        encoder,
-                        embedding_dim: f.dim,
-                        encoder_lr_scale: config.finetune_encoder_lr_scale,
-                        head: Some(head),
-                    };
-                    train_and_test(
-                        start,
-                        data,
-                        &train,
-                        labelled(key.budget, key.seed),
-                        config,
-                        key.seed,
-                        device,
-                    )?
+                    rep.fine_tune(head, labelled(key.budget, key.seed), key.seed)?
                 }
                 Protocol::Linear => {
                     let fitted = probe(key.budget, key.seed)?;
@@ -403,28 +513,15 @@ pub fn run_study(
             record(&mut log, observer, (&mut done, total), key, value, started)?;
         }
     }
-    for key in supervised_keys {
-        if log.contains(&key) {
-            continue;
+    if let Some(b) = baseline {
+        for key in baseline_keys {
+            if log.contains(&key) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let value = (b.train)(labelled(key.budget, key.seed), key.seed)?;
+            record(&mut log, observer, (&mut done, total), key, value, started)?;
         }
-        let started = std::time::Instant::now();
-        let encoder = seeded(key.seed, device, || Ok(supervised.encoder.init(device)?))?;
-        let start = Start {
-            encoder: &encoder,
-            embedding_dim: supervised.encoder.embedding_dim(),
-            encoder_lr_scale: 1.0,
-            head: None,
-        };
-        let value = train_and_test(
-            start,
-            data,
-            &train,
-            labelled(key.budget, key.seed),
-            config,
-            key.seed,
-            device,
-        )?;
-        record(&mut log, observer, (&mut done, total), key, value, started)?;
     }
     Ok(log.into_cells())
 }

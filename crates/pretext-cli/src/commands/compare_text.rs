@@ -1,0 +1,138 @@
+//! `pretext compare --modality text`: masked-token pretraining against TF-IDF and a Transformer
+//! trained from scratch, with the image study's protocols, report, JSON and figures.
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use anyhow::Context;
+use pretext_train::text::{TextCompareConfig, compare_text};
+use serde_json::json;
+
+use super::compare::{StudyProgress, write_outputs};
+use crate::cli::CompareArgs;
+use crate::commands::data::load_text;
+use crate::device::resolve;
+use crate::progress::Progress;
+use crate::report::{markdown, plots};
+
+pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if !args.checkpoint.is_empty() {
+        anyhow::bail!("--checkpoint evaluates image encoders; it does not apply to text");
+    }
+    let mut config = match &args.config {
+        Some(path) => {
+            let invalid = || format!("{}: not a valid text comparison config", path.display());
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let config = TextCompareConfig::from_toml(&text).with_context(invalid)?;
+            config.validate().with_context(invalid)?;
+            config
+        }
+        None => TextCompareConfig::default(),
+    };
+    if args.quick {
+        config = config.quick();
+    }
+    let (spec, device) = resolve(args.device.device)?;
+    let data = load_text(&args.data.data, &args.text)?;
+    if !args.quiet {
+        eprintln!(
+            "comparing on {} ({} training, {} test documents, {} unlabelled) on {spec}; results in {}",
+            data.name,
+            data.train.len(),
+            data.test.len(),
+            data.unlabelled.len(),
+            args.out.display()
+        );
+    }
+    let mut train_progress = Progress::new(args.quiet).for_text();
+    let mut study_progress = StudyProgress {
+        bar: None,
+        quiet: args.quiet,
+    };
+    let outcome = compare_text(
+        &config,
+        &data,
+        &device,
+        &args.out,
+        &mut train_progress,
+        &mut study_progress,
+    )
+    .with_context(|| format!("the text comparison in {} failed", args.out.display()))?;
+    if let Some(bar) = study_progress.bar.take() {
+        bar.finish_and_clear();
+    }
+
+    let budgets = &config.study.budgets;
+    let context = format!(
+        "Data: {} ({} training and {} test documents in {} classes: {}; {} unlabelled \
+         documents). Pretraining: masked tokens (BERT's 15%, 80/10/10) on the training and \
+         unlabelled text for {} epoch(s), a vocabulary of {} tokens. {} seed(s); label subsets \
+         drawn per seed from the training set less a stratified {:.0}% validation split. \
+         Device: {spec}. Wall time: {:.0} s.",
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        data.num_classes(),
+        data.classes.join(", "),
+        data.unlabelled.len(),
+        config.pretrain.epochs,
+        outcome.vocab_size,
+        config.study.seeds,
+        config.study.validation_fraction * 100.0,
+        started.elapsed().as_secs_f64()
+    );
+    let pretraining = [outcome.pretraining.clone()];
+    let mut report = markdown::render(
+        "pretext compare --modality text",
+        &context,
+        budgets,
+        &outcome.summaries,
+        &pretraining,
+        &markdown::TEXT_TERMS,
+    );
+    let _ = writeln!(report, "\n## What the pretrained model fills in\n");
+    if let Some(acc) = outcome.masked_accuracy {
+        let _ = writeln!(
+            report,
+            "Held-out masked-token accuracy (top-1): {acc:.4}. The five likeliest tokens for \
+             each `[MASK]`:\n"
+        );
+    }
+    for filled in &outcome.filled {
+        let guesses: Vec<String> = filled
+            .top
+            .iter()
+            .map(|top| {
+                top.iter()
+                    .map(|(token, p)| format!("{token} ({p:.2})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        let _ = writeln!(report, "- `{}` → {}", filled.text, guesses.join(" | "));
+    }
+    let all_per_class = data.train.len() as f64 * (1.0 - config.study.validation_fraction)
+        / data.num_classes().max(1) as f64;
+    let figures = [
+        (
+            "label_efficiency",
+            plots::label_efficiency(&outcome.summaries, all_per_class)?,
+        ),
+        ("pretraining", plots::pretraining(&pretraining)?),
+    ];
+    let results = json!({
+        "data": data.name,
+        "classes": data.classes,
+        "versions": { "pretext": env!("CARGO_PKG_VERSION"), "burn": "0.22.1" },
+        "device": spec.to_string(),
+        "pretraining": outcome.pretraining,
+        "masked_accuracy": outcome.masked_accuracy,
+        "filled_masks": outcome.filled,
+        "config": config,
+        "summaries": outcome.summaries,
+        "cells": outcome.cells,
+    });
+    write_outputs(&args.out, &report, &results, &figures)
+}

@@ -1,0 +1,13 @@
+//! Text in the same harness as images: masked-token pretraining ([`pretrain`]) and the text
+//! comparison study.
+
+pub mod pretrain;
+pub mod study;
+mod tfidf;
+
+pub use pretrain::{
+    LoadedMlm, MlmOutcome, MlmPretrainConfig, TextEncoderDescription, fill_mask, load_mlm,
+    masked_accuracy, pretrain_mlm,
+};
+pub use study::{FilledMask, TextCompareConfig, TextCompareOutcome, compare_text};
+pub use tfidf::TfIdf;

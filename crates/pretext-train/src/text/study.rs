@@ -1,0 +1,502 @@
+//! The text comparison: with 1, 10, 100 or all labels per class, does masked-token pretraining
+//! beat TF-IDF, TF-IDF + PCA, a random Transformer, and the same Transformer trained from
+//! scratch on the labelled documents? The protocols, budgets, seeds and cells are the image
+//! study's ([`crate::study::run_candidates`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use pretext_baselines::{Components, Fit, PcaConfig, Transform};
+use pretext_data::LoaderConfig;
+use pretext_data::text::{TextDataset, TextLoader, TextTask, TokenBatch, encode_documents};
+use pretext_models::tasks::TaskModel;
+use pretext_models::text::{Pooling, TextClassifierModel, TextEncoder, TextEncoderConfig};
+
+use super::pretrain::{LoadedMlm, MlmPretrainConfig, fill_mask, load_mlm, pretrain_mlm};
+use super::tfidf::TfIdf;
+use crate::compare::PretrainingCost;
+use crate::error::{Result, TrainError};
+use crate::model::seeded;
+use crate::observer::{Silent, TrainObserver};
+use crate::probes::LinearHead;
+use crate::run_dir::RunMode;
+use crate::schedule::ScheduleConfig;
+use crate::study::{
+    Baseline, Candidate, Cell, Features, StudyConfig, StudyLabels, StudyObserver, Summary,
+    run_candidates, summarize,
+};
+use crate::trainer::{LoopSettings, train_loop};
+
+/// The text study's settings: the pretraining run, the study, and the TF-IDF vocabulary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextCompareConfig {
+    pub pretrain: MlmPretrainConfig,
+    pub study: StudyConfig,
+    /// Words kept by TF-IDF (the most frequent).
+    pub tfidf_features: usize,
+    /// Sentences with `[MASK]` the report fills in with the pretrained model's top-5 tokens.
+    pub fill_masks: Vec<String>,
+}
+
+impl Default for TextCompareConfig {
+    fn default() -> Self {
+        Self {
+            pretrain: MlmPretrainConfig::default(),
+            study: StudyConfig {
+                train_steps: 60,
+                train_lr: 5e-4,
+                train_batch_size: 32,
+                finetune_encoder_lr_scale: 0.2,
+                ..StudyConfig::default()
+            },
+            tfidf_features: 5000,
+            fill_masks: [
+                "The [MASK] sat on the mat.",
+                "The computer [MASK] crashed again.",
+                "Captain Kirk beamed up to the [MASK].",
+                "The judge sent the lawyer to [MASK].",
+                "I would like a [MASK] of coffee.",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl TextCompareConfig {
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| TrainError::config(e.to_string()))
+    }
+
+    /// A few minutes on a laptop: one seed, two pretraining epochs, shorter probes and runs.
+    pub fn quick(mut self) -> Self {
+        self.study.seeds = 1;
+        self.pretrain.epochs = self.pretrain.epochs.min(2);
+        self.study.linear_iterations = self.study.linear_iterations.min(100);
+        self.study.cluster_n_init = 1;
+        self.study.train_steps = self.study.train_steps.min(30);
+        self
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.tfidf_features == 0 {
+            return Err(TrainError::config("tfidf_features must be at least 1"));
+        }
+        self.pretrain.validate()?;
+        self.study.validate()
+    }
+}
+
+/// Token sequences of the training and test documents, one per document, cut to the
+/// encoder's length.
+struct Sequences {
+    train: Arc<Vec<Vec<u32>>>,
+    test: Vec<Vec<u32>>,
+}
+
+/// A Transformer encoder as a candidate.
+struct EncoderCandidate<'a> {
+    name: String,
+    encoder: TextEncoder,
+    pooling: Pooling,
+    pretrained: bool,
+    sequences: &'a Sequences,
+    labels: Arc<Vec<u32>>,
+    test_labels: &'a [u32],
+    config: &'a StudyConfig,
+    device: &'a Device,
+}
+
+/// Row-major pooled features of `sequences` at `indices`.
+fn embed_text(
+    encoder: &TextEncoder,
+    sequences: &[Vec<u32>],
+    indices: &[usize],
+    pooling: Pooling,
+    device: &Device,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(indices.len() * encoder.dim());
+    for chunk in indices.chunks(256) {
+        let batch: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
+        let t = TokenBatch::pad(&batch).into_tensors(device);
+        out.extend(
+            encoder
+                .pooled(t.tokens, t.padding, pooling)
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .unwrap_or_default(),
+        );
+    }
+    out
+}
+
+impl Candidate for EncoderCandidate<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_pretrained(&self) -> bool {
+        self.pretrained
+    }
+
+    fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features> {
+        let all_test: Vec<usize> = (0..self.sequences.test.len()).collect();
+        let embed = |set: &[Vec<u32>], idx: &[usize]| {
+            embed_text(&self.encoder, set, idx, self.pooling, self.device)
+        };
+        Ok(Features {
+            pool: embed(&self.sequences.train, pool),
+            val: embed(&self.sequences.train, val),
+            test: embed(&self.sequences.test, &all_test),
+            dim: self.encoder.dim(),
+        })
+    }
+
+    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<f64> {
+        let classes = head.bias.len();
+        let dim = head.weight.len() / classes.max(1);
+        let device = self.device.clone().autodiff();
+        let model = seeded(seed, &device, || {
+            let encoder = self.encoder.clone().fork(&device).train();
+            Ok(TaskModel::TextClassifier(TextClassifierModel::with_head(
+                encoder,
+                Tensor::from_data(
+                    TensorData::new(head.weight.clone(), [dim, classes]),
+                    &device,
+                ),
+                Tensor::from_data(TensorData::new(head.bias.clone(), [classes]), &device),
+            )))
+        })?;
+        train_text_classifier(
+            model,
+            self.sequences,
+            &self.labels,
+            self.test_labels,
+            labelled,
+            self.config,
+            self.config.finetune_encoder_lr_scale,
+            seed,
+            self.device,
+        )
+    }
+}
+
+/// Trains a text classifier on `labelled` training sequences for the study's number of steps
+/// and returns its test accuracy.
+#[allow(clippy::too_many_arguments)]
+fn train_text_classifier(
+    model: TaskModel,
+    sequences: &Sequences,
+    labels: &Arc<Vec<u32>>,
+    test_labels: &[u32],
+    labelled: Vec<usize>,
+    config: &StudyConfig,
+    encoder_lr_scale: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<f64> {
+    let n = labelled.len();
+    let loader = TextLoader::new(
+        TextTask::Classify,
+        Arc::clone(&sequences.train),
+        Some(Arc::clone(labels)),
+        Some(labelled),
+        LoaderConfig {
+            batch_size: config.train_batch_size.min(n).max(1),
+            drop_last: false,
+            ..LoaderConfig::default()
+        },
+        seed,
+    )?;
+    let batches = pretext_data::BatchSource::batches_per_epoch(&loader).max(1);
+    let settings = LoopSettings {
+        epochs: config.train_steps.div_ceil(batches).max(1) as u64,
+        max_steps: Some(config.train_steps as u64),
+        optimizer: crate::config::OptimizerConfig {
+            lr: config.train_lr,
+            weight_decay: 0.01,
+            ..crate::config::OptimizerConfig::default()
+        },
+        schedule: ScheduleConfig {
+            warmup_epochs: 0.0,
+            final_fraction: 0.0,
+        },
+        accumulation: 1,
+        grad_clip: Some(1.0),
+        checkpoint_every_steps: None,
+        encoder_lr_scale,
+    };
+    let train_device = device.clone().autodiff();
+    let model = train_loop(
+        model,
+        &loader,
+        &settings,
+        &train_device,
+        None,
+        &mut |_, _| Ok(None),
+        &mut Silent,
+    )?;
+    let TaskModel::TextClassifier(classifier) = model.valid() else {
+        return Err(TrainError::config("text fine-tuning builds a classifier"));
+    };
+    let mut correct = 0;
+    for (chunk, truth) in sequences.test.chunks(256).zip(test_labels.chunks(256)) {
+        let batch: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+        let t = TokenBatch::pad(&batch).into_tensors(device);
+        let predicted = classifier
+            .forward(t.tokens, t.padding)
+            .argmax(1)
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .unwrap_or_default();
+        correct += predicted
+            .iter()
+            .zip(truth)
+            .filter(|(p, t)| **p == i64::from(**t))
+            .count();
+    }
+    Ok(correct as f64 / test_labels.len().max(1) as f64)
+}
+
+/// TF-IDF features, optionally reduced by PCA, as a candidate.
+struct TfIdfCandidate<'a> {
+    name: &'static str,
+    data: &'a TextDataset,
+    max_features: usize,
+    pca: Option<usize>,
+    device: &'a Device,
+}
+
+impl Candidate for TfIdfCandidate<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn is_pretrained(&self) -> bool {
+        false
+    }
+
+    fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features> {
+        let docs = |idx: &[usize]| -> Vec<&str> {
+            idx.iter()
+                .map(|&i| self.data.train.documents[i].as_str())
+                .collect()
+        };
+        // Fitted on the training pool's text, without labels.
+        let tfidf = TfIdf::fit(&docs(pool), self.max_features, 2);
+        let dim = tfidf.dim();
+        let pool_x = tfidf.transform(&docs(pool));
+        let val_x = tfidf.transform(&docs(val));
+        let test_x = tfidf.transform(&self.data.test.documents);
+        let Some(k) = self.pca else {
+            return Ok(Features {
+                pool: pool_x,
+                val: val_x,
+                test: test_x,
+                dim,
+            });
+        };
+        let k = k.min(dim).min(pool.len());
+        let tensor = |v: Vec<f32>| {
+            let rows = v.len() / dim.max(1);
+            Tensor::<2>::from_data(TensorData::new(v, [rows, dim]), self.device)
+        };
+        let pca = PcaConfig::new(Components::Count(k)).fit(&tensor(pool_x.clone()))?;
+        let project = |v: Vec<f32>| -> Result<Vec<f32>> {
+            Ok(pca
+                .transform(&tensor(v))?
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .unwrap_or_default())
+        };
+        Ok(Features {
+            pool: project(pool_x)?,
+            val: project(val_x)?,
+            test: project(test_x)?,
+            dim: k,
+        })
+    }
+
+    fn fine_tune(&self, _: LinearHead, _: Vec<usize>, _: u64) -> Result<f64> {
+        Err(TrainError::config(
+            "TF-IDF features have no encoder to fine-tune",
+        ))
+    }
+}
+
+/// A filled-in mask for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilledMask {
+    pub text: String,
+    /// Per `[MASK]`, the five likeliest tokens and their probabilities.
+    pub top: Vec<Vec<(String, f64)>>,
+}
+
+/// What the text study returns.
+#[derive(Debug, Clone)]
+pub struct TextCompareOutcome {
+    pub cells: Vec<Cell>,
+    pub summaries: Vec<Summary>,
+    /// Held-out masked-token accuracy of the pretrained model.
+    pub masked_accuracy: Option<f64>,
+    /// The pretraining run's cost and curves (its held-out number is the masked-token
+    /// accuracy).
+    pub pretraining: PretrainingCost,
+    pub filled: Vec<FilledMask>,
+    pub vocab_size: usize,
+}
+
+/// Names of the text candidates, as the report shows them.
+pub const MLM_MEAN: &str = "mlm (mean)";
+pub const MLM_CLS: &str = "mlm (cls)";
+pub const SCRATCH: &str = "transformer from scratch";
+
+/// Pretrains by masked tokens (into `out/pretrain/mlm`, resuming), then runs the study into
+/// `out/cells.jsonl`.
+pub fn compare_text(
+    config: &TextCompareConfig,
+    data: &TextDataset,
+    device: &Device,
+    out: &Path,
+    train_observer: &mut dyn TrainObserver,
+    observer: &mut dyn StudyObserver,
+) -> Result<TextCompareOutcome> {
+    config.validate()?;
+    if data.test.is_empty() || data.num_classes() < 2 {
+        return Err(TrainError::config(format!(
+            "{} needs at least two classes and a test split for the study",
+            data.name
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let run = out.join("pretrain").join("mlm");
+    if !run.join(super::pretrain::MLM_WEIGHTS).exists() {
+        observer.note(&format!(
+            "pretraining mlm for {} epochs",
+            config.pretrain.epochs
+        ));
+        pretrain_mlm(
+            &config.pretrain,
+            data,
+            device,
+            &run,
+            RunMode::Resume,
+            train_observer,
+        )?;
+    }
+    let pretraining = PretrainingCost::of("mlm", &run);
+    let LoadedMlm {
+        model,
+        tokenizer,
+        description,
+    } = load_mlm(&run, device)?;
+    let encoder_config: TextEncoderConfig = description.encoder.clone();
+    let max_len = encoder_config.max_len;
+    let sequences = Sequences {
+        train: Arc::new(encode_documents(
+            &tokenizer,
+            &data.train.documents,
+            max_len,
+            false,
+        )),
+        test: encode_documents(&tokenizer, &data.test.documents, max_len, false),
+    };
+    let train_labels = data.train.labels.clone().unwrap_or_default();
+    let test_labels = data.test.labels.clone().unwrap_or_default();
+    let labels = Arc::new(train_labels.clone());
+    let random = seeded(config.pretrain.seed, device, || {
+        Ok(encoder_config.init(device)?)
+    })?;
+    let encoder_candidate =
+        |name: &str, encoder: TextEncoder, pooling, pretrained| EncoderCandidate {
+            name: name.into(),
+            encoder,
+            pooling,
+            pretrained,
+            sequences: &sequences,
+            labels: Arc::clone(&labels),
+            test_labels: &test_labels,
+            config: &config.study,
+            device,
+        };
+    let mlm_mean = encoder_candidate(MLM_MEAN, model.encoder.clone(), Pooling::Mean, true);
+    let mlm_cls = encoder_candidate(MLM_CLS, model.encoder.clone(), Pooling::Cls, false);
+    let random = encoder_candidate("random transformer", random, Pooling::Mean, false);
+    let tfidf = TfIdfCandidate {
+        name: "tf-idf",
+        data,
+        max_features: config.tfidf_features,
+        pca: None,
+        device,
+    };
+    let tfidf_pca = TfIdfCandidate {
+        name: "tf-idf + pca",
+        data,
+        max_features: config.tfidf_features,
+        pca: Some(config.study.pca_components),
+        device,
+    };
+    let candidates: Vec<&dyn Candidate> = vec![&tfidf, &tfidf_pca, &random, &mlm_cls, &mlm_mean];
+    let scratch = |labelled: Vec<usize>, seed: u64| -> Result<f64> {
+        let train_device = device.clone().autodiff();
+        let classes = data.num_classes();
+        let model = seeded(seed, &train_device, || {
+            Ok(TaskModel::TextClassifier(TextClassifierModel::new(
+                encoder_config
+                    .clone()
+                    .with_pooling(Pooling::Mean)
+                    .init(&train_device)?,
+                classes,
+                &train_device,
+            )))
+        })?;
+        train_text_classifier(
+            model,
+            &sequences,
+            &labels,
+            &test_labels,
+            labelled,
+            &config.study,
+            1.0,
+            seed,
+            device,
+        )
+    };
+    let cells = run_candidates(
+        &config.study,
+        StudyLabels {
+            train: &train_labels,
+            test: &test_labels,
+            classes: data.num_classes(),
+        },
+        &candidates,
+        Some(Baseline {
+            name: SCRATCH,
+            train: &scratch,
+        }),
+        device,
+        &out.join("cells.jsonl"),
+        observer,
+    )?;
+    let filled = config
+        .fill_masks
+        .iter()
+        .map(|text| FilledMask {
+            text: text.clone(),
+            top: fill_mask(&model, &tokenizer, text, 5, device),
+        })
+        .collect();
+    Ok(TextCompareOutcome {
+        summaries: summarize(&cells),
+        cells,
+        masked_accuracy: description.masked_accuracy,
+        pretraining,
+        filled,
+        vocab_size: tokenizer.vocab_size(),
+    })
+}
