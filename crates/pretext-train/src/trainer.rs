@@ -57,6 +57,32 @@ impl From<&PretrainConfig> for LoopSettings {
     }
 }
 
+impl LoopSettings {
+    /// A study run: `steps` optimizer steps over a loader of `batches` batches per epoch at a
+    /// constant rate `lr` (no warm-up, no decay), no checkpoints.
+    pub fn fixed_steps(
+        steps: usize,
+        batches: usize,
+        optimizer: OptimizerConfig,
+        grad_clip: Option<f32>,
+        encoder_lr_scale: f64,
+    ) -> Self {
+        Self {
+            epochs: steps.div_ceil(batches.max(1)).max(1) as u64,
+            max_steps: Some(steps as u64),
+            optimizer,
+            schedule: ScheduleConfig {
+                warmup_epochs: 0.0,
+                final_fraction: 0.0,
+            },
+            accumulation: 1,
+            grad_clip,
+            checkpoint_every_steps: None,
+            encoder_lr_scale,
+        }
+    }
+}
+
 /// A constant rate: the loop computes the schedule itself and hands Burn the rate per group.
 #[derive(Clone)]
 struct Rate(f64);

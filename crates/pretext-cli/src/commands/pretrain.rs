@@ -76,18 +76,13 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
     if args.encoder.is_some() {
         anyhow::bail!("--encoder names an image encoder; mlm trains the text Transformer");
     }
-    if let Some(epochs) = args.epochs {
-        config.epochs = epochs;
-    }
-    if let Some(batch_size) = args.batch_size {
-        config.loader.batch_size = batch_size;
-    }
-    if let Some(lr) = args.lr {
-        config.optimizer.lr = lr;
-    }
-    if let Some(seed) = args.seed {
-        config.seed = seed;
-    }
+    apply_flags(
+        args,
+        &mut config.epochs,
+        &mut config.loader.batch_size,
+        &mut config.optimizer.lr,
+        &mut config.seed,
+    );
     config.validate()?;
     let (spec, device) = resolve(args.device.device)?;
     let data = load_text(&args.data.data, &args.text)?;
@@ -123,6 +118,20 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The flags every pretraining config takes, over the config's values.
+fn apply_flags(
+    args: &PretrainArgs,
+    epochs: &mut u64,
+    batch_size: &mut usize,
+    lr: &mut f64,
+    seed: &mut u64,
+) {
+    *epochs = args.epochs.unwrap_or(*epochs);
+    *batch_size = args.batch_size.unwrap_or(*batch_size);
+    *lr = args.lr.unwrap_or(*lr);
+    *seed = args.seed.unwrap_or(*seed);
+}
+
 /// The config file (if any), then the flags on top.
 fn resolve_config(args: &PretrainArgs) -> anyhow::Result<PretrainConfig> {
     let mut config = match &args.config {
@@ -144,18 +153,13 @@ fn resolve_config(args: &PretrainArgs) -> anyhow::Result<PretrainConfig> {
     {
         config.encoder = Some(EncoderConfig::default_for(kind));
     }
-    if let Some(epochs) = args.epochs {
-        config.epochs = epochs;
-    }
-    if let Some(batch_size) = args.batch_size {
-        config.loader.batch_size = batch_size;
-    }
-    if let Some(lr) = args.lr {
-        config.optimizer.lr = lr;
-    }
-    if let Some(seed) = args.seed {
-        config.seed = seed;
-    }
+    apply_flags(
+        args,
+        &mut config.epochs,
+        &mut config.loader.batch_size,
+        &mut config.optimizer.lr,
+        &mut config.seed,
+    );
     config.validate()?;
     Ok(config)
 }

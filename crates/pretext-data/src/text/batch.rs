@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::masking::MlmMasking;
+use super::masking::{MaskedSequence, MlmMasking};
 use super::tokenizer::{Special, TextTokenizer};
 use crate::error::{DataError, Result};
 use crate::loader::{
@@ -109,6 +109,24 @@ pub struct MlmTensors {
 }
 
 impl MlmBatch {
+    /// Masked sequences as one padded batch, each selected position flattened.
+    pub fn from_masked(masked: &[MaskedSequence]) -> Self {
+        let inputs: Vec<&[u32]> = masked.iter().map(|m| m.inputs.as_slice()).collect();
+        let inputs = TokenBatch::pad(&inputs);
+        let len = inputs.len;
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        for (row, m) in masked.iter().enumerate() {
+            positions.extend(m.selected.iter().map(|&p| row * len + p));
+            targets.extend_from_slice(&m.targets);
+        }
+        Self {
+            inputs,
+            positions,
+            targets,
+        }
+    }
+
     pub fn into_tensors(self, device: &Device) -> MlmTensors {
         let n = self.positions.len();
         let ints = |v: Vec<i64>| Tensor::from_data(TensorData::new(v, [n]), device);
@@ -334,20 +352,7 @@ impl MakeBatch<AnyBatch> for Shared {
                         masked[row] = m;
                     }
                 }
-                let inputs: Vec<&[u32]> = masked.iter().map(|m| m.inputs.as_slice()).collect();
-                let inputs = TokenBatch::pad(&inputs);
-                let len = inputs.len;
-                let mut positions = Vec::new();
-                let mut targets = Vec::new();
-                for (row, m) in masked.iter().enumerate() {
-                    positions.extend(m.selected.iter().map(|&p| row * len + p));
-                    targets.extend_from_slice(&m.targets);
-                }
-                AnyBatch::Mlm(MlmBatch {
-                    inputs,
-                    positions,
-                    targets,
-                })
+                AnyBatch::Mlm(MlmBatch::from_masked(&masked))
             }
         }
     }

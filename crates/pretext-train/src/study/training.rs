@@ -18,7 +18,6 @@ use crate::error::{Result, TrainError};
 use crate::model::seeded;
 use crate::observer::Silent;
 use crate::probes::LinearHead;
-use crate::schedule::ScheduleConfig;
 use crate::trainer::{LoopSettings, train_loop};
 
 /// The encoder a training protocol starts from.
@@ -71,10 +70,6 @@ pub fn train_and_test(
         },
         seed,
     )?;
-    // The same number of optimizer steps at every budget (equal compute): many passes over a
-    // small subset, part of one over a large one.
-    let batches = loader.batches_per_epoch().max(1);
-    let epochs = config.train_steps.div_ceil(batches).max(1) as u64;
     let model = seeded(seed, &train_device, || {
         let encoder = encoder.clone().fork(&train_device).train();
         Ok(TaskModel::Classifier(match head {
@@ -89,23 +84,19 @@ pub fn train_and_test(
             None => ClassifierModel::new(encoder, embedding_dim, classes, &train_device),
         }))
     })?;
-    let settings = LoopSettings {
-        epochs,
-        max_steps: Some(config.train_steps as u64),
-        optimizer: OptimizerConfig {
+    // The same number of optimizer steps at every budget (equal compute): many passes over a
+    // small subset, part of one over a large one.
+    let settings = LoopSettings::fixed_steps(
+        config.train_steps,
+        loader.batches_per_epoch(),
+        OptimizerConfig {
             lr: config.train_lr,
             weight_decay: 1e-4,
             ..OptimizerConfig::default()
         },
-        schedule: ScheduleConfig {
-            warmup_epochs: 0.0,
-            final_fraction: 0.0,
-        },
-        accumulation: 1,
-        grad_clip: None,
-        checkpoint_every_steps: None,
+        None,
         encoder_lr_scale,
-    };
+    );
     let model = train_loop(
         model,
         &loader,

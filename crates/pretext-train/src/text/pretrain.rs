@@ -285,20 +285,8 @@ fn fixed_masks(
                 .iter()
                 .map(|&i| masking.mask(&sequences[i], &mut rng))
                 .collect();
-            let inputs: Vec<&[u32]> = masked.iter().map(|m| m.inputs.as_slice()).collect();
-            let inputs = TokenBatch::pad(&inputs);
-            let len = inputs.len;
-            let mut positions = Vec::new();
-            let mut targets = Vec::new();
-            for (row, m) in masked.iter().enumerate() {
-                positions.extend(m.selected.iter().map(|&p| row * len + p));
-                targets.extend_from_slice(&m.targets);
-            }
-            (!positions.is_empty()).then_some(MlmBatch {
-                inputs,
-                positions,
-                targets,
-            })
+            let batch = MlmBatch::from_masked(&masked);
+            (!batch.positions.is_empty()).then_some(batch)
         })
         .collect()
 }

@@ -24,7 +24,6 @@ use crate::model::seeded;
 use crate::observer::{Silent, TrainObserver};
 use crate::probes::LinearHead;
 use crate::run_dir::RunMode;
-use crate::schedule::ScheduleConfig;
 use crate::study::{
     Baseline, Candidate, Cell, Features, StudyConfig, StudyLabels, StudyObserver, Summary,
     run_candidates, summarize,
@@ -213,24 +212,17 @@ fn train_text_classifier(
         },
         seed,
     )?;
-    let batches = pretext_data::BatchSource::batches_per_epoch(&loader).max(1);
-    let settings = LoopSettings {
-        epochs: config.train_steps.div_ceil(batches).max(1) as u64,
-        max_steps: Some(config.train_steps as u64),
-        optimizer: crate::config::OptimizerConfig {
+    let settings = LoopSettings::fixed_steps(
+        config.train_steps,
+        pretext_data::BatchSource::batches_per_epoch(&loader),
+        crate::config::OptimizerConfig {
             lr: config.train_lr,
             weight_decay: 0.01,
             ..crate::config::OptimizerConfig::default()
         },
-        schedule: ScheduleConfig {
-            warmup_epochs: 0.0,
-            final_fraction: 0.0,
-        },
-        accumulation: 1,
-        grad_clip: Some(1.0),
-        checkpoint_every_steps: None,
+        Some(1.0),
         encoder_lr_scale,
-    };
+    );
     let train_device = device.clone().autodiff();
     let model = train_loop(
         model,
