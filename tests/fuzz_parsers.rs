@@ -1,9 +1,10 @@
 //! Hostile bytes for every parser: IDX (raw and gzip), CIFAR batches, images of image folders
-//! (PNG, JPEG), CSV tables, TOML configs (pretraining and comparison), checkpoints (with their
-//! model records) and exported encoders (description and safetensors). Each target mutates valid seed inputs (the seed corpus is built here from real
-//! encodings and `configs/`) by flipping bytes, truncating, inserting, and setting 32-bit fields
-//! to extreme values; no input may panic, and none may make a parser allocate what a header
-//! merely claims.
+//! (PNG, JPEG), CSV tables, text corpora and tokenizer files, TOML configs (pretraining,
+//! comparison, text), checkpoints (with their model records) and exported encoders (description
+//! and safetensors). Each target mutates valid seed inputs (the seed corpus is built here from
+//! real encodings and `configs/`) by flipping bytes, truncating, inserting, and setting 32-bit
+//! fields to extreme values; no input may panic, and none may make a parser allocate what a
+//! header merely claims.
 //!
 //! 256 cases per target by default; a longer, bounded run:
 //! `PROPTEST_CASES=20000 cargo test --release --test fuzz_parsers`.
@@ -193,6 +194,14 @@ fn export_seed() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// Text in every format the corpus reader knows, with CRLF, overstrikes and a `%` inside a line.
+const TEXT_SEEDS: [&str; 4] = [
+    "%\nA fortune\non two lines.\n%\nAnother, 50% longer.\n%\n",
+    "one document per line\r\nand another\r\n\r\n",
+    "a paragraph\nof text\n\n\nthe next one\n",
+    "b\u{8}bold _\u{8}underline\n%\n\u{7}bell\n",
+];
+
 proptest! {
     #[test]
     fn idx(seed in 0..3usize, ops in ops()) {
@@ -232,6 +241,47 @@ proptest! {
         }
         if let Ok(c) = CompareConfig::from_toml(&text) {
             let _ = c.study.validate();
+        }
+        if let Ok(c) = pretext_train::text::MlmPretrainConfig::from_toml(&text) {
+            let _ = c.validate();
+        }
+        if let Ok(c) = pretext_train::text::TextCompareConfig::from_toml(&text) {
+            let _ = c.validate();
+        }
+    }
+
+    #[test]
+    fn text_corpora(seed in 0..TEXT_SEEDS.len(), ops in ops(), format in 0..4usize, lossy in any::<bool>()) {
+        use pretext_data::text::{ReadOptions, TextFormat, split_documents};
+        let bytes = mutate(TEXT_SEEDS[seed].as_bytes(), &ops);
+        let format = [TextFormat::Auto, TextFormat::Lines, TextFormat::Fortune, TextFormat::Paragraphs][format];
+        if let Ok(docs) = split_documents(&bytes, ReadOptions { format, lossy }) {
+            let total: usize = docs.documents.iter().map(String::len).sum();
+            prop_assert!(total <= bytes.len());
+            for d in &docs.documents {
+                prop_assert!(!d.is_empty() && d.trim() == d && !d.contains('\r'));
+                if format == TextFormat::Fortune {
+                    prop_assert!(!d.lines().any(|l| l == "%"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tokenizer_files(seed in 0..2usize, ops in ops()) {
+        use pretext_data::text::{TextTokenizer, TokenizerConfig, TokenizerKind};
+        let docs: Vec<String> = TEXT_SEEDS.iter().map(|s| s.to_string()).collect();
+        let config = TokenizerConfig {
+            kind: [TokenizerKind::Wordpiece, TokenizerKind::Chars][seed],
+            vocab_size: 60,
+            min_frequency: 1,
+            ..TokenizerConfig::default()
+        };
+        let json = TextTokenizer::train(&config, &docs).unwrap().to_json();
+        let bytes = mutate(json.as_bytes(), &ops);
+        if let Ok(t) = TextTokenizer::from_json(&String::from_utf8_lossy(&bytes), Path::new("fuzz.json")) {
+            let ids = t.encode("the cat sat");
+            let _ = t.decode(&ids);
         }
     }
 

@@ -72,13 +72,13 @@ impl TextCompareConfig {
         toml::from_str(text).map_err(|e| TrainError::config(e.to_string()))
     }
 
-    /// A few minutes on a laptop: one seed, two pretraining epochs, shorter probes and runs.
+    /// A few minutes on a laptop: one seed, one pretraining epoch, shorter probes and runs.
     pub fn quick(mut self) -> Self {
         self.study.seeds = 1;
-        self.pretrain.epochs = self.pretrain.epochs.min(2);
+        self.pretrain.epochs = 1;
         self.study.linear_iterations = self.study.linear_iterations.min(100);
         self.study.cluster_n_init = 1;
-        self.study.train_steps = self.study.train_steps.min(30);
+        self.study.train_steps = self.study.train_steps.min(20);
         self
     }
 
