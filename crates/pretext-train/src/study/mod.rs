@@ -31,6 +31,7 @@ use crate::probes::{
 pub use cells::{Cell, CellKey, CellLog};
 pub use features::{Features, Representation};
 pub use training::accuracy;
+pub(crate) use training::correct_predictions;
 use training::{Start, train_and_test};
 
 /// Settings of the study. Defaults: budgets 1, 10, 100 and all labels per class, 3 seeds,

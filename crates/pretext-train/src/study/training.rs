@@ -125,17 +125,25 @@ pub fn accuracy(
     let indices: Vec<usize> = (0..set.len()).collect();
     let mut correct = 0;
     for chunk in indices.chunks(512) {
-        let predicted = classifier
-            .forward(set.images_tensor(chunk, norm, device))
-            .argmax(1)
-            .into_data()
-            .try_into_vec_as::<i64>()
-            .unwrap_or_default();
-        correct += chunk
-            .iter()
-            .zip(&predicted)
-            .filter(|(i, p)| labels[**i] as i64 == **p)
-            .count();
+        let logits = classifier.forward(set.images_tensor(chunk, norm, device));
+        correct += correct_predictions(logits, chunk.iter().map(|&i| labels[i]));
     }
     correct as f64 / set.len().max(1) as f64
+}
+
+/// How many rows of `logits` `[n, classes]` have their largest value at the target class.
+pub(crate) fn correct_predictions(
+    logits: Tensor<2>,
+    targets: impl IntoIterator<Item = u32>,
+) -> usize {
+    let predicted = logits
+        .argmax(1)
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .unwrap_or_default();
+    predicted
+        .iter()
+        .zip(targets)
+        .filter(|&(&p, t)| p == i64::from(t))
+        .count()
 }

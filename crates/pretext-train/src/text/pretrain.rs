@@ -27,6 +27,7 @@ use crate::model::seeded;
 use crate::observer::TrainObserver;
 use crate::run_dir::{RunDir, RunMode};
 use crate::schedule::ScheduleConfig;
+use crate::study::correct_predictions;
 use crate::trainer::{LoopSettings, Persistence, train_loop};
 
 pub const TOKENIZER: &str = "tokenizer.json";
@@ -296,17 +297,8 @@ pub fn masked_accuracy(model: &MlmModel, batches: &[MlmBatch], device: &Device) 
     let (mut correct, mut total) = (0usize, 0usize);
     for batch in batches {
         let t = batch.clone().into_tensors(device);
-        let predicted = model
-            .logits(t.inputs.tokens, t.inputs.padding, t.positions)
-            .argmax(1)
-            .into_data()
-            .try_into_vec_as::<i64>()
-            .unwrap_or_default();
-        correct += predicted
-            .iter()
-            .zip(&batch.targets)
-            .filter(|(p, t)| **p == i64::from(**t))
-            .count();
+        let logits = model.logits(t.inputs.tokens, t.inputs.padding, t.positions);
+        correct += correct_predictions(logits, batch.targets.iter().copied());
         total += batch.targets.len();
     }
     correct as f64 / total.max(1) as f64

@@ -26,7 +26,7 @@ use crate::probes::LinearHead;
 use crate::run_dir::RunMode;
 use crate::study::{
     Baseline, Candidate, Cell, Features, StudyConfig, StudyLabels, StudyObserver, Summary,
-    run_candidates, summarize,
+    correct_predictions, run_candidates, summarize,
 };
 use crate::trainer::{LoopSettings, train_loop};
 
@@ -240,17 +240,8 @@ fn train_text_classifier(
     for (chunk, truth) in sequences.test.chunks(256).zip(test_labels.chunks(256)) {
         let batch: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let t = TokenBatch::pad(&batch).into_tensors(device);
-        let predicted = classifier
-            .forward(t.tokens, t.padding)
-            .argmax(1)
-            .into_data()
-            .try_into_vec_as::<i64>()
-            .unwrap_or_default();
-        correct += predicted
-            .iter()
-            .zip(truth)
-            .filter(|(p, t)| **p == i64::from(**t))
-            .count();
+        let logits = classifier.forward(t.tokens, t.padding);
+        correct += correct_predictions(logits, truth.iter().copied());
     }
     Ok(correct as f64 / test_labels.len().max(1) as f64)
 }
