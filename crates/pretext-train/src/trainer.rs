@@ -83,6 +83,26 @@ impl LoopSettings {
     }
 }
 
+/// Trains without checkpoints, epoch hook or progress: the study's fine-tuning and
+/// from-scratch runs. Returns the model in evaluation mode.
+pub fn train_quietly(
+    model: TaskModel,
+    loader: &dyn BatchSource,
+    settings: &LoopSettings,
+    device: &Device,
+) -> Result<TaskModel> {
+    let model = train_loop(
+        model,
+        loader,
+        settings,
+        device,
+        None,
+        &mut |_, _| Ok(None),
+        &mut crate::observer::Silent,
+    )?;
+    Ok(model.valid())
+}
+
 /// A constant rate: the loop computes the schedule itself and hands Burn the rate per group.
 #[derive(Clone)]
 struct Rate(f64);

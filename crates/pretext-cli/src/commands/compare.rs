@@ -9,6 +9,7 @@ use pretext_train::compare::{CompareConfig, compare};
 use pretext_train::study::{Cell, StudyObserver};
 use serde_json::json;
 
+use super::read_config;
 use crate::cli::{CompareArgs, Modality};
 use crate::commands::data::load;
 use crate::device::resolve;
@@ -62,17 +63,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         return super::compare_text::run(args);
     }
     let started = Instant::now();
-    let mut config = match &args.config {
-        Some(path) => {
-            let invalid = || format!("{}: not a valid comparison config", path.display());
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let config = CompareConfig::from_toml(&text).with_context(invalid)?;
-            config.study.validate().with_context(invalid)?;
-            config
-        }
-        None => CompareConfig::default(),
-    };
+    let mut config = read_config(args.config.as_deref(), "comparison config", |text| {
+        let config = CompareConfig::from_toml(text)?;
+        config.study.validate()?;
+        Ok(config)
+    })?;
     if args.quick {
         config = config.quick();
     }

@@ -9,6 +9,7 @@ use pretext_train::text::{TextCompareConfig, compare_text};
 use serde_json::json;
 
 use super::compare::{StudyProgress, write_outputs};
+use super::read_config;
 use crate::cli::CompareArgs;
 use crate::commands::data::load_text;
 use crate::device::resolve;
@@ -20,17 +21,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     if !args.checkpoint.is_empty() {
         anyhow::bail!("--checkpoint evaluates image encoders; it does not apply to text");
     }
-    let mut config = match &args.config {
-        Some(path) => {
-            let invalid = || format!("{}: not a valid text comparison config", path.display());
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let config = TextCompareConfig::from_toml(&text).with_context(invalid)?;
-            config.validate().with_context(invalid)?;
-            config
-        }
-        None => TextCompareConfig::default(),
-    };
+    let mut config = read_config(args.config.as_deref(), "text comparison config", |text| {
+        let config = TextCompareConfig::from_toml(text)?;
+        config.validate()?;
+        Ok(config)
+    })?;
     if args.quick {
         config = config.quick();
     }

@@ -7,6 +7,7 @@ use pretext_train::{PretrainConfig, RunMode, pretrain};
 
 use pretext_train::text::{MlmPretrainConfig, pretrain_mlm};
 
+use super::read_config;
 use crate::cli::{PretrainArgs, PretrainTask};
 use crate::commands::data::{load, load_text};
 use crate::device::resolve;
@@ -64,15 +65,11 @@ fn mode(args: &PretrainArgs) -> RunMode {
 
 /// Masked-token pretraining on text.
 fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            MlmPretrainConfig::from_toml(&text)
-                .with_context(|| format!("{}: not a valid MLM config", path.display()))?
-        }
-        None => MlmPretrainConfig::default(),
-    };
+    let mut config = read_config(
+        args.config.as_deref(),
+        "MLM config",
+        MlmPretrainConfig::from_toml,
+    )?;
     if args.encoder.is_some() {
         anyhow::bail!("--encoder names an image encoder; mlm trains the text Transformer");
     }
@@ -134,15 +131,11 @@ fn apply_flags(
 
 /// The config file (if any), then the flags on top.
 fn resolve_config(args: &PretrainArgs) -> anyhow::Result<PretrainConfig> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            PretrainConfig::from_toml(&text)
-                .with_context(|| format!("{}: not a valid pretraining config", path.display()))?
-        }
-        None => PretrainConfig::default(),
-    };
+    let mut config = read_config(
+        args.config.as_deref(),
+        "pretraining config",
+        PretrainConfig::from_toml,
+    )?;
     if let Some(PretrainTask::Image(task)) = args.task
         && task != config.task.kind()
     {

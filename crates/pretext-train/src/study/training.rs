@@ -16,9 +16,8 @@ use super::StudyConfig;
 use crate::config::OptimizerConfig;
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
-use crate::observer::Silent;
 use crate::probes::LinearHead;
-use crate::trainer::{LoopSettings, train_loop};
+use crate::trainer::{LoopSettings, train_quietly};
 
 /// The encoder a training protocol starts from.
 pub struct Start<'a> {
@@ -97,16 +96,9 @@ pub fn train_and_test(
         None,
         encoder_lr_scale,
     );
-    let model = train_loop(
-        model,
-        &loader,
-        &settings,
-        &train_device,
-        None,
-        &mut |_, _| Ok(None),
-        &mut Silent,
-    )?;
-    let TaskModel::Classifier(classifier) = model.valid() else {
+    let TaskModel::Classifier(classifier) =
+        train_quietly(model, &loader, &settings, &train_device)?
+    else {
         return Err(TrainError::config("fine-tuning builds a classifier"));
     };
     Ok(accuracy(&classifier, test, &norm, device))

@@ -21,14 +21,14 @@ use super::tfidf::TfIdf;
 use crate::compare::PretrainingCost;
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
-use crate::observer::{Silent, TrainObserver};
+use crate::observer::TrainObserver;
 use crate::probes::LinearHead;
 use crate::run_dir::RunMode;
 use crate::study::{
     Baseline, Candidate, Cell, Features, StudyConfig, StudyLabels, StudyObserver, Summary,
     correct_predictions, run_candidates, summarize,
 };
-use crate::trainer::{LoopSettings, train_loop};
+use crate::trainer::{LoopSettings, train_quietly};
 
 /// The text study's settings: the pretraining run, the study, and the TF-IDF vocabulary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,16 +224,9 @@ fn train_text_classifier(
         encoder_lr_scale,
     );
     let train_device = device.clone().autodiff();
-    let model = train_loop(
-        model,
-        &loader,
-        &settings,
-        &train_device,
-        None,
-        &mut |_, _| Ok(None),
-        &mut Silent,
-    )?;
-    let TaskModel::TextClassifier(classifier) = model.valid() else {
+    let TaskModel::TextClassifier(classifier) =
+        train_quietly(model, &loader, &settings, &train_device)?
+    else {
         return Err(TrainError::config("text fine-tuning builds a classifier"));
     };
     let mut correct = 0;
