@@ -38,6 +38,15 @@ pub fn check_features(x: &Tensor<2>, features: usize) -> Result<usize> {
     Ok(n)
 }
 
+/// Whether `device` keeps tensors in host memory (the flex and ndarray backends), where a fused
+/// loop over the host's copy of the data beats a sequence of tensor operations.
+pub fn on_host(device: &Device) -> bool {
+    // Burn names the backend only in the dispatch device's debug form; its variants exist
+    // only for the backends compiled in, so they cannot be matched from here.
+    let name = format!("{:?}", device.clone().inner().as_dispatch());
+    name.starts_with("Flex") || name.starts_with("NdArray")
+}
+
 /// The values of a float tensor, row-major.
 pub fn to_vec<const D: usize>(x: &Tensor<D>) -> Vec<f32> {
     x.to_data()
@@ -48,4 +57,14 @@ pub fn to_vec<const D: usize>(x: &Tensor<D>) -> Vec<f32> {
 /// A `[rows, cols]` tensor from row-major values.
 pub fn tensor(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_backends_are_on_the_host() {
+        assert!(on_host(&Device::flex()));
+    }
 }

@@ -5,29 +5,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::tensor::Tensor;
-
+use super::host_lloyd::HostRows;
+use super::kernel::squared_distance;
 use super::{Run, empty_clusters, means, reseed_empty};
-use crate::input::to_vec;
 
 const BLOCK: usize = 1024;
 
 fn dist(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            let t = x[l] - y[l];
-            acc[l] += t * t;
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        let t = x - y;
-        s += t * t;
-    }
-    s.sqrt()
+    squared_distance(a, b).sqrt()
 }
 
 struct State<'a> {
@@ -234,11 +219,10 @@ impl ClusterSums {
     }
 }
 
-pub(crate) fn run(x: &Tensor<2>, centers: Vec<f32>, k: usize, max_iter: usize, tol: f64) -> Run {
-    let [n, d] = x.dims();
-    let host = to_vec(x);
+pub(crate) fn run(x: HostRows<'_>, centers: Vec<f32>, k: usize, max_iter: usize, tol: f64) -> Run {
+    let (d, n) = (x.d, x.values.len() / x.d);
     let mut state = State {
-        x: &host,
+        x: x.values,
         d,
         k,
         labels: vec![0; n],

@@ -2,11 +2,14 @@
 //! for large data, `n_init` restarts keeping the lowest inertia.
 //!
 //! Lloyd and mini-batch run on the data's device, distances as matrix products
-//! (‖x‖² − 2x·c + ‖c‖²). Elkan's triangle-inequality bounds are per-point branching work, so it
-//! runs on the host's threads.
+//! (‖x‖² − 2x·c + ‖c‖²). On a CPU backend Lloyd runs instead as one fused pass per iteration
+//! over the host's rows (`host_lloyd`). Elkan's triangle-inequality bounds are per-point
+//! branching work, so it always runs on the host's threads.
 
 mod elkan;
+mod host_lloyd;
 mod init;
+mod kernel;
 mod lloyd;
 mod minibatch;
 
@@ -16,8 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BaselineError, Result};
-use crate::input::{check_features, check_input, tensor, to_vec};
+use crate::input::{check_features, check_input, on_host, tensor, to_vec};
 use crate::traits::{Fit, Predict, Transform};
+use host_lloyd::HostRows;
 
 /// How iterations update the centres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -209,9 +213,19 @@ impl Fit for KMeansConfig {
             }
             _ => self.n_init,
         };
-        let x_sq = x.clone().square().sum_dim(1); // [n, 1]
+        let host = on_host(&x.device());
+        // The host's copy of the rows, made once for every restart of the host paths.
+        let needs_rows = self.algorithm == KMeansAlgorithm::Elkan
+            || (host && self.algorithm == KMeansAlgorithm::Lloyd);
+        let values = if needs_rows { to_vec(x) } else { Vec::new() };
+        let rows = HostRows { values: &values, d };
+        // Row norms `[n, 1]`, for the device paths and k-means++ only.
+        let x_sq = std::cell::OnceCell::new();
+        let x_sq = || x_sq.get_or_init(|| x.clone().square().sum_dim(1));
         // scikit-learn's tolerance is relative to the data's scale.
-        let tol = if self.tol > 0.0 {
+        let tol = if self.tol > 0.0 && needs_rows {
+            self.tol * host_lloyd::mean_feature_variance(rows)
+        } else if self.tol > 0.0 {
             self.tol * mean_feature_variance(x)
         } else {
             0.0
@@ -223,12 +237,15 @@ impl Fit for KMeansConfig {
             let centers = match &self.init {
                 KMeansInit::Centers(c) => c.clone(),
                 KMeansInit::Random => init::random(x, self.k, run_seed),
-                KMeansInit::KMeansPlusPlus => init::kmeans_plus_plus(x, &x_sq, self.k, run_seed),
+                KMeansInit::KMeansPlusPlus => init::kmeans_plus_plus(x, x_sq(), self.k, run_seed),
             };
             let run = match self.algorithm {
-                KMeansAlgorithm::Lloyd => lloyd::run(x, &x_sq, centers, self.max_iter, tol),
-                KMeansAlgorithm::Elkan => elkan::run(x, centers, self.k, self.max_iter, tol),
-                KMeansAlgorithm::MiniBatch => minibatch::run(x, &x_sq, centers, self, run_seed),
+                KMeansAlgorithm::Lloyd if host => {
+                    host_lloyd::run(rows, centers, self.max_iter, tol)
+                }
+                KMeansAlgorithm::Lloyd => lloyd::run(x, x_sq(), centers, self.max_iter, tol),
+                KMeansAlgorithm::Elkan => elkan::run(rows, centers, self.k, self.max_iter, tol),
+                KMeansAlgorithm::MiniBatch => minibatch::run(x, x_sq(), centers, self, run_seed),
             };
             if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
                 best = Some(run);

@@ -1,0 +1,440 @@
+//! Distance kernels on host rows. On x86-64 they are written a second time with AVX2/FMA
+//! intrinsics, chosen at run time when the CPU has them, so one portable binary still runs the
+//! wide instructions; elsewhere the portable version (auto-vectorised lanes) runs.
+
+use std::sync::OnceLock;
+
+/// Lanes of the accumulators: one AVX2 register of f32.
+const LANES: usize = 8;
+/// Centres whose dot products share one pass over a row's chunk (8 accumulators + the row + a
+/// centre fit in the 16 vector registers).
+const TILE: usize = 8;
+
+fn wide() -> bool {
+    static WIDE: OnceLock<bool> = OnceLock::new();
+    *WIDE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Dot products of each of the `m` rows of `rows` (`[m, d]`) with each row of `centers`
+/// (`[k, d]`) into `out` (`[m, k]`), and each row's `row · row` into `norms` (`[m]`).
+///
+/// A few centres at a time meet every row of the block, so those centres stay in L1 while the
+/// block's rows stream from L2: one row against all centres would cycle more than L1 holds.
+pub(crate) fn dots(rows: &[f32], d: usize, centers: &[f32], out: &mut [f32], norms: &mut [f32]) {
+    let (m, k) = (rows.len() / d, centers.len() / d);
+    assert!(out.len() >= m * k && norms.len() >= m && rows.len() == m * d);
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked above); shapes asserted.
+        return unsafe { avx2::dots(rows, d, centers, out, norms) };
+    }
+    dots_portable(rows, d, centers, out, norms)
+}
+
+/// `a · a`.
+pub(crate) fn squared_norm(a: &[f32]) -> f32 {
+    let mut norm = [0f32];
+    dots(a, a.len().max(1), &[], &mut [], &mut norm);
+    norm[0]
+}
+
+/// Squared Euclidean distance between `a` and `b` (of equal lengths).
+pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: as above.
+        return unsafe { avx2::squared_distance(a, b) };
+    }
+    squared_distance_generic(a, b)
+}
+
+fn dots_portable(rows: &[f32], d: usize, centers: &[f32], out: &mut [f32], norms: &mut [f32]) {
+    let k = centers.len() / d;
+    let mut j = 0;
+    while j < k {
+        let t = tile_width(k, j, TILE);
+        let c = &centers[j * d..(j + t) * d];
+        for (r, row) in rows.chunks_exact(d).enumerate() {
+            let o = &mut out[r * k + j..r * k + j + t];
+            // Constant tile widths keep the accumulators in registers.
+            match t {
+                8 => tile::<8>(row, c, o),
+                7 => tile::<7>(row, c, o),
+                6 => tile::<6>(row, c, o),
+                5 => tile::<5>(row, c, o),
+                4 => tile::<4>(row, c, o),
+                3 => tile::<3>(row, c, o),
+                2 => tile::<2>(row, c, o),
+                _ => tile::<1>(row, c, o),
+            }
+        }
+        j += t;
+    }
+    for (row, n) in rows.chunks_exact(d).zip(norms.iter_mut()) {
+        *n = norm_generic(row);
+    }
+}
+
+/// Width of the tile of centres starting at `j` of `k`: balanced, so 10 centres run as 5 + 5
+/// rather than 8 + 2.
+fn tile_width(k: usize, j: usize, max: usize) -> usize {
+    let tiles = k.div_ceil(max).max(1);
+    (k - j).div_ceil(tiles).min(k - j).min(max)
+}
+
+/// Adds `row` to `sum`, element by element.
+pub(crate) fn add_into(sum: &mut [f32], row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: as above.
+        return unsafe { avx2::add_into(sum, row) };
+    }
+    for (s, v) in sum.iter_mut().zip(row) {
+        *s += *v;
+    }
+}
+
+/// The same kernels written with AVX2/FMA intrinsics: no bounds checks in the inner loops and
+/// the row's chunk loaded once for a whole tile of centres.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::LANES;
+
+    /// Centres per pass of a row pair: 2 x 6 accumulators, two rows and a centre fill 15 of the
+    /// 16 vector registers.
+    const PAIR_TILE: usize = 6;
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; shapes as [`super::dots`] asserts.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dots(
+        rows: &[f32],
+        d: usize,
+        centers: &[f32],
+        out: &mut [f32],
+        norms: &mut [f32],
+    ) {
+        let k = centers.len() / d;
+        let mut j = 0;
+        while j < k {
+            let t = super::tile_width(k, j, PAIR_TILE);
+            let c = &centers[j * d..(j + t) * d];
+            let mut pairs = rows.chunks_exact(2 * d);
+            for (p, pair) in pairs.by_ref().enumerate() {
+                let (a, b) = pair.split_at(d);
+                let (r, s) = (2 * p, 2 * p + 1);
+                // SAFETY: `c` holds `t` rows of `d` values; `pair_tile` writes `t` slots at each
+                // offset, inside `out`'s `[m, k]`.
+                unsafe {
+                    let o = out.as_mut_ptr();
+                    let (oa, ob) = (o.add(r * k + j), o.add(s * k + j));
+                    match t {
+                        6 => pair_tile::<6>(a, b, c, oa, ob),
+                        5 => pair_tile::<5>(a, b, c, oa, ob),
+                        4 => pair_tile::<4>(a, b, c, oa, ob),
+                        3 => pair_tile::<3>(a, b, c, oa, ob),
+                        2 => pair_tile::<2>(a, b, c, oa, ob),
+                        _ => pair_tile::<1>(a, b, c, oa, ob),
+                    }
+                }
+            }
+            let last = pairs.remainder();
+            if !last.is_empty() {
+                let r = rows.len() / d - 1;
+                let o = &mut out[r * k + j..r * k + j + t];
+                // SAFETY: `c` holds `t` rows of `d` values and `o` has `t` slots.
+                unsafe {
+                    match t {
+                        6 => tile::<6>(last, c, o),
+                        5 => tile::<5>(last, c, o),
+                        4 => tile::<4>(last, c, o),
+                        3 => tile::<3>(last, c, o),
+                        2 => tile::<2>(last, c, o),
+                        _ => tile::<1>(last, c, o),
+                    }
+                }
+            }
+            j += t;
+        }
+        for (row, n) in rows.chunks_exact(d).zip(norms.iter_mut()) {
+            // SAFETY: the same CPU features; an empty `b` asks for the norm.
+            *n = unsafe { squared_distance(row, &[]) };
+        }
+    }
+
+    /// Two rows against `T` centres: `2T` independent accumulators hide the FMA latency (one
+    /// row's `T` chains would wait on it), and each centre load serves both rows.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `a` and `b` have the same length `d`; `centers` holds `T` rows of `d`
+    /// values; `out_a` and `out_b` point at `T` writable values each.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn pair_tile<const T: usize>(
+        a: &[f32],
+        b: &[f32],
+        centers: &[f32],
+        out_a: *mut f32,
+        out_b: *mut f32,
+    ) {
+        let d = a.len();
+        assert!(b.len() == d && centers.len() >= T * d);
+        let full = d - d % LANES;
+        let (pa, pb, c) = (a.as_ptr(), b.as_ptr(), centers.as_ptr());
+        let mut acc_a = [_mm256_setzero_ps(); T];
+        let mut acc_b = [_mm256_setzero_ps(); T];
+        let mut i = 0;
+        while i < full {
+            // SAFETY: `i + LANES <= full <= d`, and each centre row is `d` long.
+            unsafe {
+                let xa = _mm256_loadu_ps(pa.add(i));
+                let xb = _mm256_loadu_ps(pb.add(i));
+                for t in 0..T {
+                    let ct = _mm256_loadu_ps(c.add(t * d + i));
+                    acc_a[t] = _mm256_fmadd_ps(xa, ct, acc_a[t]);
+                    acc_b[t] = _mm256_fmadd_ps(xb, ct, acc_b[t]);
+                }
+            }
+            i += LANES;
+        }
+        for t in 0..T {
+            let (mut sa, mut sb) = (hsum(acc_a[t]), hsum(acc_b[t]));
+            for i in full..d {
+                sa = a[i].mul_add(centers[t * d + i], sa);
+                sb = b[i].mul_add(centers[t * d + i], sb);
+            }
+            // SAFETY: the caller's slots.
+            unsafe {
+                *out_a.add(t) = sa;
+                *out_b.add(t) = sb;
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; `centers` holds `T` rows of `row.len()` values; `out` has `T` slots.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const T: usize>(row: &[f32], centers: &[f32], out: &mut [f32]) {
+        let d = row.len();
+        assert!(centers.len() >= T * d && out.len() >= T);
+        let full = d - d % LANES;
+        let (r, c) = (row.as_ptr(), centers.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut i = 0;
+        while i < full {
+            // SAFETY: `i + LANES <= full <= d`, and each centre row is `d` long.
+            unsafe {
+                let x = _mm256_loadu_ps(r.add(i));
+                for (t, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(x, _mm256_loadu_ps(c.add(t * d + i)), *a);
+                }
+            }
+            i += LANES;
+        }
+        for (t, a) in acc.iter().enumerate() {
+            let mut s = hsum(*a);
+            for i in full..d {
+                s = row[i].mul_add(centers[t * d + i], s);
+            }
+            out[t] = s;
+        }
+    }
+
+    /// `‖a − b‖²`, or `‖a‖²` when `b` is empty.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `b` is empty or as long as `a`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+        let d = a.len();
+        let norm = b.is_empty();
+        assert!(norm || b.len() == d);
+        let full = d - d % LANES;
+        // Two independent sums, so consecutive FMAs do not wait on each other.
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let diff = |i: usize| {
+            // SAFETY: callers pass `i + LANES <= d` for both slices.
+            unsafe {
+                let v = _mm256_loadu_ps(a.as_ptr().add(i));
+                if norm {
+                    v
+                } else {
+                    _mm256_sub_ps(v, _mm256_loadu_ps(b.as_ptr().add(i)))
+                }
+            }
+        };
+        let mut i = 0;
+        while i + 2 * LANES <= full {
+            let (v0, v1) = (diff(i), diff(i + LANES));
+            acc0 = _mm256_fmadd_ps(v0, v0, acc0);
+            acc1 = _mm256_fmadd_ps(v1, v1, acc1);
+            i += 2 * LANES;
+        }
+        if i < full {
+            let v = diff(i);
+            acc0 = _mm256_fmadd_ps(v, v, acc0);
+        }
+        let mut s = hsum(_mm256_add_ps(acc0, acc1));
+        for i in full..d {
+            let t = if norm { a[i] } else { a[i] - b[i] };
+            s = t.mul_add(t, s);
+        }
+        s
+    }
+
+    /// # Safety
+    /// AVX2; `sum` and `row` have the same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn add_into(sum: &mut [f32], row: &[f32]) {
+        let d = row.len();
+        assert_eq!(sum.len(), d);
+        let full = d - d % LANES;
+        let mut i = 0;
+        while i < full {
+            // SAFETY: `i + LANES <= d` for both slices.
+            unsafe {
+                let p = sum.as_mut_ptr().add(i);
+                _mm256_storeu_ps(
+                    p,
+                    _mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(row.as_ptr().add(i))),
+                );
+            }
+            i += LANES;
+        }
+        for i in full..d {
+            sum[i] += row[i];
+        }
+    }
+}
+
+#[inline(always)]
+fn lane_sum(acc: [f32; LANES]) -> f32 {
+    let s4: [f32; 4] = std::array::from_fn(|l| acc[l] + acc[l + 4]);
+    (s4[0] + s4[2]) + (s4[1] + s4[3])
+}
+
+fn norm_generic(row: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for x in chunks {
+        for l in 0..LANES {
+            acc[l] += x[l] * x[l];
+        }
+    }
+    let mut s = lane_sum(acc);
+    for &v in rest {
+        s += v * v;
+    }
+    s
+}
+
+#[inline(always)]
+fn tile<const T: usize>(row: &[f32], centers: &[f32], out: &mut [f32]) {
+    let d = row.len();
+    let mut acc = [[0f32; LANES]; T];
+    let full = d - d % LANES;
+    let mut i = 0;
+    while i < full {
+        let x = &row[i..i + LANES];
+        for (t, a) in acc.iter_mut().enumerate() {
+            let c = &centers[t * d + i..t * d + i + LANES];
+            for l in 0..LANES {
+                a[l] += x[l] * c[l];
+            }
+        }
+        i += LANES;
+    }
+    for (t, a) in acc.iter().enumerate() {
+        let mut s = lane_sum(*a);
+        for i in full..d {
+            s += row[i] * centers[t * d + i];
+        }
+        out[t] = s;
+    }
+}
+
+#[inline(always)]
+fn squared_distance_generic(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            let t = x[l] - y[l];
+            acc[l] += t * t;
+        }
+    }
+    let mut s = lane_sum(acc);
+    for (x, y) in ra.iter().zip(rb) {
+        let t = x - y;
+        s += t * t;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn kernels_match_plain_sums_for_every_tile_width_and_remainder() {
+        for d in [1, 7, 8, 9, 31, 784] {
+            for k in [1, 3, 8, 10, 17] {
+                let m = 3;
+                let rows = values(m * d, 1);
+                let centers = values(k * d, 2);
+                let (mut out, mut norms) = (vec![0f32; m * k], vec![0f32; m]);
+                dots(&rows, d, &centers, &mut out, &mut norms);
+                let (mut p_out, mut p_norms) = (vec![0f32; m * k], vec![0f32; m]);
+                dots_portable(&rows, d, &centers, &mut p_out, &mut p_norms);
+                for (r, row) in rows.chunks_exact(d).enumerate() {
+                    let plain_sq: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                    for sq in [norms[r], p_norms[r], squared_norm(row)] {
+                        assert!((sq as f64 - plain_sq).abs() <= 1e-4 * (1.0 + plain_sq));
+                    }
+                    for j in 0..k {
+                        let c = &centers[j * d..(j + 1) * d];
+                        let plain: f64 =
+                            row.iter().zip(c).map(|(&a, &b)| a as f64 * b as f64).sum();
+                        for dot in [out[r * k + j], p_out[r * k + j]] {
+                            let err = (dot as f64 - plain).abs();
+                            assert!(err <= 1e-4 * (1.0 + plain.abs()), "d {d} k {k}");
+                        }
+                        let dist: f64 = row
+                            .iter()
+                            .zip(c)
+                            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                            .sum();
+                        for ours in [squared_distance(row, c), squared_distance_generic(row, c)] {
+                            assert!((ours as f64 - dist).abs() <= 1e-4 * (1.0 + dist));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
