@@ -138,11 +138,16 @@ fn the_text_study_writes_its_report_and_resumes() {
             "{rep} missing from\n{report}"
         );
     }
-    for figure in ["label_efficiency", "pretraining"] {
+    for (figure, element) in [
+        ("label_efficiency", "<polyline"),
+        ("pretraining", "<polyline"),
+        ("embeddings", "<circle"),
+    ] {
         let png = image::open(out.join(format!("{figure}.png")))
             .unwrap_or_else(|e| panic!("{figure}.png: {e}"));
         assert!(png.width() >= 400, "{figure}.png");
-        assert!(out.join(format!("{figure}.svg")).exists());
+        let svg = std::fs::read_to_string(out.join(format!("{figure}.svg"))).unwrap();
+        assert!(svg.contains(element), "{figure}.svg");
     }
     assert!(out.join("pretrain/mlm/tokenizer.json").exists());
     let results: serde_json::Value =

@@ -16,7 +16,7 @@ use crate::export::{WEIGHTS, load_encoder, load_encoder_for};
 use crate::model::seeded;
 use crate::observer::TrainObserver;
 use crate::pretrain::pretrain;
-use crate::projection::{PROJECTED_IMAGES, Projection, project_test};
+use crate::projection::{PROJECTED_EXAMPLES, Projection, project_test};
 use crate::run_dir::RunMode;
 use crate::study::{
     Cell, Representation, StudyConfig, StudyObserver, Summary, run_study, summarize,
@@ -242,7 +242,7 @@ pub fn compare(
         projections.extend(project_test(
             representation,
             data,
-            PROJECTED_IMAGES,
+            PROJECTED_EXAMPLES,
             device,
         )?);
     }

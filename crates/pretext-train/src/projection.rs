@@ -10,8 +10,8 @@ use crate::embed::embed;
 use crate::error::{Result, TrainError};
 use crate::study::Representation;
 
-/// Test images per scatter: enough to show the classes' shapes, few enough to read.
-pub const PROJECTED_IMAGES: usize = 2000;
+/// Test examples per scatter: enough to show the classes' shapes, few enough to read.
+pub const PROJECTED_EXAMPLES: usize = 2000;
 
 /// One representation's test features in two dimensions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub fn project_test(
     if n < 3 {
         return Ok(None);
     }
-    let indices: Vec<usize> = (0..n).map(|i| i * test.len() / n).collect();
+    let indices = evenly_spaced(test.len(), n);
     let norm = data.normalization();
     let (features, dim) = match representation {
         Representation::Pca => return Ok(None),
@@ -50,6 +50,26 @@ pub fn project_test(
             embed(encoder, test, &indices, &norm, device, 512)
         }
     };
+    let labels = indices.iter().map(|&i| all_labels[i]).collect();
+    project_features(representation.name(), features, dim, labels, device).map(Some)
+}
+
+/// `count` indices evenly spaced through `0..len`.
+pub fn evenly_spaced(len: usize, count: usize) -> Vec<usize> {
+    let count = count.min(len);
+    (0..count).map(|i| i * len / count).collect()
+}
+
+/// Projects `features` (`[rows, dim]`, row-major) of examples of classes `labels` to their
+/// first two principal coordinates.
+pub fn project_features(
+    name: &str,
+    features: Vec<f32>,
+    dim: usize,
+    labels: Vec<u32>,
+    device: &Device,
+) -> Result<Projection> {
+    let n = labels.len();
     let x = Tensor::<2>::from_data(TensorData::new(features, [n, dim]), device);
     let pca = PcaConfig::new(Components::Count(2.min(dim))).fit(&x)?;
     let z = pca
@@ -57,14 +77,14 @@ pub fn project_test(
         .into_data()
         .try_into_vec_as::<f32>()
         .map_err(|e| TrainError::config(format!("projection: {e:?}")))?;
-    let width = z.len() / n;
+    let width = z.len() / n.max(1);
     let points = z
         .chunks(width.max(1))
         .map(|row| [row[0], row.get(1).copied().unwrap_or(0.0)])
         .collect();
-    Ok(Some(Projection {
-        representation: representation.name().to_string(),
+    Ok(Projection {
+        representation: name.to_string(),
         points,
-        labels: indices.iter().map(|&i| all_labels[i]).collect(),
-    }))
+        labels,
+    })
 }

@@ -116,6 +116,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             plots::label_efficiency(&outcome.summaries, all_per_class)?,
         ),
         ("pretraining", plots::pretraining(&pretraining)?),
+        (
+            "embeddings",
+            plots::embeddings(&outcome.projections, &data.classes)?,
+        ),
     ];
     let results = json!({
         "data": data.name,

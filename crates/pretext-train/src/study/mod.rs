@@ -204,6 +204,11 @@ pub trait Candidate {
     fn name(&self) -> &str;
     /// Pretrained candidates are also fine-tuned.
     fn is_pretrained(&self) -> bool;
+    /// Whether the report shows the candidate's test features in two dimensions (not for
+    /// PCA-reduced features, whose first two components are their source's own).
+    fn is_projected(&self) -> bool {
+        true
+    }
     /// Features of the training pool, the validation split (training-set indices) and the
     /// whole test split.
     fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features>;

@@ -23,6 +23,7 @@ use crate::error::{Result, TrainError};
 use crate::model::seeded;
 use crate::observer::TrainObserver;
 use crate::probes::LinearHead;
+use crate::projection::{PROJECTED_EXAMPLES, Projection, evenly_spaced, project_features};
 use crate::run_dir::RunMode;
 use crate::study::{
     Baseline, Candidate, Cell, Features, StudyConfig, StudyLabels, StudyObserver, Summary,
@@ -257,6 +258,10 @@ impl Candidate for TfIdfCandidate<'_> {
         false
     }
 
+    fn is_projected(&self) -> bool {
+        self.pca.is_none()
+    }
+
     fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features> {
         let docs = |idx: &[usize]| -> Vec<&str> {
             idx.iter()
@@ -325,6 +330,8 @@ pub struct TextCompareOutcome {
     pub pretraining: PretrainingCost,
     pub filled: Vec<FilledMask>,
     pub vocab_size: usize,
+    /// Test features of each candidate in two dimensions.
+    pub projections: Vec<Projection>,
 }
 
 /// Names of the text candidates, as the report shows them.
@@ -459,6 +466,29 @@ pub fn compare_text(
         &out.join("cells.jsonl"),
         observer,
     )?;
+    observer.note("projecting test features to two dimensions");
+    let all_train: Vec<usize> = (0..train_labels.len()).collect();
+    let shown = evenly_spaced(test_labels.len(), PROJECTED_EXAMPLES);
+    let mut projections = Vec::new();
+    for candidate in candidates.iter().filter(|c| c.is_projected()) {
+        if shown.len() < 3 {
+            break;
+        }
+        let features = candidate.features(&all_train, &[])?;
+        let dim = features.dim;
+        let picked = shown
+            .iter()
+            .flat_map(|&i| features.test[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        let labels = shown.iter().map(|&i| test_labels[i]).collect();
+        projections.push(project_features(
+            candidate.name(),
+            picked,
+            dim,
+            labels,
+            device,
+        )?);
+    }
     let filled = config
         .fill_masks
         .iter()
@@ -474,5 +504,6 @@ pub fn compare_text(
         pretraining,
         filled,
         vocab_size: tokenizer.vocab_size(),
+        projections,
     })
 }
