@@ -304,8 +304,8 @@ fn the_fortunes_default_task() {
     assert!(data.test.len() > 600 && data.unlabelled.len() > 5000);
     let documents = data.pretraining_documents();
     let tokenizer = TextTokenizer::train(&TokenizerConfig::default(), &documents).unwrap();
-    assert_eq!(tokenizer.vocab_size(), 8000);
-    let sequences = encode_documents(&tokenizer, &documents, 128, true);
+    assert_eq!(tokenizer.vocab_size(), 4000);
+    let sequences = encode_documents(&tokenizer, &documents, 64, true);
     let tokens: usize = sequences.iter().map(Vec::len).sum();
     let unknown = sequences
         .iter()

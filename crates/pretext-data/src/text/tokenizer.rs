@@ -84,7 +84,7 @@ impl Default for TokenizerConfig {
     fn default() -> Self {
         Self {
             kind: TokenizerKind::Wordpiece,
-            vocab_size: 8000,
+            vocab_size: 4000,
             min_frequency: 2,
             lowercase: true,
         }

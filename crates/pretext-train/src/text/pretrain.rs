@@ -61,18 +61,18 @@ impl Default for MlmPretrainConfig {
             tokenizer: TokenizerConfig::default(),
             encoder: TextEncoderConfig::new(),
             mlm: MlmConfig::default(),
-            epochs: 5,
+            epochs: 16,
             loader: LoaderConfig {
-                batch_size: 64,
+                batch_size: 32,
                 ..LoaderConfig::default()
             },
             optimizer: OptimizerConfig {
-                lr: 5e-4,
+                lr: 2e-3,
                 weight_decay: 0.01,
                 ..OptimizerConfig::default()
             },
             schedule: ScheduleConfig {
-                warmup_epochs: 0.5,
+                warmup_epochs: 0.2,
                 final_fraction: 0.0,
             },
             grad_clip: Some(1.0),
