@@ -122,6 +122,7 @@ fn the_text_study_writes_its_report_and_resumes() {
         .stdout(contains("| representation | ACC | NMI | ARI |"))
         .stdout(contains("## The answer"))
         .stdout(contains("held-out masked-token accuracy"))
+        .stdout(contains("Predicting the commonest test class"))
         .stdout(contains("## What the pretrained model fills in"))
         .stdout(contains("`the judge and the [MASK]` →"));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
