@@ -108,10 +108,8 @@ pub fn pretrain(
     )?;
 
     let run = RunDir::open(out, &toml, mode)?;
-    // A checkpoint holds the model and two optimizer moments per parameter (f32); room for
-    // the kept ones, one being written, and the exported encoder.
-    let checkpoint_bytes = 3 * 4 * model.num_params() as u64;
-    run.ensure_space(checkpoint_bytes * (config.checkpoint.keep as u64 + 2))?;
+    // Room for the kept checkpoints, one being written, and the exported encoder.
+    run.ensure_checkpoint_space(model.num_params(), config.checkpoint.keep + 2)?;
     if let AnyTask::Jigsaw(t) = &task {
         let json = serde_json::to_vec_pretty(t.permutations()).unwrap_or_default();
         pretext_data::npy::write_atomic(&run.file(PERMUTATIONS), &json)?;

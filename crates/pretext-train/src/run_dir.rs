@@ -67,6 +67,12 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// [`Self::ensure_space`] for `copies` files the size of a checkpoint of a model of `params`
+    /// parameters: the weights and the optimizer's two moments per parameter, in f32.
+    pub fn ensure_checkpoint_space(&self, params: usize, copies: usize) -> Result<()> {
+        self.ensure_space(3 * 4 * params as u64 * copies as u64)
+    }
+
     /// Fails with [`TrainError::NoSpace`] unless the file system holding the run has `needed`
     /// bytes free (checked before training, so a full disk is found before hours of work).
     pub fn ensure_space(&self, needed: u64) -> Result<()> {

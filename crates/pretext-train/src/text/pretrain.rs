@@ -201,8 +201,8 @@ pub fn pretrain_mlm(
         config.seed,
     )?;
     let run = RunDir::open(out, &toml, mode)?;
-    let checkpoint_bytes = 3 * 4 * model.num_params() as u64;
-    run.ensure_space(checkpoint_bytes * (config.checkpoint.keep as u64 + 3))?;
+    // The kept checkpoints, one being written, and the exported encoder and MLM model.
+    run.ensure_checkpoint_space(model.num_params(), config.checkpoint.keep + 3)?;
     tokenizer.save(&run.file(TOKENIZER))?;
 
     let mut last = None;
