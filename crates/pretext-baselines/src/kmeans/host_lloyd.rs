@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::kernel::{add_into, dots, squared_distance, squared_norm};
+use super::kernel::{add_into, dots, prefetch, squared_distance, squared_norm};
 use super::{Run, empty_clusters, means, reseed_empty};
 
 /// Rows per block: a block's rows (800 KB at 784 features) stay in a core's L2 cache.
@@ -66,7 +66,11 @@ fn pass(
                 .enumerate()
             {
                 let first = start + s * STRIP;
-                let strip = &x.values[first * d..(first + labels.len()) * d];
+                let end = first + labels.len();
+                let strip = &x.values[first * d..end * d];
+                // The next strip streams in from memory while this one is computed.
+                let next_end = (end + STRIP).min(start + BLOCK).min(x.n());
+                prefetch(&x.values[end * d..next_end.max(end) * d]);
                 dots(strip, d, centers, &mut dot, &mut norms);
                 for (r, row) in strip.chunks_exact(d).enumerate() {
                     let (mut best, mut best_d) = (0, f32::INFINITY);

@@ -1,6 +1,6 @@
-//! Distance kernels on host rows. On x86-64 they are written a second time with AVX2/FMA
-//! intrinsics, chosen at run time when the CPU has them, so one portable binary still runs the
-//! wide instructions; elsewhere the portable version (auto-vectorised lanes) runs.
+//! Distance kernels on host rows. On x86-64 they are written again with AVX2/FMA and with
+//! AVX-512 intrinsics, the widest the CPU has chosen at run time, so one portable binary still
+//! runs the wide instructions; elsewhere the portable version (auto-vectorised lanes) runs.
 
 use std::sync::OnceLock;
 
@@ -10,18 +10,33 @@ const LANES: usize = 8;
 /// centre fit in the 16 vector registers).
 const TILE: usize = 8;
 
-fn wide() -> bool {
-    static WIDE: OnceLock<bool> = OnceLock::new();
-    *WIDE.get_or_init(|| {
+/// The widest instructions the CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2 && is_x86_feature_detected!("avx512f") {
+                return Level::Avx512;
+            }
+            if avx2 {
+                return Level::Avx2;
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        Level::Portable
     })
+}
+
+fn wide() -> bool {
+    level() >= Level::Avx2
 }
 
 /// Dot products of each of the `m` rows of `rows` (`[m, d]`) with each row of `centers`
@@ -33,11 +48,30 @@ pub(crate) fn dots(rows: &[f32], d: usize, centers: &[f32], out: &mut [f32], nor
     let (m, k) = (rows.len() / d, centers.len() / d);
     assert!(out.len() >= m * k && norms.len() >= m && rows.len() == m * d);
     #[cfg(target_arch = "x86_64")]
-    if wide() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above); shapes asserted.
-        return unsafe { avx2::dots(rows, d, centers, out, norms) };
+    match level() {
+        // SAFETY: the CPU supports the instructions (checked by `level`); shapes asserted.
+        Level::Avx512 => return unsafe { avx512::dots(rows, d, centers, out, norms) },
+        // SAFETY: as above.
+        Level::Avx2 => return unsafe { avx2::dots(rows, d, centers, out, norms) },
+        Level::Portable => {}
     }
     dots_portable(rows, d, centers, out, norms)
+}
+
+/// Asks the CPU to bring `data` into its L2 cache ahead of use: the next rows' strip, fetched
+/// while the current one is computed.
+pub(crate) fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        // One request per 64-byte line.
+        for line in data.chunks(16) {
+            // SAFETY: a prefetch never faults; the address is inside `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// `a · a`.
@@ -324,6 +358,108 @@ mod avx2 {
     }
 }
 
+/// The AVX-512 kernels: sixteen lanes and thirty-two registers, so a row pair meets up to eight
+/// centres per pass (sixteen accumulators).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    const LANES: usize = 16;
+    const PAIR_TILE: usize = 8;
+
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA; shapes as [`super::dots`] asserts.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn dots(
+        rows: &[f32],
+        d: usize,
+        centers: &[f32],
+        out: &mut [f32],
+        norms: &mut [f32],
+    ) {
+        let k = centers.len() / d;
+        let m = rows.len() / d;
+        let mut j = 0;
+        while j < k {
+            let t = super::tile_width(k, j, PAIR_TILE);
+            let c = &centers[j * d..(j + t) * d];
+            let mut r = 0;
+            while r < m {
+                // The last row of an odd block pairs with itself.
+                let s = (r + 1).min(m - 1);
+                let (a, b) = (&rows[r * d..(r + 1) * d], &rows[s * d..(s + 1) * d]);
+                let mut pair_out = [[0f32; PAIR_TILE]; 2];
+                // SAFETY: `c` holds `t` rows of `d` values; CPU features as the caller's.
+                unsafe {
+                    match t {
+                        8 => pair_tile::<8>(a, b, c, &mut pair_out),
+                        7 => pair_tile::<7>(a, b, c, &mut pair_out),
+                        6 => pair_tile::<6>(a, b, c, &mut pair_out),
+                        5 => pair_tile::<5>(a, b, c, &mut pair_out),
+                        4 => pair_tile::<4>(a, b, c, &mut pair_out),
+                        3 => pair_tile::<3>(a, b, c, &mut pair_out),
+                        2 => pair_tile::<2>(a, b, c, &mut pair_out),
+                        _ => pair_tile::<1>(a, b, c, &mut pair_out),
+                    }
+                }
+                out[r * k + j..r * k + j + t].copy_from_slice(&pair_out[0][..t]);
+                out[s * k + j..s * k + j + t].copy_from_slice(&pair_out[1][..t]);
+                r += 2;
+            }
+            j += t;
+        }
+        for (row, n) in rows.chunks_exact(d).zip(norms.iter_mut()) {
+            // SAFETY: AVX2 and FMA are present; an empty `b` asks for the norm.
+            *n = unsafe { super::avx2::squared_distance(row, &[]) };
+        }
+    }
+
+    /// Two rows against `T` centres into `out[0][..T]` and `out[1][..T]`.
+    ///
+    /// # Safety
+    /// AVX-512F; `a` and `b` have the same length `d`; `centers` holds `T` rows of `d` values.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pair_tile<const T: usize>(
+        a: &[f32],
+        b: &[f32],
+        centers: &[f32],
+        out: &mut [[f32; PAIR_TILE]; 2],
+    ) {
+        let d = a.len();
+        assert!(b.len() == d && centers.len() >= T * d && T <= PAIR_TILE);
+        let full = d - d % LANES;
+        let (pa, pb, c) = (a.as_ptr(), b.as_ptr(), centers.as_ptr());
+        let mut acc_a = [_mm512_setzero_ps(); T];
+        let mut acc_b = [_mm512_setzero_ps(); T];
+        let mut i = 0;
+        while i < full {
+            // SAFETY: `i + LANES <= full <= d`, and each centre row is `d` long.
+            unsafe {
+                let xa = _mm512_loadu_ps(pa.add(i));
+                let xb = _mm512_loadu_ps(pb.add(i));
+                for t in 0..T {
+                    let ct = _mm512_loadu_ps(c.add(t * d + i));
+                    acc_a[t] = _mm512_fmadd_ps(xa, ct, acc_a[t]);
+                    acc_b[t] = _mm512_fmadd_ps(xb, ct, acc_b[t]);
+                }
+            }
+            i += LANES;
+        }
+        for t in 0..T {
+            let (mut sa, mut sb) = (
+                _mm512_reduce_add_ps(acc_a[t]),
+                _mm512_reduce_add_ps(acc_b[t]),
+            );
+            for i in full..d {
+                sa = a[i].mul_add(centers[t * d + i], sa);
+                sb = b[i].mul_add(centers[t * d + i], sb);
+            }
+            out[0][t] = sa;
+            out[1][t] = sb;
+        }
+    }
+}
+
 #[inline(always)]
 fn lane_sum(acc: [f32; LANES]) -> f32 {
     let s4: [f32; 4] = std::array::from_fn(|l| acc[l] + acc[l + 4]);
@@ -400,37 +536,70 @@ mod tests {
             .collect()
     }
 
+    /// Every kernel this CPU can run: `(name, dots)`.
+    #[allow(clippy::type_complexity)]
+    fn paths() -> Vec<(
+        &'static str,
+        fn(&[f32], usize, &[f32], &mut [f32], &mut [f32]),
+    )> {
+        let mut paths: Vec<(
+            &'static str,
+            fn(&[f32], usize, &[f32], &mut [f32], &mut [f32]),
+        )> = vec![("portable", dots_portable), ("dispatched", dots)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if level() >= Level::Avx2 {
+                // SAFETY: the CPU has AVX2 and FMA.
+                paths.push(("avx2", |r, d, c, o, n| unsafe { avx2::dots(r, d, c, o, n) }));
+            }
+            if level() >= Level::Avx512 {
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
+                paths.push(("avx512", |r, d, c, o, n| unsafe {
+                    avx512::dots(r, d, c, o, n)
+                }));
+            }
+        }
+        paths
+    }
+
     #[test]
     fn kernels_match_plain_sums_for_every_tile_width_and_remainder() {
-        for d in [1, 7, 8, 9, 31, 784] {
+        for d in [1, 7, 8, 9, 17, 31, 784] {
             for k in [1, 3, 8, 10, 17] {
-                let m = 3;
-                let rows = values(m * d, 1);
-                let centers = values(k * d, 2);
-                let (mut out, mut norms) = (vec![0f32; m * k], vec![0f32; m]);
-                dots(&rows, d, &centers, &mut out, &mut norms);
-                let (mut p_out, mut p_norms) = (vec![0f32; m * k], vec![0f32; m]);
-                dots_portable(&rows, d, &centers, &mut p_out, &mut p_norms);
-                for (r, row) in rows.chunks_exact(d).enumerate() {
-                    let plain_sq: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
-                    for sq in [norms[r], p_norms[r], squared_norm(row)] {
-                        assert!((sq as f64 - plain_sq).abs() <= 1e-4 * (1.0 + plain_sq));
-                    }
-                    for j in 0..k {
-                        let c = &centers[j * d..(j + 1) * d];
-                        let plain: f64 =
-                            row.iter().zip(c).map(|(&a, &b)| a as f64 * b as f64).sum();
-                        for dot in [out[r * k + j], p_out[r * k + j]] {
-                            let err = (dot as f64 - plain).abs();
-                            assert!(err <= 1e-4 * (1.0 + plain.abs()), "d {d} k {k}");
+                for m in [1, 3, 4] {
+                    let rows = values(m * d, 1);
+                    let centers = values(k * d, 2);
+                    for (name, path) in paths() {
+                        let (mut out, mut norms) = (vec![0f32; m * k], vec![0f32; m]);
+                        path(&rows, d, &centers, &mut out, &mut norms);
+                        for (r, row) in rows.chunks_exact(d).enumerate() {
+                            let plain_sq: f64 = row.iter().map(|&v| (v as f64).powi(2)).sum();
+                            for sq in [norms[r], squared_norm(row)] {
+                                assert!((sq as f64 - plain_sq).abs() <= 1e-4 * (1.0 + plain_sq));
+                            }
+                            for j in 0..k {
+                                let c = &centers[j * d..(j + 1) * d];
+                                let plain: f64 =
+                                    row.iter().zip(c).map(|(&a, &b)| a as f64 * b as f64).sum();
+                                let err = (out[r * k + j] as f64 - plain).abs();
+                                assert!(
+                                    err <= 1e-4 * (1.0 + plain.abs()),
+                                    "{name}: d {d} k {k} m {m}"
+                                );
+                            }
                         }
-                        let dist: f64 = row
-                            .iter()
-                            .zip(c)
-                            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                            .sum();
-                        for ours in [squared_distance(row, c), squared_distance_generic(row, c)] {
-                            assert!((ours as f64 - dist).abs() <= 1e-4 * (1.0 + dist));
+                    }
+                    for row in rows.chunks_exact(d) {
+                        for c in centers.chunks_exact(d) {
+                            let dist: f64 = row
+                                .iter()
+                                .zip(c)
+                                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                                .sum();
+                            for ours in [squared_distance(row, c), squared_distance_generic(row, c)]
+                            {
+                                assert!((ours as f64 - dist).abs() <= 1e-4 * (1.0 + dist));
+                            }
                         }
                     }
                 }
