@@ -1,16 +1,15 @@
 //! Lloyd's iterations on host memory, for the CPU backends. One pass over the rows per iteration
 //! finds each row's nearest centre and adds the row to that centre's sum while it is still in
-//! cache; the device path reads the data twice (the distance product, then the one-hot product),
-//! and the data's size, not arithmetic, bounds an iteration. Blocks of rows run on rayon's
-//! threads and their partial sums are combined in block order, so results do not depend on the
-//! number of threads.
+//! cache, where the device path reads the data twice (the distance product, then the one-hot
+//! product) and materialises both products. Blocks of rows run on rayon's threads and their
+//! partial sums are combined in block order, so results do not depend on the number of threads.
 
 use rayon::prelude::*;
 
 use super::kernel::{add_into, dots, prefetch, squared_distance, squared_norm};
 use super::{Run, empty_clusters, means, reseed_empty};
 
-/// Rows per block: a block's rows (800 KB at 784 features) stay in a core's L2 cache.
+/// Rows per unit of parallel work, each with its own partial sums.
 const BLOCK: usize = 256;
 /// Rows whose distances are computed together (see [`dots`]): 16 rows of 784 features stay in
 /// L2 while each tile of centres passes over them.
@@ -237,7 +236,8 @@ mod tests {
     use super::*;
     use crate::input::tensor;
 
-    /// Overlapping Gaussian clusters, so that many rows change cluster over the iterations.
+    /// Overlapping clusters (uniform noise around random centres), so that many rows change
+    /// cluster over the iterations.
     fn blobs(n: usize, d: usize, k: usize) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let centres: Vec<f32> = (0..k * d).map(|_| rng.random_range(-2.0..2.0)).collect();
