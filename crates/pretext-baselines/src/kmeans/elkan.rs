@@ -5,8 +5,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::host_lloyd::HostRows;
 use super::kernel::squared_distance;
+use super::rows::HostRows;
 use super::{Run, empty_clusters, means, reseed_empty};
 
 const BLOCK: usize = 1024;

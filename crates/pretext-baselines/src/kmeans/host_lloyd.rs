@@ -6,7 +6,8 @@
 
 use rayon::prelude::*;
 
-use super::kernel::{add_into, dots, prefetch, squared_distance, squared_norm};
+use super::kernel::{add_into, dots, squared_distance, squared_norm};
+use super::rows::Rows;
 use super::{Run, empty_clusters, means, reseed_empty};
 
 /// Rows per unit of parallel work, each with its own partial sums.
@@ -15,39 +16,34 @@ const BLOCK: usize = 256;
 /// L2 while each tile of centres passes over them.
 const STRIP: usize = 16;
 
-/// Rows `[n, d]`, row-major, in host memory.
-#[derive(Clone, Copy)]
-pub(crate) struct HostRows<'a> {
-    pub values: &'a [f32],
-    pub d: usize,
-}
-
-impl HostRows<'_> {
-    fn n(&self) -> usize {
-        self.values.len() / self.d
-    }
-
-    fn row(&self, i: usize) -> &[f32] {
-        &self.values[i * self.d..(i + 1) * self.d]
-    }
-}
-
 /// What one assignment pass leaves: per-cluster sums (f64) and counts.
 struct Sums {
     sums: Vec<f64>,
     counts: Vec<f64>,
 }
 
+/// Calls `f(first, strip)` for each strip of rows of block `b`, in order, with the next strip
+/// prefetched while `f` works on the current one.
+fn for_strips<R: Rows>(x: &R, b: usize, mut f: impl FnMut(usize, &[f32])) {
+    let (n, mut buf) = (x.n(), Vec::new());
+    let block_end = ((b + 1) * BLOCK).min(n);
+    for first in (b * BLOCK..block_end).step_by(STRIP) {
+        let end = (first + STRIP).min(block_end);
+        x.prefetch(end, (end + STRIP).min(block_end));
+        f(first, x.strip(first, end, &mut buf));
+    }
+}
+
 /// Assigns every row to its nearest centre, writing `labels` and the squared distance to that
 /// centre into `nearest`; with `accumulate`, also sums each cluster's rows.
-fn pass(
-    x: HostRows<'_>,
+fn pass<R: Rows>(
+    x: &R,
     centers: &[f32],
     labels: &mut [u32],
     nearest: &mut [f32],
     accumulate: bool,
 ) -> Sums {
-    let d = x.d;
+    let d = x.d();
     let k = centers.len() / d;
     let c_sq: Vec<f32> = centers.chunks_exact(d).map(squared_norm).collect();
     let parts: Vec<(Vec<f32>, Vec<u32>)> = labels
@@ -58,19 +54,9 @@ fn pass(
             let mut sums = vec![0f32; if accumulate { k * d } else { 0 }];
             let mut counts = vec![0u32; k];
             let (mut dot, mut norms) = (vec![0f32; STRIP * k], vec![0f32; STRIP]);
-            let start = b * BLOCK;
-            for (s, (labels, nearest)) in labels
-                .chunks_mut(STRIP)
-                .zip(nearest.chunks_mut(STRIP))
-                .enumerate()
-            {
-                let first = start + s * STRIP;
-                let end = first + labels.len();
-                let strip = &x.values[first * d..end * d];
-                // The next strip streams in from memory while this one is computed.
-                let next_end = (end + STRIP).min(start + BLOCK).min(x.n());
-                prefetch(&x.values[end * d..next_end.max(end) * d]);
+            for_strips(x, b, |first, strip| {
                 dots(strip, d, centers, &mut dot, &mut norms);
+                let at = first - b * BLOCK;
                 for (r, row) in strip.chunks_exact(d).enumerate() {
                     let (mut best, mut best_d) = (0, f32::INFINITY);
                     for j in 0..k {
@@ -80,14 +66,14 @@ fn pass(
                             best_d = dist;
                         }
                     }
-                    labels[r] = best as u32;
-                    nearest[r] = best_d;
+                    labels[at + r] = best as u32;
+                    nearest[at + r] = best_d;
                     counts[best] += 1;
                     if accumulate {
                         add_into(&mut sums[best * d..(best + 1) * d], row);
                     }
                 }
-            }
+            });
             (sums, counts)
         })
         .collect();
@@ -108,20 +94,19 @@ fn pass(
 
 /// Sum of squared distances of rows to their assigned centre, from direct differences (no
 /// cancellation), summed in f64 in block order.
-pub(crate) fn inertia(x: HostRows<'_>, centers: &[f32], labels: &[u32]) -> f64 {
-    let d = x.d;
-    let parts: Vec<f64> = labels
-        .par_chunks(BLOCK)
-        .enumerate()
-        .map(|(b, labels)| {
-            labels
-                .iter()
-                .enumerate()
-                .map(|(r, &l)| {
+pub(crate) fn inertia<R: Rows>(x: &R, centers: &[f32], labels: &[u32]) -> f64 {
+    let d = x.d();
+    let parts: Vec<f64> = (0..labels.len().div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let mut total = 0f64;
+            for_strips(x, b, |first, strip| {
+                for (row, &l) in strip.chunks_exact(d).zip(&labels[first..]) {
                     let c = &centers[l as usize * d..(l as usize + 1) * d];
-                    f64::from(squared_distance(x.row(b * BLOCK + r), c))
-                })
-                .sum::<f64>()
+                    total += f64::from(squared_distance(row, c));
+                }
+            });
+            total
         })
         .collect();
     parts.into_iter().sum()
@@ -129,20 +114,21 @@ pub(crate) fn inertia(x: HostRows<'_>, centers: &[f32], labels: &[u32]) -> f64 {
 
 /// The mean over features of each feature's (biased) variance, in one pass: per-block sums and
 /// sums of squares in f64, combined in block order.
-pub(crate) fn mean_feature_variance(x: HostRows<'_>) -> f64 {
-    let (n, d) = (x.n(), x.d);
-    let parts: Vec<(Vec<f64>, Vec<f64>)> = x
-        .values
-        .par_chunks(BLOCK * d)
-        .map(|block| {
+pub(crate) fn mean_feature_variance<R: Rows>(x: &R) -> f64 {
+    let (n, d) = (x.n(), x.d());
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
             let (mut sum, mut sq) = (vec![0f64; d], vec![0f64; d]);
-            for row in block.chunks_exact(d) {
-                for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {
-                    let v = f64::from(v);
-                    *s += v;
-                    *q += v * v;
+            for_strips(x, b, |_, strip| {
+                for row in strip.chunks_exact(d) {
+                    for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {
+                        let v = f64::from(v);
+                        *s += v;
+                        *q += v * v;
+                    }
                 }
-            }
+            });
             (sum, sq)
         })
         .collect();
@@ -164,7 +150,7 @@ pub(crate) fn mean_feature_variance(x: HostRows<'_>) -> f64 {
 }
 
 /// Nearest centre of every row.
-pub(crate) fn assign(x: HostRows<'_>, centers: &[f32]) -> Vec<u32> {
+pub(crate) fn assign<R: Rows>(x: &R, centers: &[f32]) -> Vec<u32> {
     let n = x.n();
     let mut labels = vec![0u32; n];
     let mut nearest = vec![0f32; n];
@@ -174,7 +160,7 @@ pub(crate) fn assign(x: HostRows<'_>, centers: &[f32]) -> Vec<u32> {
 
 /// Lloyd's iterations from `centers`, with the same stopping rules as the device path: labels
 /// unchanged, or the centres' total squared shift at most `tol`.
-pub(crate) fn run(x: HostRows<'_>, mut centers: Vec<f32>, max_iter: usize, tol: f64) -> Run {
+pub(crate) fn run<R: Rows>(x: &R, mut centers: Vec<f32>, max_iter: usize, tol: f64) -> Run {
     let n = x.n();
     let mut labels = vec![0u32; n];
     let mut nearest = vec![0f32; n];
@@ -192,11 +178,18 @@ pub(crate) fn run(x: HostRows<'_>, mut centers: Vec<f32>, max_iter: usize, tol: 
             // An empty cluster is re-seeded with the row farthest from its own centre.
             let mut far: Vec<usize> = (0..n).collect();
             far.sort_by(|&a, &b| nearest[b].total_cmp(&nearest[a]));
-            let farthest: Vec<(usize, &[f32])> = far
+            let rows: Vec<(usize, Vec<f32>)> = far
                 .iter()
                 .take(empty.len())
-                .map(|&r| (labels[r] as usize, x.row(r)))
+                .map(|&r| {
+                    (
+                        labels[r] as usize,
+                        x.strip(r, r + 1, &mut Vec::new()).to_vec(),
+                    )
+                })
                 .collect();
+            let farthest: Vec<(usize, &[f32])> =
+                rows.iter().map(|(l, row)| (*l, row.as_slice())).collect();
             reseed_empty(&mut sums, &mut counts, &empty, &farthest);
         }
         let new_centers = means(&sums, &counts);
@@ -235,6 +228,7 @@ mod tests {
 
     use super::*;
     use crate::input::tensor;
+    use crate::kmeans::rows::{ByteRows, HostRows};
 
     /// Overlapping clusters (uniform noise around random centres), so that many rows change
     /// cluster over the iterations.
@@ -260,7 +254,7 @@ mod tests {
         let init: Vec<f32> = (0..k)
             .flat_map(|j| values[j * k * d..(j * k + 1) * d].to_vec())
             .collect();
-        let host = run(HostRows { values: &values, d }, init.clone(), 100, 0.0);
+        let host = run(&HostRows { values: &values, d }, init.clone(), 100, 0.0);
         let x = tensor(values, n, d, &Device::flex());
         let x_sq = x.clone().square().sum_dim(1);
         let device = crate::kmeans::lloyd::run(&x, &x_sq, init, 100, 0.0);
@@ -274,10 +268,39 @@ mod tests {
     }
 
     #[test]
+    fn byte_rows_give_the_f32_rows_results_bit_for_bit() {
+        let (n, d, k) = (2000, 29, 5);
+        // Bytes scaled to [0, 1], as image pixels are, the brightest 255.
+        let values: Vec<f32> = blobs(n, d, k)
+            .iter()
+            .map(|v| ((v + 4.0) * 40.0).clamp(0.0, 255.0).round() * (1.0 / 255.0))
+            .collect();
+        let f32_rows = HostRows { values: &values, d };
+        let x = tensor(values.clone(), n, d, &Device::flex());
+        let bytes = ByteRows::from_tensor(&x).expect("scaled bytes");
+        // Every initial centre is a row of the first blob: the centres must travel.
+        let init: Vec<f32> = (0..k)
+            .flat_map(|j| values[j * k * d..(j * k + 1) * d].to_vec())
+            .collect();
+        let a = run(&f32_rows, init.clone(), 100, 0.0);
+        let b = run(&bytes, init, 100, 0.0);
+        assert!(a.n_iter > 3, "the data should take several iterations");
+        assert_eq!(
+            (a.n_iter, &a.labels, &a.centers),
+            (b.n_iter, &b.labels, &b.centers)
+        );
+        assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
+        assert_eq!(
+            mean_feature_variance(&f32_rows).to_bits(),
+            mean_feature_variance(&bytes).to_bits()
+        );
+    }
+
+    #[test]
     fn the_host_variance_matches_the_tensor_one() {
         let (n, d) = (1000, 13);
         let values = blobs(n, d, 3);
-        let host = mean_feature_variance(HostRows { values: &values, d });
+        let host = mean_feature_variance(&HostRows { values: &values, d });
         let x = tensor(values, n, d, &Device::flex());
         let device = crate::kmeans::mean_feature_variance(&x);
         assert!((host - device).abs() <= 1e-5 * device, "{host} vs {device}");
@@ -291,7 +314,7 @@ mod tests {
             values: &values,
             d: 2,
         };
-        let run = run(rows, vec![0.0, 0.0, 10.0, 10.0, -100.0, -100.0], 10, 0.0);
+        let run = run(&rows, vec![0.0, 0.0, 10.0, 10.0, -100.0, -100.0], 10, 0.0);
         let mut counts = [0; 3];
         for &l in &run.labels {
             counts[l as usize] += 1;

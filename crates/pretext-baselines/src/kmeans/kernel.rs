@@ -133,18 +133,87 @@ fn tile_width(k: usize, j: usize, max: usize) -> usize {
 
 /// Asks the CPU to bring `data` into its L2 cache ahead of use: the next rows' strip, fetched
 /// while the current one is computed.
-pub(crate) fn prefetch(data: &[f32]) {
+pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        let bytes = std::mem::size_of_val(data);
+        let start = data.as_ptr().cast::<i8>();
         // One request per 64-byte line.
-        for line in data.chunks(16) {
+        for offset in (0..bytes).step_by(64) {
             // SAFETY: a prefetch never faults; the address is inside `data`.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.add(offset)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = data;
+}
+
+/// `out[i] = codes[i] as f32 * scale`, rounded as that product is, so decoded rows equal the
+/// values they were encoded from bit for bit.
+pub(crate) fn decode(codes: &[u8], scale: f32, out: &mut [f32]) {
+    assert_eq!(codes.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the CPU supports AVX2 (checked by `wide`).
+        return unsafe { avx2::decode(codes, scale, out) };
+    }
+    decode_generic(codes, scale, out)
+}
+
+/// Writes `codes[i]` with `codes[i] as f32 * scale == values[i]`; false when some value has no
+/// such code in 0..=255 (the codes written are then meaningless).
+pub(crate) fn encode(values: &[f32], scale: f32, codes: &mut [u8]) -> bool {
+    assert_eq!(values.len(), codes.len());
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the CPU supports AVX2 (checked by `wide`).
+        return unsafe { avx2::encode(values, scale, codes) };
+    }
+    encode_generic(values, scale, codes)
+}
+
+#[inline(always)]
+fn encode_generic(values: &[f32], scale: f32, codes: &mut [u8]) -> bool {
+    let inv = 1.0 / scale;
+    let mut exact = true;
+    // No early exit and no branches, so the loop vectorises; the nearest code of an exact value
+    // is found by truncation after adding 0.5, and the product checks it.
+    for (code, &v) in codes.iter_mut().zip(values) {
+        let q = (v * inv + 0.5) as i32;
+        exact &= (0..=255).contains(&q) && q as f32 * scale == v;
+        *code = q as u8;
+    }
+    exact
+}
+
+/// The smallest positive value of `values` (infinity when none is).
+pub(crate) fn min_positive(values: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: the CPU supports AVX2 (checked by `wide`).
+        return unsafe { avx2::min_positive(values) };
+    }
+    min_positive_generic(values)
+}
+
+#[inline(always)]
+fn min_positive_generic(values: &[f32]) -> f32 {
+    // Lanes of running minima, so the loop vectorises.
+    let mut min = [f32::INFINITY; LANES];
+    for chunk in values.chunks(LANES) {
+        for (m, &v) in min.iter_mut().zip(chunk) {
+            *m = if v > 0.0 && v < *m { v } else { *m };
+        }
+    }
+    min.into_iter().fold(f32::INFINITY, f32::min)
+}
+
+#[inline(always)]
+fn decode_generic(codes: &[u8], scale: f32, out: &mut [f32]) {
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = f32::from(c) * scale;
+    }
 }
 
 /// `a · a`.
@@ -327,6 +396,24 @@ mod avx2 {
 
     /// # Safety
     /// AVX2; `sum` and `row` have the same length.
+    /// The portable loop, compiled for AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn encode(values: &[f32], scale: f32, codes: &mut [u8]) -> bool {
+        super::encode_generic(values, scale, codes)
+    }
+
+    /// The portable loop, compiled for AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn min_positive(values: &[f32]) -> f32 {
+        super::min_positive_generic(values)
+    }
+
+    /// The portable loop, compiled for AVX2: eight codes widen, convert and scale per step.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn decode(codes: &[u8], scale: f32, out: &mut [f32]) {
+        super::decode_generic(codes, scale, out)
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn add_into(sum: &mut [f32], row: &[f32]) {
         let d = row.len();
