@@ -107,11 +107,13 @@ pub fn render(
         );
         table(&mut out, protocol, budgets, summaries);
     }
-    let _ = writeln!(
-        out,
-        "## K-means clustering of the test features (one cluster per class; no labels used)\n"
-    );
-    cluster_table(&mut out, summaries);
+    if summaries.iter().any(|s| s.protocol == Protocol::Cluster) {
+        let _ = writeln!(
+            out,
+            "## K-means clustering of the test features (one cluster per class; no labels used)\n"
+        );
+        cluster_table(&mut out, summaries);
+    }
     if !pretraining.is_empty() {
         let _ = writeln!(out, "## Pretraining cost\n");
         let _ = writeln!(
@@ -141,23 +143,25 @@ pub fn render(
                 .filter(|s| protocols.contains(&s.protocol) && s.budget == budget)
                 .max_by(|a, b| a.mean.total_cmp(&b.mean))
         };
-        let mut line = format!("- {}:", per_class(budget));
+        let mut parts = Vec::new();
         if let Some(b) = best(&[Protocol::Linear]) {
-            let _ = write!(
-                line,
-                " frozen features: **{}** (linear probe {:.4})",
+            parts.push(format!(
+                "frozen features: **{}** (linear probe {:.4})",
                 b.representation, b.mean
-            );
+            ));
         }
         if let Some(b) = best(&[Protocol::Finetune, Protocol::Supervised]) {
-            let _ = write!(
-                line,
-                "; trained end to end: **{}** ({} {:.4})",
+            parts.push(format!(
+                "trained end to end: **{}** ({} {:.4})",
                 b.representation,
                 b.protocol.name(),
                 b.mean
-            );
+            ));
         }
+        if parts.is_empty() {
+            continue;
+        }
+        let line = format!("- {}: {}", per_class(budget), parts.join("; "));
         let _ = writeln!(out, "{line}");
     }
     out
@@ -405,6 +409,20 @@ mod tests {
         let report = render("t", "c", &[one], &summaries, &[], &IMAGE_TERMS);
         assert!(
             report.contains("| rotation | **0.5000 ± 0.0100** |"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_study_of_some_protocols_reports_only_those() {
+        let one = LabelBudget::PerClass(1);
+        let summaries = vec![summary("supervised cnn", Protocol::Supervised, one, 0.60)];
+        let report = render("t", "c", &[one], &summaries, &[], &IMAGE_TERMS);
+        assert!(!report.contains("K-means"), "{report}");
+        assert!(
+            report.contains(
+                "- 1 label per class: trained end to end: **supervised cnn** (supervised from scratch 0.6000)\n"
+            ),
             "{report}"
         );
     }
