@@ -12,9 +12,10 @@ use super::{Run, empty_clusters, means, reseed_empty};
 
 /// Rows per unit of parallel work, each with its own partial sums.
 const BLOCK: usize = 256;
-/// Rows whose distances are computed together (see [`dots`]): 16 rows of 784 features stay in
-/// L2 while each tile of centres passes over them.
-const STRIP: usize = 16;
+/// Rows whose distances are computed together (see [`dots`]): 4 rows of 784 features (12.5 KB)
+/// stay in L1 beside a tile of centres. Measured on 60,000 x 784, k = 10: a pass of 10.9 ms
+/// with 4 (decoded bytes), 11.8 with 8, 12.4 with 16; with f32 rows 15.9 with 4, 17.6 with 16.
+const STRIP: usize = 4;
 
 /// What one assignment pass leaves: per-cluster sums (f64) and counts.
 struct Sums {

@@ -72,8 +72,9 @@ macro_rules! with_tile_width {
 /// Dot products of each of the `m` rows of `rows` (`[m, d]`) with each row of `centers`
 /// (`[k, d]`) into `out` (`[m, k]`), and each row's `row · row` into `norms` (`[m]`).
 ///
-/// A few centres at a time meet every row of the block, so those centres stay in L1 while the
-/// block's rows stream from L2: one row against all centres would cycle more than L1 holds.
+/// A few centres at a time meet every row of the block, so each tile of centres is loaded once
+/// per block rather than once per row: one row against all centres would cycle more than L1
+/// holds.
 pub(crate) fn dots(rows: &[f32], d: usize, centers: &[f32], out: &mut [f32], norms: &mut [f32]) {
     let (m, k) = (rows.len() / d, centers.len() / d);
     assert!(out.len() >= m * k && norms.len() >= m && rows.len() == m * d);

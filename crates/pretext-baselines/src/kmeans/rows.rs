@@ -68,6 +68,9 @@ impl ByteRows {
     /// (levels of one step, code 1 present).
     pub(crate) fn from_tensor(x: &Tensor<2>) -> Option<Self> {
         let [n, d] = x.dims();
+        if n == 0 || d == 0 {
+            return None;
+        }
         let rows = (CHUNK_VALUES / d).max(1);
         let starts: Vec<usize> = (0..n).step_by(rows).collect();
         let chunk = |first: usize| to_vec(&x.clone().slice([first..(first + rows).min(n), 0..d]));
@@ -79,11 +82,19 @@ impl ByteRows {
                     .zip(&starts)
                     .all(|(codes, &first)| encode(&chunk(first), scale, codes))
         };
-        // The largest value comes from the device's reduction, so the common case reads the
-        // rows once; the smallest positive value only if that scale does not fit.
-        let max: f32 = x.clone().max().into_scalar();
-        let mut scale = max / 255.0;
+        // Scales to try, cheapest first: the first chunk's largest value over 255 (a thousand
+        // images or so usually hold the brightest level), the whole data's (a reduction on the
+        // device), then the smallest positive value.
+        let first_max = chunk(0).into_iter().fold(0f32, f32::max) / 255.0;
+        let mut scale = first_max;
         let mut exact = try_scale(scale);
+        if !exact {
+            let max: f32 = x.clone().max().into_scalar();
+            if max / 255.0 != first_max {
+                scale = max / 255.0;
+                exact = try_scale(scale);
+            }
+        }
         if !exact {
             scale = starts
                 .par_iter()
@@ -147,6 +158,20 @@ mod tests {
         let dim: Vec<f32> = (0..=200u8).map(|b| f32::from(b) * (1.0 / 255.0)).collect();
         let bytes = encode(&dim, 1).expect("scaled bytes below 255");
         assert_eq!(bytes.strip(0, dim.len(), &mut buf), &dim[..]);
+    }
+
+    #[test]
+    fn the_brightest_level_may_come_after_the_first_chunk() {
+        let d = 1000;
+        let n = CHUNK_VALUES / d + 50;
+        // Dim rows first; the only 255 in the last row.
+        let mut values: Vec<f32> = (0..n * d)
+            .map(|i| f32::from((i % 101) as u8) * (1.0 / 255.0))
+            .collect();
+        values[n * d - 1] = 1.0;
+        let bytes = encode(&values, d).expect("scaled bytes");
+        let mut buf = Vec::new();
+        assert_eq!(bytes.strip(0, n, &mut buf), &values[..]);
     }
 
     #[test]
