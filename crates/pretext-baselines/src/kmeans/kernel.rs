@@ -69,6 +69,92 @@ macro_rules! with_tile_width {
     };
 }
 
+/// `dots` and its row-pair kernel for one x86 instruction set, from its vector type and
+/// intrinsics (zero, unaligned load, fused multiply-add, horizontal sum); the module that calls
+/// it defines `LANES` (f32 per vector) and `PAIR_TILE` (centres per pass).
+#[cfg(target_arch = "x86_64")]
+macro_rules! pair_kernels {
+    ($features:literal, $vec:ty, $zero:ident, $load:ident, $fma:ident, $sum:ident) => {
+        /// # Safety
+        /// The CPU must support the module's instructions; shapes as [`super::dots`] asserts.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn dots(
+            rows: &[f32],
+            d: usize,
+            centers: &[f32],
+            out: &mut [f32],
+            norms: &mut [f32],
+        ) {
+            super::for_pairs(
+                rows,
+                d,
+                centers,
+                out,
+                norms,
+                PAIR_TILE,
+                |t, a, b, c, slots| {
+                    // SAFETY: the caller's CPU features; `for_pairs` passes `t` rows of `d`
+                    // values.
+                    unsafe { with_tile_width!(t, pair_tile(a, b, c, slots)) }
+                },
+            );
+        }
+
+        /// Two rows against `T` centres into `slots.dots`, and both rows' norms into
+        /// `slots.norms`.
+        ///
+        /// # Safety
+        /// The module's instructions; `a` and `b` have the same length `d`; `centers` holds `T`
+        /// rows of `d` values.
+        #[target_feature(enable = $features)]
+        unsafe fn pair_tile<const T: usize>(
+            a: &[f32],
+            b: &[f32],
+            centers: &[f32],
+            slots: &mut PairOut,
+        ) {
+            let d = a.len();
+            assert!(b.len() == d && centers.len() >= T * d && T <= super::MAX_TILE);
+            let full = d - d % LANES;
+            let (pa, pb, c) = (a.as_ptr(), b.as_ptr(), centers.as_ptr());
+            let mut acc_a: [$vec; T] = [$zero(); T];
+            let mut acc_b: [$vec; T] = [$zero(); T];
+            let (mut sq_a, mut sq_b) = ($zero(), $zero());
+            let mut i = 0;
+            while i < full {
+                // SAFETY: `i + LANES <= full <= d`, and each centre row is `d` long.
+                unsafe {
+                    let xa = $load(pa.add(i));
+                    let xb = $load(pb.add(i));
+                    sq_a = $fma(xa, xa, sq_a);
+                    sq_b = $fma(xb, xb, sq_b);
+                    for t in 0..T {
+                        let ct = $load(c.add(t * d + i));
+                        acc_a[t] = $fma(xa, ct, acc_a[t]);
+                        acc_b[t] = $fma(xb, ct, acc_b[t]);
+                    }
+                }
+                i += LANES;
+            }
+            for t in 0..T {
+                let (mut sa, mut sb) = ($sum(acc_a[t]), $sum(acc_b[t]));
+                for i in full..d {
+                    sa = a[i].mul_add(centers[t * d + i], sa);
+                    sb = b[i].mul_add(centers[t * d + i], sb);
+                }
+                slots.dots[0][t] = sa;
+                slots.dots[1][t] = sb;
+            }
+            let (mut na, mut nb) = ($sum(sq_a), $sum(sq_b));
+            for i in full..d {
+                na = a[i].mul_add(a[i], na);
+                nb = b[i].mul_add(b[i], nb);
+            }
+            slots.norms = [na, nb];
+        }
+    };
+}
+
 /// Dot products of each of the `m` rows of `rows` (`[m, d]`) with each row of `centers`
 /// (`[k, d]`) into `out` (`[m, k]`), and each row's `row · row` into `norms` (`[m]`).
 ///
@@ -279,81 +365,14 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
     }
 
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; shapes as [`super::dots`] asserts.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dots(
-        rows: &[f32],
-        d: usize,
-        centers: &[f32],
-        out: &mut [f32],
-        norms: &mut [f32],
-    ) {
-        super::for_pairs(
-            rows,
-            d,
-            centers,
-            out,
-            norms,
-            PAIR_TILE,
-            |t, a, b, c, slots| {
-                // SAFETY: the caller's CPU features; `for_pairs` passes `t` rows of `d` values.
-                unsafe { with_tile_width!(t, pair_tile(a, b, c, slots)) }
-            },
-        );
-    }
-
-    /// Two rows against `T` centres into `slots.dots`, and both rows' norms into `slots.norms`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA; `a` and `b` have the same length `d`; `centers` holds `T` rows of `d`
-    /// values.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn pair_tile<const T: usize>(
-        a: &[f32],
-        b: &[f32],
-        centers: &[f32],
-        slots: &mut PairOut,
-    ) {
-        let d = a.len();
-        assert!(b.len() == d && centers.len() >= T * d && T <= super::MAX_TILE);
-        let full = d - d % LANES;
-        let (pa, pb, c) = (a.as_ptr(), b.as_ptr(), centers.as_ptr());
-        let mut acc_a = [_mm256_setzero_ps(); T];
-        let mut acc_b = [_mm256_setzero_ps(); T];
-        let (mut sq_a, mut sq_b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        while i < full {
-            // SAFETY: `i + LANES <= full <= d`, and each centre row is `d` long.
-            unsafe {
-                let xa = _mm256_loadu_ps(pa.add(i));
-                let xb = _mm256_loadu_ps(pb.add(i));
-                sq_a = _mm256_fmadd_ps(xa, xa, sq_a);
-                sq_b = _mm256_fmadd_ps(xb, xb, sq_b);
-                for t in 0..T {
-                    let ct = _mm256_loadu_ps(c.add(t * d + i));
-                    acc_a[t] = _mm256_fmadd_ps(xa, ct, acc_a[t]);
-                    acc_b[t] = _mm256_fmadd_ps(xb, ct, acc_b[t]);
-                }
-            }
-            i += LANES;
-        }
-        for t in 0..T {
-            let (mut sa, mut sb) = (hsum(acc_a[t]), hsum(acc_b[t]));
-            for i in full..d {
-                sa = a[i].mul_add(centers[t * d + i], sa);
-                sb = b[i].mul_add(centers[t * d + i], sb);
-            }
-            slots.dots[0][t] = sa;
-            slots.dots[1][t] = sb;
-        }
-        let (mut na, mut nb) = (hsum(sq_a), hsum(sq_b));
-        for i in full..d {
-            na = a[i].mul_add(a[i], na);
-            nb = b[i].mul_add(b[i], nb);
-        }
-        slots.norms = [na, nb];
-    }
+    pair_kernels!(
+        "avx2,fma",
+        __m256,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_fmadd_ps,
+        hsum
+    );
 
     /// # Safety
     /// AVX2 and FMA; `b` is empty or as long as `a`.
@@ -395,8 +414,6 @@ mod avx2 {
         s
     }
 
-    /// # Safety
-    /// AVX2; `sum` and `row` have the same length.
     /// The portable loop, compiled for AVX2.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn encode(values: &[f32], scale: f32, codes: &mut [u8]) -> bool {
@@ -415,6 +432,8 @@ mod avx2 {
         super::decode_generic(codes, scale, out)
     }
 
+    /// # Safety
+    /// AVX2; `sum` and `row` have the same length.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn add_into(sum: &mut [f32], row: &[f32]) {
         let d = row.len();
@@ -449,83 +468,14 @@ mod avx512 {
     const LANES: usize = 16;
     const PAIR_TILE: usize = 8;
 
-    /// # Safety
-    /// The CPU must support AVX-512F, AVX2 and FMA; shapes as [`super::dots`] asserts.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn dots(
-        rows: &[f32],
-        d: usize,
-        centers: &[f32],
-        out: &mut [f32],
-        norms: &mut [f32],
-    ) {
-        super::for_pairs(
-            rows,
-            d,
-            centers,
-            out,
-            norms,
-            PAIR_TILE,
-            |t, a, b, c, slots| {
-                // SAFETY: the caller's CPU features; `for_pairs` passes `t` rows of `d` values.
-                unsafe { with_tile_width!(t, pair_tile(a, b, c, slots)) }
-            },
-        );
-    }
-
-    /// Two rows against `T` centres into `slots.dots`, and both rows' norms into `slots.norms`.
-    ///
-    /// # Safety
-    /// AVX-512F; `a` and `b` have the same length `d`; `centers` holds `T` rows of `d` values.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn pair_tile<const T: usize>(
-        a: &[f32],
-        b: &[f32],
-        centers: &[f32],
-        slots: &mut PairOut,
-    ) {
-        let d = a.len();
-        assert!(b.len() == d && centers.len() >= T * d && T <= super::MAX_TILE);
-        let full = d - d % LANES;
-        let (pa, pb, c) = (a.as_ptr(), b.as_ptr(), centers.as_ptr());
-        let mut acc_a = [_mm512_setzero_ps(); T];
-        let mut acc_b = [_mm512_setzero_ps(); T];
-        let (mut sq_a, mut sq_b) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        let mut i = 0;
-        while i < full {
-            // SAFETY: `i + LANES <= full <= d`, and each centre row is `d` long.
-            unsafe {
-                let xa = _mm512_loadu_ps(pa.add(i));
-                let xb = _mm512_loadu_ps(pb.add(i));
-                sq_a = _mm512_fmadd_ps(xa, xa, sq_a);
-                sq_b = _mm512_fmadd_ps(xb, xb, sq_b);
-                for t in 0..T {
-                    let ct = _mm512_loadu_ps(c.add(t * d + i));
-                    acc_a[t] = _mm512_fmadd_ps(xa, ct, acc_a[t]);
-                    acc_b[t] = _mm512_fmadd_ps(xb, ct, acc_b[t]);
-                }
-            }
-            i += LANES;
-        }
-        for t in 0..T {
-            let (mut sa, mut sb) = (
-                _mm512_reduce_add_ps(acc_a[t]),
-                _mm512_reduce_add_ps(acc_b[t]),
-            );
-            for i in full..d {
-                sa = a[i].mul_add(centers[t * d + i], sa);
-                sb = b[i].mul_add(centers[t * d + i], sb);
-            }
-            slots.dots[0][t] = sa;
-            slots.dots[1][t] = sb;
-        }
-        let (mut na, mut nb) = (_mm512_reduce_add_ps(sq_a), _mm512_reduce_add_ps(sq_b));
-        for i in full..d {
-            na = a[i].mul_add(a[i], na);
-            nb = b[i].mul_add(b[i], nb);
-        }
-        slots.norms = [na, nb];
-    }
+    pair_kernels!(
+        "avx512f,avx2,fma",
+        __m512,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_fmadd_ps,
+        _mm512_reduce_add_ps
+    );
 }
 
 #[inline(always)]
