@@ -63,9 +63,12 @@ pub(crate) struct ByteRows {
 const CHUNK_VALUES: usize = 1 << 20;
 
 impl ByteRows {
-    /// The byte form of `x`, or `None` when no scale fits every value. The scales tried: the
-    /// largest value over 255 (pixels whose brightest is 255) and the smallest positive value
-    /// (levels of one step, code 1 present).
+    /// The byte form of `x`, or `None` when no scale fits every value. The scales tried, cheapest
+    /// first: the first chunk's largest value over 255 (a thousand images or so usually hold the
+    /// brightest level), the whole data's (a reduction on the device), then the smallest positive
+    /// value (levels of one step, code 1 present). Each is checked on the first chunk before it
+    /// is tried on all rows, so data that is not byte levels (standardised features, with
+    /// negative values) costs one chunk.
     pub(crate) fn from_tensor(x: &Tensor<2>) -> Option<Self> {
         let [n, d] = x.dims();
         if n == 0 || d == 0 {
@@ -74,18 +77,22 @@ impl ByteRows {
         let rows = (CHUNK_VALUES / d).max(1);
         let starts: Vec<usize> = (0..n).step_by(rows).collect();
         let chunk = |first: usize| to_vec(&x.clone().slice([first..(first + rows).min(n), 0..d]));
+        let head = chunk(0);
+        // No scale gives a negative value.
+        if head.iter().any(|&v| v < 0.0) {
+            return None;
+        }
         let mut codes = vec![0u8; n * d];
         let mut try_scale = |scale: f32| {
             (scale.is_finite() && scale > 0.0)
+                && encode(&head, scale, &mut codes[..head.len()])
                 && codes
                     .par_chunks_mut(rows * d)
                     .zip(&starts)
+                    .skip(1)
                     .all(|(codes, &first)| encode(&chunk(first), scale, codes))
         };
-        // Scales to try, cheapest first: the first chunk's largest value over 255 (a thousand
-        // images or so usually hold the brightest level), the whole data's (a reduction on the
-        // device), then the smallest positive value.
-        let first_max = chunk(0).into_iter().fold(0f32, f32::max) / 255.0;
+        let first_max = head.iter().copied().fold(0f32, f32::max) / 255.0;
         let mut scale = first_max;
         let mut exact = try_scale(scale);
         if !exact {
@@ -179,6 +186,11 @@ mod tests {
         let off_grid = [0.0, 1.0, 0.3];
         assert!(encode(&off_grid, 3).is_none());
         assert!(encode(&[0.0, -1.0 / 255.0, 1.0], 3).is_none());
+        // A negative value after the first chunk.
+        let d = 1000;
+        let mut late: Vec<f32> = vec![1.0; (CHUNK_VALUES / d + 1) * d];
+        *late.last_mut().unwrap() = -1.0;
+        assert!(encode(&late, d).is_none());
         assert!(encode(&[0.0; 6], 3).is_none());
         // Integers 0..=256 are not multiples of 256 / 255.
         let too_many: Vec<f32> = (0..=256).map(|i| i as f32).collect();
