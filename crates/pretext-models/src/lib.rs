@@ -4,6 +4,7 @@
 
 pub mod encoders;
 pub mod error;
+pub mod kernels;
 pub mod losses;
 mod settings;
 pub mod tasks;

@@ -2,13 +2,13 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::norm::batch_norm_2d;
 use crate::error::ModelError;
+use crate::kernels::{conv2d, max_pool2_relu};
 use crate::settings::settings;
 
 settings! {
@@ -110,7 +110,6 @@ impl CnnEncoderConfig {
             .collect();
         Ok(CnnEncoder {
             blocks,
-            pool: MaxPool2dConfig::new([2, 2]).init(),
             fc: LinearConfig::new(self.flat_features(), self.embedding_dim).init(device),
             global_pool: self.global_pool,
         })
@@ -127,7 +126,6 @@ struct ConvBlock {
 #[derive(Module, Debug)]
 pub struct CnnEncoder {
     blocks: Vec<ConvBlock>,
-    pool: MaxPool2d,
     fc: Linear,
     #[module(skip)]
     global_pool: bool,
@@ -138,13 +136,13 @@ impl CnnEncoder {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for block in &self.blocks {
-            x = block.conv.forward(x);
+            x = conv2d(&block.conv, x);
             if let Some(norm) = &block.norm {
                 x = batch_norm_2d(norm, x);
             }
             // [b, c, h, w] → [b, c, h/2, w/2]. ReLU and max-pooling commute; pooling first
-            // runs the ReLU (and its backward pass) on a quarter of the values.
-            x = relu(self.pool.forward(x));
+            // runs the ReLU on a quarter of the values, and one kernel does both on flex.
+            x = max_pool2_relu(x);
         }
         let x: Tensor<2> = if self.global_pool {
             let [b, c, h, w] = x.dims();

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::norm::batch_norm_2d;
 use crate::error::ModelError;
+use crate::kernels::conv2d;
 use crate::settings::settings;
 
 settings! {
@@ -132,11 +133,11 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some((conv, norm)) => batch_norm_2d(norm, conv.forward(x.clone())),
+            Some((conv, norm)) => batch_norm_2d(norm, conv2d(conv, x.clone())),
             None => x.clone(),
         };
-        let y = relu(batch_norm_2d(&self.norm1, self.conv1.forward(x)));
-        let y = batch_norm_2d(&self.norm2, self.conv2.forward(y));
+        let y = relu(batch_norm_2d(&self.norm1, conv2d(&self.conv1, x)));
+        let y = batch_norm_2d(&self.norm2, conv2d(&self.conv2, y));
         relu(y + identity)
     }
 }
@@ -153,7 +154,7 @@ pub struct ResNetEncoder {
 impl ResNetEncoder {
     /// `[batch, channels, height, width]` → `[batch, embedding_dim]`, for any height and width.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(batch_norm_2d(&self.stem_norm, self.stem.forward(images)));
+        let mut x = relu(batch_norm_2d(&self.stem_norm, conv2d(&self.stem, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

@@ -1,0 +1,425 @@
+//! The flex kernels behind [`super::conv2d`]: stride-1 convolutions as one matrix product per
+//! image over a column buffer that stays in cache, forward and backward.
+//!
+//! Burn's flex convolution lowers the whole batch into one column matrix and permutes the
+//! product back to channels-first order, and its backward pass computes the weight gradient
+//! as a convolution with an image-sized kernel. Here every image is a small product
+//! (`[c_out, c_in·kh·kw] × [c_in·kh·kw, h·w]`) on one thread, the threads share out the
+//! images, and each sums its own weight gradient, added together once at the end. For the
+//! CNN encoder's layers at batch 128, forward and backward together went from 24 to 5 ms
+//! (1→32 channels, 28x28) and from 39 to 20 ms (32→64, 14x14).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Tensor};
+use rayon::prelude::*;
+
+use super::flex_util::{dims, tensor, with_f32};
+
+/// The shape of one convolution: stride 1, no dilation, one group, `pad` on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Geometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: [usize; 2],
+    pub pad: [usize; 2],
+}
+
+impl Geometry {
+    fn out_hw(&self) -> (usize, usize) {
+        (
+            self.height + 2 * self.pad[0] + 1 - self.kernel[0],
+            self.width + 2 * self.pad[1] + 1 - self.kernel[1],
+        )
+    }
+
+    /// Rows of the column buffer: one per input channel and kernel tap.
+    fn taps(&self) -> usize {
+        self.c_in * self.kernel[0] * self.kernel[1]
+    }
+
+    fn in_len(&self) -> usize {
+        self.c_in * self.height * self.width
+    }
+
+    fn out_len(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.c_out * oh * ow
+    }
+}
+
+/// The kernel's result on flex float32 tensors; `None` leaves the convolution to the
+/// generic path.
+pub(super) fn conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    pad: [usize; 2],
+) -> Option<Tensor<4>> {
+    let [batch, c_in, height, width] = x.dims();
+    let [c_out, w_in, kh, kw] = weight.dims();
+    let fits = x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.is_none_or(|b| b.dtype() == DType::F32)
+        && w_in == c_in
+        && height + 2 * pad[0] >= kh
+        && width + 2 * pad[1] >= kw;
+    if !fits {
+        return None;
+    }
+    let geometry = Geometry {
+        batch,
+        c_in,
+        c_out,
+        height,
+        width,
+        kernel: [kh, kw],
+        pad,
+    };
+    if x.device().is_autodiff() {
+        let prim = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<Flex>>().ok();
+        let bias = match bias {
+            Some(b) => Some(b.clone().try_into_primitive::<Autodiff<Flex>>().ok()?),
+            None => None,
+        };
+        let out = tracked(prim(x)?, prim(weight)?, bias, geometry);
+        return Some(Tensor::from_primitive::<Autodiff<Flex>>(out));
+    }
+    let prim = |t: &Tensor<4>| t.clone().try_into_primitive::<Flex>().ok();
+    let bias = match bias {
+        Some(b) => Some(b.clone().try_into_primitive::<Flex>().ok()?),
+        None => None,
+    };
+    let out = forward(&prim(x)?, &prim(weight)?, bias.as_ref(), geometry);
+    Some(Tensor::from_primitive::<Flex>(out))
+}
+
+fn tracked(
+    x: FloatTensor<Autodiff<Flex>>,
+    w: FloatTensor<Autodiff<Flex>>,
+    b: Option<FloatTensor<Autodiff<Flex>>>,
+    geometry: Geometry,
+) -> FloatTensor<Autodiff<Flex>> {
+    let (x, x_guard) = x.into_parts();
+    let (w, w_guard) = w.into_parts();
+    match b {
+        None => match ConvBackward
+            .prepare::<NoCheckpointing>([x_guard, w_guard])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = forward(&x, &w, None, geometry);
+                prep.finish((x, w, geometry), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(&x, &w, None, geometry)),
+        },
+        Some(b) => {
+            let (b, b_guard) = b.into_parts();
+            match ConvBackward
+                .prepare::<NoCheckpointing>([x_guard, w_guard, b_guard])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let out = forward(&x, &w, Some(&b), geometry);
+                    prep.finish((x, w, geometry), out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward(&x, &w, Some(&b), geometry)),
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+type ConvState = (FlexTensor, FlexTensor, Geometry);
+
+/// Hands a computed gradient to its parent node, where the parent tracks one.
+macro_rules! register {
+    ($grads:expr, $parent:expr, $grad:expr) => {
+        if let (Some(node), Some(grad)) = ($parent, $grad) {
+            $grads.register::<Flex>(node.id, grad);
+        }
+    };
+}
+
+impl Backward<Flex, 2> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pw] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, w, geometry) = ops.state;
+        let out = backward(&x, &w, &grad, geometry, px.is_some(), pw.is_some(), false);
+        register!(grads, px, out.x);
+        register!(grads, pw, out.weight);
+    }
+}
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pw, pb] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, w, geometry) = ops.state;
+        let out = backward(
+            &x,
+            &w,
+            &grad,
+            geometry,
+            px.is_some(),
+            pw.is_some(),
+            pb.is_some(),
+        );
+        register!(grads, px, out.x);
+        register!(grads, pw, out.weight);
+        register!(grads, pb, out.bias);
+    }
+}
+
+/// A row-major matrix view: element `(r, c)` is `data[r * row + c * col]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    row: usize,
+    col: usize,
+}
+
+impl<'a> View<'a> {
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        View {
+            data,
+            row: cols,
+            col: 1,
+        }
+    }
+
+    /// The transpose of a row-major `[rows, cols]` matrix.
+    fn transposed(data: &'a [f32], cols: usize) -> Self {
+        View {
+            data,
+            row: 1,
+            col: cols,
+        }
+    }
+
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.row + (cols - 1) * self.col < self.data.len()
+    }
+}
+
+/// `dst[m, n] (row-major) = [dst +] lhs[m, k] × rhs[k, n]`, on the calling thread.
+fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, accumulate: bool, lhs: View, rhs: View) {
+    assert!(dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n));
+    // SAFETY: the assertion above keeps every index the product touches inside the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col as isize,
+            lhs.row as isize,
+            rhs.data.as_ptr(),
+            rhs.col as isize,
+            rhs.row as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Lay one image's receptive fields out as `[c_in·kh·kw, oh·ow]` (zeros where the kernel
+/// overhangs the border).
+fn im2col(image: &[f32], g: &Geometry, col: &mut [f32]) {
+    let (oh, ow) = g.out_hw();
+    let [kh, kw] = g.kernel;
+    let [ph, pw] = g.pad;
+    for c in 0..g.c_in {
+        let plane = &image[c * g.height * g.width..(c + 1) * g.height * g.width];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut col[((c * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
+                for y in 0..oh {
+                    let out = &mut row[y * ow..(y + 1) * ow];
+                    let sy = (y + ky).wrapping_sub(ph);
+                    if sy >= g.height {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[sy * g.width..(sy + 1) * g.width];
+                    // Output columns whose source column `x + kx - pw` lies inside the row.
+                    let lo = pw.saturating_sub(kx).min(ow);
+                    let hi = (g.width + pw).saturating_sub(kx).min(ow).max(lo);
+                    out[..lo].fill(0.0);
+                    out[lo..hi].copy_from_slice(&src[lo + kx - pw..hi + kx - pw]);
+                    out[hi..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The inverse scatter of [`im2col`]: adds each column entry back onto its input pixel.
+fn col2im(col: &[f32], g: &Geometry, image: &mut [f32]) {
+    let (oh, ow) = g.out_hw();
+    let [kh, kw] = g.kernel;
+    let [ph, pw] = g.pad;
+    image.fill(0.0);
+    for c in 0..g.c_in {
+        let plane = &mut image[c * g.height * g.width..(c + 1) * g.height * g.width];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &col[((c * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
+                for y in 0..oh {
+                    let sy = (y + ky).wrapping_sub(ph);
+                    if sy >= g.height {
+                        continue;
+                    }
+                    let lo = pw.saturating_sub(kx).min(ow);
+                    let hi = (g.width + pw).saturating_sub(kx).min(ow).max(lo);
+                    let dst =
+                        &mut plane[sy * g.width..(sy + 1) * g.width][lo + kx - pw..hi + kx - pw];
+                    for (d, &v) in dst.iter_mut().zip(&row[y * ow + lo..y * ow + hi]) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forward(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, g: Geometry) -> FlexTensor {
+    let (oh, ow) = g.out_hw();
+    let (taps, spatial) = (g.taps(), oh * ow);
+    let mut out = vec![0.0f32; g.batch * g.out_len()];
+    with_f32(x, |x| {
+        with_f32(w, |w| {
+            let bias = bias.map(|b| with_f32(b, |b| b.to_vec()));
+            out.par_chunks_mut(g.out_len())
+                .zip(x.par_chunks(g.in_len()))
+                .for_each_init(
+                    || vec![0.0f32; taps * spatial],
+                    |col, (out, image)| {
+                        im2col(image, &g, col);
+                        if let Some(bias) = &bias {
+                            for (row, &b) in out.chunks_mut(spatial).zip(bias) {
+                                row.fill(b);
+                            }
+                        }
+                        let lhs = View::rows(w, taps);
+                        let rhs = View::rows(col, spatial);
+                        matmul(out, g.c_out, spatial, taps, bias.is_some(), lhs, rhs);
+                    },
+                );
+        })
+    });
+    tensor(out, &[g.batch, g.c_out, oh, ow])
+}
+
+/// The gradients a backward pass was asked for.
+struct Grads {
+    x: Option<FlexTensor>,
+    weight: Option<FlexTensor>,
+    bias: Option<FlexTensor>,
+}
+
+/// One thread's share of the weight and bias gradients, with its scratch buffers.
+struct Partial {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    col: Vec<f32>,
+}
+
+fn backward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    grad: &FlexTensor,
+    g: Geometry,
+    want_x: bool,
+    want_w: bool,
+    want_b: bool,
+) -> Grads {
+    let (oh, ow) = g.out_hw();
+    let (taps, spatial) = (g.taps(), oh * ow);
+    debug_assert_eq!(dims(grad), [g.batch, g.c_out, oh, ow]);
+    let mut dx = vec![0.0f32; if want_x { g.batch * g.in_len() } else { 0 }];
+    let (dw, db) = with_f32(x, |x| {
+        with_f32(w, |w| {
+            with_f32(grad, |grad| {
+                let images = x.par_chunks(g.in_len()).zip(grad.par_chunks(g.out_len()));
+                let new = || Partial {
+                    weight: vec![0.0; if want_w { g.c_out * taps } else { 0 }],
+                    bias: vec![0.0; if want_b { g.c_out } else { 0 }],
+                    col: vec![0.0; taps * spatial],
+                };
+                let per_image =
+                    |mut p: Partial, (image, go): (&[f32], &[f32]), dx: Option<&mut [f32]>| {
+                        if want_w {
+                            im2col(image, &g, &mut p.col);
+                            // dW[c_out, taps] += G[c_out, spatial] × colᵀ[spatial, taps]
+                            let lhs = View::rows(go, spatial);
+                            let rhs = View::transposed(&p.col, spatial);
+                            matmul(&mut p.weight, g.c_out, taps, spatial, true, lhs, rhs);
+                        }
+                        if want_b {
+                            for (b, row) in p.bias.iter_mut().zip(go.chunks(spatial)) {
+                                *b += row.iter().sum::<f32>();
+                            }
+                        }
+                        if let Some(dx) = dx {
+                            // dcol[taps, spatial] = Wᵀ[taps, c_out] × G[c_out, spatial]
+                            let lhs = View::transposed(w, taps);
+                            let rhs = View::rows(go, spatial);
+                            matmul(&mut p.col, taps, spatial, g.c_out, false, lhs, rhs);
+                            col2im(&p.col, &g, dx);
+                        }
+                        p
+                    };
+                let merge = |mut a: Partial, b: Partial| {
+                    a.weight
+                        .iter_mut()
+                        .zip(&b.weight)
+                        .for_each(|(a, b)| *a += b);
+                    a.bias.iter_mut().zip(&b.bias).for_each(|(a, b)| *a += b);
+                    a
+                };
+                let total = if want_x {
+                    images
+                        .zip(dx.par_chunks_mut(g.in_len()))
+                        .fold(new, |p, (pair, dx)| per_image(p, pair, Some(dx)))
+                        .reduce(new, merge)
+                } else {
+                    images
+                        .fold(new, |p, pair| per_image(p, pair, None))
+                        .reduce(new, merge)
+                };
+                (total.weight, total.bias)
+            })
+        })
+    });
+    Grads {
+        x: want_x.then(|| tensor(dx, &[g.batch, g.c_in, g.height, g.width])),
+        weight: want_w.then(|| tensor(dw, &[g.c_out, g.c_in, g.kernel[0], g.kernel[1]])),
+        bias: want_b.then(|| tensor(db, &[g.c_out])),
+    }
+}

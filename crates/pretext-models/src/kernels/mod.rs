@@ -1,0 +1,251 @@
+//! Layers with a kernel of their own on the CPU backend, where Burn's generic operation leaves
+//! most of the time on the table. Each function takes and returns ordinary tensors: on a flex
+//! tensor (with or without autodiff) it runs the hand-written kernel and its backward pass; on
+//! every other backend it composes Burn's own operations, so results agree across backends.
+
+#[cfg(feature = "flex")]
+mod flex_conv;
+#[cfg(feature = "flex")]
+mod flex_pool;
+#[cfg(feature = "flex")]
+mod flex_util;
+
+#[cfg(feature = "flex")]
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2dConfig;
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+
+/// `conv.forward(x)`. On flex, a convolution with stride 1, no dilation, one group and the
+/// same padding on both sides of each axis (3x3 with `Same` padding, for instance) runs as one
+/// matrix product per image, forward and backward; every other case is Burn's own.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if let Some(pad) = symmetric_padding(conv) {
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        if let Some(out) = flex_conv::conv2d(&x, &conv.weight.val(), bias.as_ref(), pad) {
+            return out;
+        }
+    }
+    conv.forward(x)
+}
+
+/// The per-axis padding when `conv` is one the flex kernel covers.
+#[cfg(feature = "flex")]
+fn symmetric_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+    if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
+        return None;
+    }
+    let [kh, kw] = conv.kernel_size;
+    match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        // At stride 1, `Same` pads k - 1 in all: evenly on both sides for odd kernels.
+        PaddingConfig2d::Same => (kh % 2 == 1 && kw % 2 == 1).then_some([kh / 2, kw / 2]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => {
+            (top == bottom && left == right).then_some([top, left])
+        }
+    }
+}
+
+/// `relu(max_pool2d(x))` with 2x2 windows and stride 2 (odd trailing rows and columns are
+/// dropped, as Burn's `MaxPool2d` does): `[b, c, h, w]` → `[b, c, h/2, w/2]`.
+///
+/// On flex this is one pass over the input and, in training, one pass back, where Burn's
+/// general pooling computes each window's bounds with integer divisions and keeps an `i64`
+/// index per output (about a quarter of the reference CNN's training step).
+pub fn max_pool2_relu(x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_pool::max_pool2_relu(&x) {
+        return out;
+    }
+    relu(MaxPool2dConfig::new([2, 2]).init().forward(x))
+}
+
+// The kernels' own tests; without the feature every function is Burn's composition.
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution, Int, Tolerance};
+
+    /// The kernel's output and its gradients for the input, weight and bias, against Burn's
+    /// convolution on the same module, input and output weighting.
+    fn check_conv(config: Conv2dConfig, dims: [usize; 4], input_grad: bool) {
+        let device = Device::flex().autodiff();
+        let conv = config.init(&device);
+        let data = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device).into_data();
+        let input = || {
+            let x = Tensor::<4>::from_data(data.clone(), &device);
+            if input_grad { x.require_grad() } else { x }
+        };
+        let (fast_x, slow_x) = (input(), input());
+        let pad = symmetric_padding(&conv).expect("a convolution the kernel covers");
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        let fast = flex_conv::conv2d(&fast_x, &conv.weight.val(), bias.as_ref(), pad)
+            .expect("the flex kernel covers this convolution");
+        let slow = conv.forward(slow_x.clone());
+        assert_eq!(fast.dims(), slow.dims());
+        let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+        fast.to_data()
+            .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+        let weights = Tensor::<4>::random(fast.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let fast_grads = (fast * weights.clone()).sum().backward();
+        let slow_grads = (slow * weights).sum().backward();
+        let weight = conv.weight.val();
+        weight
+            .grad(&fast_grads)
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(&weight.grad(&slow_grads).unwrap().into_data(), tolerance);
+        if let Some(bias) = &conv.bias {
+            let bias = bias.val();
+            bias.grad(&fast_grads)
+                .unwrap()
+                .into_data()
+                .assert_approx_eq::<f32>(&bias.grad(&slow_grads).unwrap().into_data(), tolerance);
+        }
+        match (fast_x.grad(&fast_grads), slow_x.grad(&slow_grads)) {
+            (Some(fast), Some(slow)) => fast
+                .into_data()
+                .assert_approx_eq::<f32>(&slow.into_data(), tolerance),
+            (None, None) => assert!(!input_grad),
+            _ => panic!("only one path computed the input's gradient"),
+        }
+    }
+
+    #[test]
+    fn conv_matches_burn_forward_and_backward() {
+        let same = PaddingConfig2d::Same;
+        // The CNN encoder's two layers, with and without bias and input gradient.
+        check_conv(
+            Conv2dConfig::new([1, 32], [3, 3]).with_padding(same.clone()),
+            [4, 1, 28, 28],
+            false,
+        );
+        check_conv(
+            Conv2dConfig::new([32, 64], [3, 3])
+                .with_padding(same.clone())
+                .with_bias(false),
+            [3, 32, 14, 14],
+            true,
+        );
+        // Colour input, a wider kernel, odd sizes, no padding and explicit padding.
+        check_conv(
+            Conv2dConfig::new([3, 5], [5, 5]).with_padding(same),
+            [2, 3, 9, 7],
+            true,
+        );
+        check_conv(Conv2dConfig::new([2, 4], [3, 3]), [2, 2, 6, 5], true);
+        check_conv(
+            Conv2dConfig::new([2, 3], [3, 1]).with_padding(PaddingConfig2d::Explicit(2, 1, 2, 1)),
+            [2, 2, 4, 3],
+            true,
+        );
+    }
+
+    #[test]
+    fn conv_outside_the_kernel_is_burns() {
+        // Stride 2 and asymmetric padding go to Burn's convolution unchanged.
+        let covered = |conv: &Conv2d| symmetric_padding(conv).is_some();
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        for conv in [
+            Conv2dConfig::new([3, 4], [3, 3])
+                .with_stride([2, 2])
+                .init(&device),
+            Conv2dConfig::new([3, 4], [2, 2])
+                .with_padding(PaddingConfig2d::Same)
+                .init(&device),
+        ] {
+            assert!(!covered(&conv));
+            conv2d(&conv, x.clone())
+                .into_data()
+                .assert_eq(&conv.forward(x.clone()).into_data(), true);
+        }
+    }
+
+    #[test]
+    fn conv_inference_matches_burn() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([3, 8], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        let x = Tensor::<4>::random([5, 3, 12, 10], Distribution::Normal(0.0, 1.0), &device);
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        flex_conv::conv2d(&x, &conv.weight.val(), bias.as_ref(), [1, 1])
+            .expect("the flex kernel takes inference tensors")
+            .into_data()
+            .assert_approx_eq::<f32>(&conv.forward(x).into_data(), Tolerance::rel_abs(1e-4, 1e-4));
+    }
+
+    /// The generic composition, which the flex kernel must reproduce.
+    fn reference(x: Tensor<4>) -> Tensor<4> {
+        relu(MaxPool2dConfig::new([2, 2]).init().forward(x))
+    }
+
+    fn check(device: &Device, dims: [usize; 4]) {
+        let data = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), device).into_data();
+        let fast_x = Tensor::<4>::from_data(data.clone(), device).require_grad();
+        let ref_x = Tensor::<4>::from_data(data, device).require_grad();
+        let fast = flex_pool::max_pool2_relu(&fast_x).expect("the flex kernel covers this input");
+        let slow = reference(ref_x.clone());
+        fast.to_data().assert_eq(&slow.to_data(), true);
+        // A weight per output, so each position's gradient is distinct.
+        let n = fast.shape().num_elements();
+        let weights = Tensor::<1, Int>::arange(0..n as i64, device)
+            .float()
+            .reshape(fast.dims());
+        let fast_grad = (fast * weights.clone()).sum().backward();
+        let slow_grad = (slow * weights).sum().backward();
+        fast_x
+            .grad(&fast_grad)
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &ref_x.grad(&slow_grad).unwrap().into_data(),
+                Tolerance::absolute(0.0),
+            );
+    }
+
+    #[test]
+    fn matches_pool_then_relu_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        check(&device, [3, 5, 28, 28]);
+        // Odd sizes drop the last row and column.
+        check(&device, [2, 3, 7, 9]);
+        check(&device, [1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn ties_and_zeros_follow_burn() {
+        // Equal maxima pick the first in the window; a window whose maximum is 0 or below
+        // passes no gradient (ReLU's derivative at 0 is 0).
+        let device = Device::flex().autodiff();
+        let x =
+            Tensor::<4>::from_floats([[[[1.0, 1.0, -1.0, 0.0], [0.5, 1.0, -2.0, -3.0]]]], &device)
+                .require_grad();
+        let y = max_pool2_relu(x.clone());
+        y.to_data().assert_eq(
+            &Tensor::<4>::from_floats([[[[1.0, 0.0]]]], &device).to_data(),
+            true,
+        );
+        let grad = x.grad(&y.sum().backward()).unwrap();
+        grad.into_data().assert_eq(
+            &Tensor::<4>::from_floats([[[[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]], &device)
+                .inner()
+                .into_data(),
+            true,
+        );
+    }
+
+    #[test]
+    fn inference_tensors_take_the_kernel_too() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 4, 10, 6], Distribution::Normal(0.0, 1.0), &device);
+        flex_pool::max_pool2_relu(&x)
+            .expect("the flex kernel takes inference tensors")
+            .into_data()
+            .assert_eq(&reference(x).into_data(), true);
+    }
+}
