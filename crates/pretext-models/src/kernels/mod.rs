@@ -240,6 +240,28 @@ mod tests {
     }
 
     #[test]
+    fn nan_wins_its_window_as_in_burn() {
+        // A NaN is the window's maximum and the last NaN takes the gradient; ReLU lets NaN
+        // through. The reference composition agrees on the gradient.
+        let device = Device::flex().autodiff();
+        let rows = [[[[f32::NAN, 2.0, 1.0, 3.0], [f32::NAN, 1.0, -1.0, -2.0]]]];
+        let fast_x = Tensor::<4>::from_floats(rows, &device).require_grad();
+        let slow_x = Tensor::<4>::from_floats(rows, &device).require_grad();
+        let fast = max_pool2_relu(fast_x.clone());
+        let values = fast.to_data().try_to_vec::<f32>().unwrap();
+        assert!(values[0].is_nan() && values[1] == 3.0, "{values:?}");
+        let fast_grad = fast_x.grad(&fast.sum().backward()).unwrap().into_data();
+        let slow_grad = slow_x
+            .grad(&reference(slow_x.clone()).sum().backward())
+            .unwrap();
+        fast_grad.assert_eq(&slow_grad.into_data(), true);
+        assert_eq!(
+            fast_grad.try_to_vec::<f32>().unwrap(),
+            [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+        );
+    }
+
+    #[test]
     fn inference_tensors_take_the_kernel_too() {
         let device = Device::flex();
         let x = Tensor::<4>::random([2, 4, 10, 6], Distribution::Normal(0.0, 1.0), &device);
