@@ -1,14 +1,12 @@
-//! Batch normalisation of `[batch, channels, height, width]` activations while training, from
-//! tensor operations that keep the channels-first layout.
-//!
-//! Burn's fused `batch_norm_train` moves the channel axis to the front (a copy of the whole
-//! activation) for each statistic, and again in its backward pass. Reducing over the contiguous
-//! spatial axis first needs no such copies: forward and backward together run about 30% faster
-//! on flex. The layer, its state and its records stay `burn::nn::BatchNorm`'s; inference and
-//! frozen layers use its own forward pass.
+//! Batch normalisation of `[batch, channels, height, width]` activations while training, with
+//! [`crate::kernels::batch_norm_train`] (a kernel of its own on flex, operations that keep the
+//! channels-first layout elsewhere). The layer, its state and its records stay
+//! `burn::nn::BatchNorm`'s; inference and frozen layers use its own forward pass.
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
+
+use crate::kernels::batch_norm_train;
 
 /// `norm.forward(x)`, with the training-mode statistics computed as described above; running
 /// statistics are updated exactly as `BatchNorm` does (biased batch variance, `momentum`).
@@ -16,30 +14,22 @@ pub fn batch_norm_2d(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if !(x.device().is_autodiff() && norm.training.is_enabled()) {
         return norm.forward(x);
     }
-    let [b, c, h, w] = x.dims();
     let device = x.device();
-    let flat = x.reshape([b, c, h * w]);
-    // [1, c, 1]: the mean of per-image means is the mean over batch and space.
-    let mean = flat.clone().mean_dim(2).mean_dim(0);
-    let centred = flat - mean.clone();
-    let variance = centred.clone().square().mean_dim(2).mean_dim(0);
-    let scale = variance.clone().add_scalar(norm.epsilon).sqrt().recip()
-        * norm.gamma.val().reshape([1, c, 1]);
-    let out = centred * scale + norm.beta.val().reshape([1, c, 1]);
-
+    let (out, mean, variance) =
+        batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
     let m = norm.momentum;
-    let running = |state: Tensor<1>, batch: Tensor<3>| {
+    let running = |state: Tensor<1>, batch: Tensor<1>| {
         state
             .to_device(&device)
             .mul_scalar(1.0 - m)
-            .add(batch.detach().reshape([c]).mul_scalar(m))
+            .add(batch.mul_scalar(m))
             .detach()
     };
     norm.running_mean
         .update(running(norm.running_mean.value_sync(), mean));
     norm.running_var
         .update(running(norm.running_var.value_sync(), variance));
-    out.reshape([b, c, h, w])
+    out
 }
 
 #[cfg(test)]

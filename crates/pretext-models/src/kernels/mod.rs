@@ -6,6 +6,8 @@
 #[cfg(feature = "flex")]
 mod flex_conv;
 #[cfg(feature = "flex")]
+mod flex_norm;
+#[cfg(feature = "flex")]
 mod flex_pool;
 #[cfg(feature = "flex")]
 mod flex_util;
@@ -46,6 +48,49 @@ fn symmetric_padding(conv: &Conv2d) -> Option<[usize; 2]> {
             (top == bottom && left == right).then_some([top, left])
         }
     }
+}
+
+/// Training-mode batch normalisation of `[b, c, h, w]` activations with scale `gamma` and
+/// shift `beta` (each `[c]`): the normalised output, and the batch's mean and biased variance
+/// per channel (detached) for the running statistics.
+///
+/// On a flex autodiff tensor this is a kernel of two passes forward and two backward. Elsewhere
+/// it is composed from tensor operations that reduce over the contiguous spatial axis first:
+/// Burn's fused `batch_norm_train` moves the channel axis to the front (a copy of the whole
+/// activation) for each statistic, and again in its backward pass.
+pub fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon) {
+        return out;
+    }
+    batch_norm_composed(x, gamma, beta, epsilon)
+}
+
+/// [`batch_norm_train`] from tensor operations, for every backend.
+fn batch_norm_composed(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let [b, c, h, w] = x.dims();
+    let flat = x.reshape([b, c, h * w]);
+    // [1, c, 1]: the mean of per-image means is the mean over batch and space.
+    let mean = flat.clone().mean_dim(2).mean_dim(0);
+    let centred = flat - mean.clone();
+    let variance = centred.clone().square().mean_dim(2).mean_dim(0);
+    let scale = variance.clone().add_scalar(epsilon).sqrt().recip() * gamma.reshape([1, c, 1]);
+    let out = centred * scale + beta.reshape([1, c, 1]);
+    (
+        out.reshape([b, c, h, w]),
+        mean.detach().reshape([c]),
+        variance.detach().reshape([c]),
+    )
 }
 
 /// `relu(max_pool2d(x))` with 2x2 windows and stride 2 (odd trailing rows and columns are
@@ -237,6 +282,62 @@ mod tests {
                 .into_data(),
             true,
         );
+    }
+
+    #[test]
+    fn batch_norm_matches_the_composition() {
+        let device = Device::flex().autodiff();
+        // A mean large beside the spread tests the variance's precision; odd plane sizes test
+        // the sums' tails.
+        for (dims, mean) in [
+            ([4, 3, 5, 7], 0.0),
+            ([3, 2, 28, 28], 50.0),
+            ([2, 5, 1, 1], 1.0),
+        ] {
+            let data =
+                Tensor::<4>::random(dims, Distribution::Normal(mean, 2.0), &device).into_data();
+            let gamma = Tensor::<1>::random([dims[1]], Distribution::Normal(1.0, 0.5), &device)
+                .require_grad();
+            let beta = Tensor::<1>::random([dims[1]], Distribution::Normal(0.0, 0.5), &device)
+                .require_grad();
+            let fast_x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
+            let slow_x = Tensor::<4>::from_data(data, &device).require_grad();
+            let (fast, fast_mean, fast_var) =
+                flex_norm::batch_norm_train(&fast_x, &gamma, &beta, 1e-5)
+                    .expect("the flex kernel covers this input");
+            let (slow, slow_mean, slow_var) =
+                batch_norm_composed(slow_x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+            fast.to_data()
+                .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+            fast_mean
+                .into_data()
+                .assert_approx_eq::<f32>(&slow_mean.into_data(), tolerance);
+            fast_var
+                .into_data()
+                .assert_approx_eq::<f32>(&slow_var.into_data(), tolerance);
+            let weights = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let fast_grads = (fast * weights.clone()).sum().backward();
+            let slow_grads = (slow * weights).sum().backward();
+            let pairs = [
+                (
+                    fast_x.grad(&fast_grads).map(Tensor::into_data),
+                    slow_x.grad(&slow_grads).map(Tensor::into_data),
+                ),
+                (
+                    gamma.grad(&fast_grads).map(Tensor::into_data),
+                    gamma.grad(&slow_grads).map(Tensor::into_data),
+                ),
+                (
+                    beta.grad(&fast_grads).map(Tensor::into_data),
+                    beta.grad(&slow_grads).map(Tensor::into_data),
+                ),
+            ];
+            for (fast, slow) in pairs {
+                fast.unwrap()
+                    .assert_approx_eq::<f32>(&slow.unwrap(), tolerance);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,266 @@
+//! The flex kernel behind [`super::batch_norm_train`]: batch normalisation of
+//! `[batch, channels, height, width]` activations in training, two passes forward (statistics,
+//! then the normalised output) and two backward (two sums per channel, then the input's
+//! gradient). Composed from tensor operations, the same layer took about six passes over the
+//! activation forward and ten backward, and this machine's passes are bound by memory traffic.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::flex_util::{dims, tensor, with_f32};
+
+/// The batch's statistics per channel, in f64: the sums behind them run over up to millions
+/// of values.
+#[derive(Debug, Clone)]
+struct Statistics {
+    mean: Vec<f64>,
+    /// `1 / sqrt(variance + epsilon)`.
+    inv_std: Vec<f64>,
+    variance: Vec<f64>,
+}
+
+/// What the backward pass needs: the input, the scale and the batch statistics.
+#[derive(Debug, Clone)]
+struct NormState {
+    x: FlexTensor,
+    gamma: Vec<f32>,
+    stats: Statistics,
+}
+
+/// The kernel's output with the batch mean and (biased) variance per channel, or `None` to
+/// leave the layer to the generic path.
+pub(super) fn batch_norm_train(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    epsilon: f64,
+) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)> {
+    let [b, c, h, w] = x.dims();
+    let fits = [x.dtype(), gamma.dtype(), beta.dtype()] == [DType::F32; 3]
+        && gamma.dims() == [c]
+        && beta.dims() == [c]
+        && b * h * w > 0;
+    if !fits || !x.device().is_autodiff() {
+        return None;
+    }
+    let prim = |t: Tensor<1>| t.try_into_primitive::<Autodiff<Flex>>().ok();
+    let (gamma, beta) = (prim(gamma.clone())?, prim(beta.clone())?);
+    let x_prim = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+    let (out, stats) = tracked(x_prim, gamma, beta, epsilon);
+    let per_channel = |values: &[f64]| {
+        let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        Tensor::<1>::from_data(TensorData::new(values, [c]), &x.device())
+    };
+    Some((
+        Tensor::from_primitive::<Autodiff<Flex>>(out),
+        per_channel(&stats.mean),
+        per_channel(&stats.variance),
+    ))
+}
+
+fn tracked(
+    x: FloatTensor<Autodiff<Flex>>,
+    gamma: FloatTensor<Autodiff<Flex>>,
+    beta: FloatTensor<Autodiff<Flex>>,
+    epsilon: f64,
+) -> (FloatTensor<Autodiff<Flex>>, Statistics) {
+    let (x, x_guard) = x.into_parts();
+    let (gamma, gamma_guard) = gamma.into_parts();
+    let (beta, beta_guard) = beta.into_parts();
+    let gamma = with_f32(&gamma, <[f32]>::to_vec);
+    let beta = with_f32(&beta, <[f32]>::to_vec);
+    let stats = statistics(&x, epsilon);
+    let out = normalise(&x, &gamma, &beta, &stats);
+    let result = stats.clone();
+    let out = match BatchNormBackward
+        .prepare::<NoCheckpointing>([x_guard, gamma_guard, beta_guard])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(NormState { x, gamma, stats }, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    (out, result)
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pgamma, pbeta] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let state = ops.state;
+        let [_, c, _, _] = dims(&state.x);
+        let sums = channel_sums(&state.x, &grad);
+        // dβ = Σ dy; dγ = Σ dy·x̂ = inv_std · (Σ dy·x − mean · Σ dy).
+        let d_beta: Vec<f64> = sums.iter().map(|s| s.0).collect();
+        let d_gamma: Vec<f64> = (0..c)
+            .map(|k| state.stats.inv_std[k] * (sums[k].1 - state.stats.mean[k] * sums[k].0))
+            .collect();
+        if let Some(node) = px {
+            let dx = input_grad(&state, &grad, &d_beta, &d_gamma);
+            grads.register::<Flex>(node.id, dx);
+        }
+        let as_tensor = |v: &[f64]| tensor(v.iter().map(|&v| v as f32).collect(), &[c]);
+        if let Some(node) = pgamma {
+            grads.register::<Flex>(node.id, as_tensor(&d_gamma));
+        }
+        if let Some(node) = pbeta {
+            grads.register::<Flex>(node.id, as_tensor(&d_beta));
+        }
+    }
+}
+
+/// The two sums `Σ term(a, b)` over a plane, in f32 lanes (the compiler vectorises
+/// fixed-size lane arrays) added up in f64 at the end.
+#[inline(always)]
+fn plane_sums(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
+    const LANES: usize = 16;
+    let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (a_rest, b_rest) = (a_chunks.remainder(), b_chunks.remainder());
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for i in 0..LANES {
+            let (t1, t2) = term(ca[i], cb[i]);
+            s1[i] += t1;
+            s2[i] += t2;
+        }
+    }
+    let mut sums = (
+        s1.iter().map(|&v| f64::from(v)).sum::<f64>(),
+        s2.iter().map(|&v| f64::from(v)).sum::<f64>(),
+    );
+    for (&va, &vb) in a_rest.iter().zip(b_rest) {
+        let (t1, t2) = term(va, vb);
+        sums.0 += f64::from(t1);
+        sums.1 += f64::from(t2);
+    }
+    sums
+}
+
+/// Adds each plane's pair of sums into its channel's.
+fn per_channel(planes: Vec<(f64, f64)>, channels: usize) -> Vec<(f64, f64)> {
+    let mut sums = vec![(0.0, 0.0); channels];
+    for (i, (s1, s2)) in planes.into_iter().enumerate() {
+        sums[i % channels].0 += s1;
+        sums[i % channels].1 += s2;
+    }
+    sums
+}
+
+fn statistics(x: &FlexTensor, epsilon: f64) -> Statistics {
+    let [b, c, h, w] = dims(x);
+    let plane = h * w;
+    let n = (b * plane) as f64;
+    with_f32(x, |x| {
+        // Sums of x − shift and its square, with each channel's first value as the shift, so
+        // that the variance keeps its precision when the mean is large beside the spread.
+        let shift: Vec<f32> = (0..c).map(|k| x[k * plane]).collect();
+        let planes: Vec<(f64, f64)> = x
+            .par_chunks(plane)
+            .enumerate()
+            .map(|(i, values)| {
+                let s = shift[i % c];
+                plane_sums(values, values, |v, _| ((v - s), (v - s) * (v - s)))
+            })
+            .collect();
+        let sums = per_channel(planes, c);
+        let mut stats = Statistics {
+            mean: Vec::with_capacity(c),
+            inv_std: Vec::with_capacity(c),
+            variance: Vec::with_capacity(c),
+        };
+        for (k, (s1, s2)) in sums.into_iter().enumerate() {
+            let centred = s1 / n;
+            let variance = (s2 / n - centred * centred).max(0.0);
+            stats.mean.push(f64::from(shift[k]) + centred);
+            stats.variance.push(variance);
+            stats.inv_std.push(1.0 / (variance + epsilon).sqrt());
+        }
+        stats
+    })
+}
+
+/// `y = (x − mean) · inv_std · γ + β`, as one multiply-add per value.
+fn normalise(x: &FlexTensor, gamma: &[f32], beta: &[f32], stats: &Statistics) -> FlexTensor {
+    let [b, c, h, w] = dims(x);
+    let plane = h * w;
+    let scale: Vec<f64> = (0..c)
+        .map(|k| f64::from(gamma[k]) * stats.inv_std[k])
+        .collect();
+    let coefficients: Vec<(f32, f32)> = (0..c)
+        .map(|k| {
+            let offset = f64::from(beta[k]) - stats.mean[k] * scale[k];
+            (scale[k] as f32, offset as f32)
+        })
+        .collect();
+    let mut out = vec![0.0f32; b * c * plane];
+    with_f32(x, |x| {
+        out.par_chunks_mut(plane)
+            .zip(x.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (out, x))| {
+                let (a, d) = coefficients[i % c];
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = v * a + d;
+                }
+            });
+    });
+    tensor(out, &[b, c, h, w])
+}
+
+/// Per channel, `(Σ dy, Σ dy·x)`.
+fn channel_sums(x: &FlexTensor, grad: &FlexTensor) -> Vec<(f64, f64)> {
+    let [_, c, h, w] = dims(x);
+    with_f32(x, |x| {
+        with_f32(grad, |grad| {
+            let planes = grad
+                .par_chunks(h * w)
+                .zip(x.par_chunks(h * w))
+                .map(|(dy, x)| plane_sums(dy, x, |dy, x| (dy, dy * x)))
+                .collect();
+            per_channel(planes, c)
+        })
+    })
+}
+
+/// `dx = γ·inv_std · (dy − (Σ dy + x̂ · dγ) / N)`, written as `A·dy + B·x + C` per channel.
+fn input_grad(state: &NormState, grad: &FlexTensor, d_beta: &[f64], d_gamma: &[f64]) -> FlexTensor {
+    let [b, c, h, w] = dims(&state.x);
+    let plane = h * w;
+    let n = (b * plane) as f64;
+    let stats = &state.stats;
+    let coefficients: Vec<(f32, f32, f32)> = (0..c)
+        .map(|k| {
+            let scale = f64::from(state.gamma[k]) * stats.inv_std[k];
+            let slope = scale * d_gamma[k] * stats.inv_std[k] / n;
+            let offset = (slope * stats.mean[k] * n - scale * d_beta[k]) / n;
+            (scale as f32, -slope as f32, offset as f32)
+        })
+        .collect();
+    let mut out = vec![0.0f32; b * c * plane];
+    with_f32(&state.x, |x| {
+        with_f32(grad, |grad| {
+            out.par_chunks_mut(plane)
+                .zip(x.par_chunks(plane).zip(grad.par_chunks(plane)))
+                .enumerate()
+                .for_each(|(i, (out, (x, dy)))| {
+                    let (a, bx, d) = coefficients[i % c];
+                    for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
+                        *o = a * g + bx * v + d;
+                    }
+                });
+        })
+    });
+    tensor(out, &[b, c, h, w])
+}
