@@ -211,6 +211,17 @@ mod tests {
     }
 
     #[test]
+    fn empty_batches_pass_through() {
+        let device = Device::flex().autodiff();
+        let conv = Conv2dConfig::new([1, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        let x = Tensor::<4>::zeros([0, 1, 8, 8], &device);
+        assert_eq!(conv2d(&conv, x.clone()).dims(), [0, 4, 8, 8]);
+        assert_eq!(max_pool2_relu(x).dims(), [0, 1, 4, 4]);
+    }
+
+    #[test]
     fn conv_inference_matches_burn() {
         let device = Device::flex();
         let conv = Conv2dConfig::new([3, 8], [3, 3])

@@ -1,0 +1,96 @@
+//! Pretext's flex kernels beside the Burn operations they replace, in one run: the CNN
+//! encoder's layers at batch 128, forward and backward (`sum().backward()`), on flex with every
+//! core. Prints the median of several repetitions after warm-up for each side and the speed-up.
+//!
+//! Run: `cargo bench --bench kernels`.
+
+use std::time::Instant;
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::{BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Distribution, Tensor};
+use pretext_models::kernels::{batch_norm_train, conv2d, max_pool2_relu};
+
+// The allocator the `pretext` binary uses, so figures match what users see.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const WARMUP: usize = 3;
+const REPEATS: usize = 15;
+
+/// Median milliseconds of `f` over `REPEATS` calls after `WARMUP`.
+fn time(mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..WARMUP + REPEATS)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .skip(WARMUP)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn row(name: &str, burn: f64, ours: f64) {
+    println!("{name:<44} {burn:>9.2} {ours:>9.2} {:>8.2}x", burn / ours);
+}
+
+fn conv(device: &Device, channels: [usize; 2], bias: bool) -> Conv2d {
+    Conv2dConfig::new(channels, [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(bias)
+        .init(device)
+}
+
+fn main() {
+    let device = Device::flex().autodiff();
+    let random =
+        |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+    println!("batch 128, flex, forward and backward; median of {REPEATS} after {WARMUP} warm-up");
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}",
+        "operation", "Burn ms", "ours ms", "speed-up"
+    );
+
+    // The first layer: images take no gradient.
+    let images = random([128, 1, 28, 28]);
+    let c1 = conv(&device, [1, 32], true);
+    row(
+        "conv 1→32, 28x28, bias",
+        time(|| drop(c1.forward(images.clone()).sum().backward())),
+        time(|| drop(conv2d(&c1, images.clone()).sum().backward())),
+    );
+    let hidden = random([128, 32, 14, 14]).require_grad();
+    let c2 = conv(&device, [32, 64], false);
+    row(
+        "conv 32→64, 14x14, input gradient",
+        time(|| drop(c2.forward(hidden.clone()).sum().backward())),
+        time(|| drop(conv2d(&c2, hidden.clone()).sum().backward())),
+    );
+
+    let activations = random([128, 32, 28, 28]).require_grad();
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    row(
+        "max-pool 2x2 + ReLU, 32x28x28",
+        time(|| drop(relu(pool.forward(activations.clone())).sum().backward())),
+        time(|| drop(max_pool2_relu(activations.clone()).sum().backward())),
+    );
+
+    let norm = BatchNormConfig::new(32).init(&device);
+    row(
+        "batch norm (training), 32x28x28",
+        time(|| drop(norm.forward(activations.clone()).sum().backward())),
+        time(|| {
+            let (out, _, _) = batch_norm_train(
+                activations.clone(),
+                norm.gamma.val(),
+                norm.beta.val(),
+                norm.epsilon,
+            );
+            drop(out.sum().backward())
+        }),
+    );
+}
