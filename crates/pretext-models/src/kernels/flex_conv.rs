@@ -345,12 +345,10 @@ struct Grads {
     bias: Option<FlexTensor>,
 }
 
-/// One thread's share of the weight and bias gradients, with its scratch buffers.
-struct Partial {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    col: Vec<f32>,
-}
+/// Images per task of the backward pass. The weight and bias gradients are summed per task and
+/// the tasks' sums added in order, so the result does not depend on how the threads share the
+/// tasks: seeded runs stay bit-identical.
+const IMAGES_PER_TASK: usize = 4;
 
 fn backward(
     x: &FlexTensor,
@@ -364,61 +362,58 @@ fn backward(
     let (oh, ow) = g.out_hw();
     let (taps, spatial) = (g.taps(), oh * ow);
     debug_assert_eq!(dims(grad), [g.batch, g.c_out, oh, ow]);
+    let (chunk_in, chunk_out) = (IMAGES_PER_TASK * g.in_len(), IMAGES_PER_TASK * g.out_len());
     let mut dx = vec![0.0f32; if want_x { g.batch * g.in_len() } else { 0 }];
-    let (dw, db) = with_f32(x, |x| {
-        with_f32(w, |w| {
-            with_f32(grad, |grad| {
-                let images = x.par_chunks(g.in_len()).zip(grad.par_chunks(g.out_len()));
-                let new = || Partial {
-                    weight: vec![0.0; if want_w { g.c_out * taps } else { 0 }],
-                    bias: vec![0.0; if want_b { g.c_out } else { 0 }],
-                    col: vec![0.0; taps * spatial],
-                };
-                let per_image =
-                    |mut p: Partial, (image, go): (&[f32], &[f32]), dx: Option<&mut [f32]>| {
-                        if want_w {
-                            im2col(image, &g, &mut p.col);
-                            // dW[c_out, taps] += G[c_out, spatial] × colᵀ[spatial, taps]
-                            let lhs = View::rows(go, spatial);
-                            let rhs = View::transposed(&p.col, spatial);
-                            matmul(&mut p.weight, g.c_out, taps, spatial, true, lhs, rhs);
-                        }
-                        if want_b {
-                            for (b, row) in p.bias.iter_mut().zip(go.chunks(spatial)) {
-                                *b += row.iter().sum::<f32>();
-                            }
-                        }
-                        if let Some(dx) = dx {
-                            // dcol[taps, spatial] = Wᵀ[taps, c_out] × G[c_out, spatial]
-                            let lhs = View::transposed(w, taps);
-                            let rhs = View::rows(go, spatial);
-                            matmul(&mut p.col, taps, spatial, g.c_out, false, lhs, rhs);
-                            col2im(&p.col, &g, dx);
-                        }
-                        p
-                    };
-                let merge = |mut a: Partial, b: Partial| {
-                    a.weight
-                        .iter_mut()
-                        .zip(&b.weight)
-                        .for_each(|(a, b)| *a += b);
-                    a.bias.iter_mut().zip(&b.bias).for_each(|(a, b)| *a += b);
-                    a
-                };
-                let total = if want_x {
-                    images
-                        .zip(dx.par_chunks_mut(g.in_len()))
-                        .fold(new, |p, (pair, dx)| per_image(p, pair, Some(dx)))
-                        .reduce(new, merge)
-                } else {
-                    images
-                        .fold(new, |p, pair| per_image(p, pair, None))
-                        .reduce(new, merge)
-                };
-                (total.weight, total.bias)
-            })
+    let weights = with_f32(w, <[f32]>::to_vec);
+    // One task: its images' weight and bias gradient sums, and their input gradients in `dx`.
+    let task = |col: &mut Vec<f32>, (xs, gs): (&[f32], &[f32]), mut dx: Option<&mut [f32]>| {
+        let mut weight = vec![0.0f32; if want_w { g.c_out * taps } else { 0 }];
+        let mut bias = vec![0.0f32; if want_b { g.c_out } else { 0 }];
+        let images = xs.chunks(g.in_len()).zip(gs.chunks(g.out_len()));
+        for (i, (image, go)) in images.enumerate() {
+            if want_w {
+                im2col(image, &g, col);
+                // dW[c_out, taps] += G[c_out, spatial] × colᵀ[spatial, taps]
+                let lhs = View::rows(go, spatial);
+                let rhs = View::transposed(col, spatial);
+                matmul(&mut weight, g.c_out, taps, spatial, true, lhs, rhs);
+            }
+            if want_b {
+                for (b, row) in bias.iter_mut().zip(go.chunks(spatial)) {
+                    *b += row.iter().sum::<f32>();
+                }
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                // dcol[taps, spatial] = Wᵀ[taps, c_out] × G[c_out, spatial]
+                let (lhs, rhs) = (View::transposed(&weights, taps), View::rows(go, spatial));
+                matmul(col, taps, spatial, g.c_out, false, lhs, rhs);
+                col2im(col, &g, &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
+            }
+        }
+        (weight, bias)
+    };
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = with_f32(x, |x| {
+        with_f32(grad, |grad| {
+            let tasks = x.par_chunks(chunk_in).zip(grad.par_chunks(chunk_out));
+            let scratch = || vec![0.0f32; taps * spatial];
+            if want_x {
+                tasks
+                    .zip(dx.par_chunks_mut(chunk_in))
+                    .map_init(scratch, |col, (pair, dx)| task(col, pair, Some(dx)))
+                    .collect()
+            } else {
+                tasks
+                    .map_init(scratch, |col, pair| task(col, pair, None))
+                    .collect()
+            }
         })
     });
+    let mut dw = vec![0.0f32; if want_w { g.c_out * taps } else { 0 }];
+    let mut db = vec![0.0f32; if want_b { g.c_out } else { 0 }];
+    for (weight, bias) in partials {
+        dw.iter_mut().zip(&weight).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(&bias).for_each(|(a, b)| *a += b);
+    }
     Grads {
         x: want_x.then(|| tensor(dx, &[g.batch, g.c_in, g.height, g.width])),
         weight: want_w.then(|| tensor(dw, &[g.c_out, g.c_in, g.kernel[0], g.kernel[1]])),

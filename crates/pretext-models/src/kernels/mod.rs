@@ -211,6 +211,49 @@ mod tests {
     }
 
     #[test]
+    fn gradients_do_not_depend_on_the_thread_count() {
+        // Seeded runs are bit-identical only if no sum's order follows the thread schedule.
+        let device = Device::flex().autodiff();
+        let conv = Conv2dConfig::new([3, 8], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        let norm = burn::nn::BatchNormConfig::new(8).init(&device);
+        let data = Tensor::<4>::random([37, 3, 12, 12], Distribution::Normal(0.0, 1.0), &device)
+            .into_data();
+        let grads_with = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
+                let y = conv2d(&conv, x.clone());
+                let (y, _, _) =
+                    batch_norm_train(y, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+                let grads = (max_pool2_relu(y).powf_scalar(2.0)).sum().backward();
+                [
+                    x.grad(&grads).unwrap().into_data(),
+                    conv.weight.val().grad(&grads).unwrap().into_data(),
+                    conv.bias
+                        .as_ref()
+                        .unwrap()
+                        .val()
+                        .grad(&grads)
+                        .unwrap()
+                        .into_data(),
+                    norm.gamma.val().grad(&grads).unwrap().into_data(),
+                ]
+            })
+        };
+        let one = grads_with(1);
+        for threads in [2, 3, 5] {
+            for (a, b) in one.iter().zip(grads_with(threads)) {
+                a.assert_eq(&b, true);
+            }
+        }
+    }
+
+    #[test]
     fn empty_batches_pass_through() {
         let device = Device::flex().autodiff();
         let conv = Conv2dConfig::new([1, 4], [3, 3])
