@@ -4,10 +4,11 @@
 //! Burn's flex convolution lowers the whole batch into one column matrix and permutes the
 //! product back to channels-first order, and its backward pass computes the weight gradient
 //! as a convolution with an image-sized kernel. Here every image is a small product
-//! (`[c_out, c_in·kh·kw] × [c_in·kh·kw, h·w]`) on one thread, the threads share out the
-//! images, and each sums its own weight gradient, added together once at the end. For the
-//! CNN encoder's layers at batch 128, forward and backward together went from 24 to 5 ms
-//! (1→32 channels, 28x28) and from 39 to 20 ms (32→64, 14x14).
+//! (`[c_out, c_in·kh·kw] × [c_in·kh·kw, h·w]`) on one thread, and the threads share out the
+//! images (in the backward pass, fixed groups of images whose weight-gradient sums are added
+//! in order). For the CNN encoder's layers at batch 128, forward and backward together take
+//! 4-5 ms instead of 16-21 (1→32 channels, 28x28) and 19-23 ms instead of 33-41 (32→64,
+//! 14x14); `cargo bench --bench kernels` prints both.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;

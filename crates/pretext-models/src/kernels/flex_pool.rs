@@ -6,6 +6,8 @@
 //! and the output gradient instead of the whole input: both passes are bound by memory
 //! traffic, and the input is four times the output's size.
 
+use std::sync::Arc;
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -13,8 +15,6 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
-use std::sync::Arc;
-
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
@@ -91,7 +91,7 @@ impl Backward<Flex, 1> for MaxPool2Relu {
 fn window_max(values: [f32; 4]) -> (f32, usize) {
     let [a, b, c, d] = values;
     let best = a.max(b).max(c.max(d));
-    if best.is_nan() || values.iter().any(|v| v.is_nan()) {
+    if values.iter().any(|v| v.is_nan()) {
         let last_nan = values.iter().rposition(|v| v.is_nan()).unwrap_or(0);
         return (f32::NAN, last_nan);
     }

@@ -114,6 +114,11 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution, Int, Tolerance};
 
+    /// A convolution padded to keep the image size.
+    fn same(channels: [usize; 2], kernel: [usize; 2]) -> Conv2dConfig {
+        Conv2dConfig::new(channels, kernel).with_padding(PaddingConfig2d::Same)
+    }
+
     /// The kernel's output and its gradients for the input, weight and bias, against Burn's
     /// convolution on the same module, input and output weighting.
     fn check_conv(config: Conv2dConfig, dims: [usize; 4], input_grad: bool) {
@@ -161,26 +166,15 @@ mod tests {
 
     #[test]
     fn conv_matches_burn_forward_and_backward() {
-        let same = PaddingConfig2d::Same;
         // The CNN encoder's two layers, with and without bias and input gradient.
+        check_conv(same([1, 32], [3, 3]), [4, 1, 28, 28], false);
         check_conv(
-            Conv2dConfig::new([1, 32], [3, 3]).with_padding(same.clone()),
-            [4, 1, 28, 28],
-            false,
-        );
-        check_conv(
-            Conv2dConfig::new([32, 64], [3, 3])
-                .with_padding(same.clone())
-                .with_bias(false),
+            same([32, 64], [3, 3]).with_bias(false),
             [3, 32, 14, 14],
             true,
         );
         // Colour input, a wider kernel, odd sizes, no padding and explicit padding.
-        check_conv(
-            Conv2dConfig::new([3, 5], [5, 5]).with_padding(same),
-            [2, 3, 9, 7],
-            true,
-        );
+        check_conv(same([3, 5], [5, 5]), [2, 3, 9, 7], true);
         check_conv(Conv2dConfig::new([2, 4], [3, 3]), [2, 2, 6, 5], true);
         check_conv(
             Conv2dConfig::new([2, 3], [3, 1]).with_padding(PaddingConfig2d::Explicit(2, 1, 2, 1)),
@@ -199,9 +193,7 @@ mod tests {
             Conv2dConfig::new([3, 4], [3, 3])
                 .with_stride([2, 2])
                 .init(&device),
-            Conv2dConfig::new([3, 4], [2, 2])
-                .with_padding(PaddingConfig2d::Same)
-                .init(&device),
+            same([3, 4], [2, 2]).init(&device),
         ] {
             assert!(!covered(&conv));
             conv2d(&conv, x.clone())
@@ -214,9 +206,7 @@ mod tests {
     fn gradients_do_not_depend_on_the_thread_count() {
         // Seeded runs are bit-identical only if no sum's order follows the thread schedule.
         let device = Device::flex().autodiff();
-        let conv = Conv2dConfig::new([3, 8], [3, 3])
-            .with_padding(PaddingConfig2d::Same)
-            .init(&device);
+        let conv = same([3, 8], [3, 3]).init(&device);
         let norm = burn::nn::BatchNormConfig::new(8).init(&device);
         let data = Tensor::<4>::random([37, 3, 12, 12], Distribution::Normal(0.0, 1.0), &device)
             .into_data();
@@ -256,9 +246,7 @@ mod tests {
     #[test]
     fn empty_batches_pass_through() {
         let device = Device::flex().autodiff();
-        let conv = Conv2dConfig::new([1, 4], [3, 3])
-            .with_padding(PaddingConfig2d::Same)
-            .init(&device);
+        let conv = same([1, 4], [3, 3]).init(&device);
         let x = Tensor::<4>::zeros([0, 1, 8, 8], &device);
         assert_eq!(conv2d(&conv, x.clone()).dims(), [0, 4, 8, 8]);
         assert_eq!(max_pool2_relu(x).dims(), [0, 1, 4, 4]);
@@ -267,9 +255,7 @@ mod tests {
     #[test]
     fn conv_inference_matches_burn() {
         let device = Device::flex();
-        let conv = Conv2dConfig::new([3, 8], [3, 3])
-            .with_padding(PaddingConfig2d::Same)
-            .init(&device);
+        let conv = same([3, 8], [3, 3]).init(&device);
         let x = Tensor::<4>::random([5, 3, 12, 10], Distribution::Normal(0.0, 1.0), &device);
         let bias = conv.bias.as_ref().map(|b| b.val());
         flex_conv::conv2d(&x, &conv.weight.val(), bias.as_ref(), [1, 1])
