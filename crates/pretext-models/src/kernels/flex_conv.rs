@@ -24,14 +24,14 @@ use super::flex_util::{dims, tensor, with_f32};
 
 /// The shape of one convolution: stride 1, no dilation, one group, `pad` on both sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Geometry {
-    pub batch: usize,
-    pub c_in: usize,
-    pub c_out: usize,
-    pub height: usize,
-    pub width: usize,
-    pub kernel: [usize; 2],
-    pub pad: [usize; 2],
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    height: usize,
+    width: usize,
+    kernel: [usize; 2],
+    pad: [usize; 2],
 }
 
 impl Geometry {
@@ -251,64 +251,51 @@ fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, accumulate: bool, lhs: 
     }
 }
 
-/// Lay one image's receptive fields out as `[c_in·kh·kw, oh·ow]` (zeros where the kernel
-/// overhangs the border).
-fn im2col(image: &[f32], g: &Geometry, col: &mut [f32]) {
+/// Walks one image's column buffer (`[c_in·kh·kw, oh·ow]`, see [`im2col`]) output row by
+/// output row, calling `f(col_start, image_start, len)` for the run of entries whose source
+/// pixels lie inside the image; the entries outside it are padding. The one place that knows
+/// which pixel each entry reads.
+fn for_each_span(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
     let (oh, ow) = g.out_hw();
     let [kh, kw] = g.kernel;
     let [ph, pw] = g.pad;
     for c in 0..g.c_in {
-        let plane = &image[c * g.height * g.width..(c + 1) * g.height * g.width];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = &mut col[((c * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
+                let row = ((c * kh + ky) * kw + kx) * oh * ow;
                 for y in 0..oh {
-                    let out = &mut row[y * ow..(y + 1) * ow];
                     let sy = (y + ky).wrapping_sub(ph);
                     if sy >= g.height {
-                        out.fill(0.0);
                         continue;
                     }
-                    let src = &plane[sy * g.width..(sy + 1) * g.width];
                     // Output columns whose source column `x + kx - pw` lies inside the row.
                     let lo = pw.saturating_sub(kx).min(ow);
                     let hi = (g.width + pw).saturating_sub(kx).min(ow).max(lo);
-                    out[..lo].fill(0.0);
-                    out[lo..hi].copy_from_slice(&src[lo + kx - pw..hi + kx - pw]);
-                    out[hi..].fill(0.0);
+                    let source = (c * g.height + sy) * g.width + lo + kx - pw;
+                    f(row + y * ow + lo, source, hi - lo);
                 }
             }
         }
     }
 }
 
+/// Lay one image's receptive fields out as `[c_in·kh·kw, oh·ow]` (zeros where the kernel
+/// overhangs the border).
+fn im2col(image: &[f32], g: &Geometry, col: &mut [f32]) {
+    col.fill(0.0);
+    for_each_span(g, |at, from, len| {
+        col[at..at + len].copy_from_slice(&image[from..from + len]);
+    });
+}
+
 /// The inverse scatter of [`im2col`]: adds each column entry back onto its input pixel.
 fn col2im(col: &[f32], g: &Geometry, image: &mut [f32]) {
-    let (oh, ow) = g.out_hw();
-    let [kh, kw] = g.kernel;
-    let [ph, pw] = g.pad;
     image.fill(0.0);
-    for c in 0..g.c_in {
-        let plane = &mut image[c * g.height * g.width..(c + 1) * g.height * g.width];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = &col[((c * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
-                for y in 0..oh {
-                    let sy = (y + ky).wrapping_sub(ph);
-                    if sy >= g.height {
-                        continue;
-                    }
-                    let lo = pw.saturating_sub(kx).min(ow);
-                    let hi = (g.width + pw).saturating_sub(kx).min(ow).max(lo);
-                    let dst =
-                        &mut plane[sy * g.width..(sy + 1) * g.width][lo + kx - pw..hi + kx - pw];
-                    for (d, &v) in dst.iter_mut().zip(&row[y * ow + lo..y * ow + hi]) {
-                        *d += v;
-                    }
-                }
-            }
+    for_each_span(g, |at, to, len| {
+        for (d, &v) in image[to..to + len].iter_mut().zip(&col[at..at + len]) {
+            *d += v;
         }
-    }
+    });
 }
 
 fn forward(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, g: Geometry) -> FlexTensor {

@@ -104,6 +104,11 @@ pub fn max_pool2_relu(x: Tensor<4>) -> Tensor<4> {
     if let Some(out) = flex_pool::max_pool2_relu(&x) {
         return out;
     }
+    max_pool2_relu_composed(x)
+}
+
+/// [`max_pool2_relu`] from Burn's pooling module and ReLU, for every backend.
+fn max_pool2_relu_composed(x: Tensor<4>) -> Tensor<4> {
     relu(MaxPool2dConfig::new([2, 2]).init().forward(x))
 }
 
@@ -264,17 +269,12 @@ mod tests {
             .assert_approx_eq::<f32>(&conv.forward(x).into_data(), Tolerance::rel_abs(1e-4, 1e-4));
     }
 
-    /// The generic composition, which the flex kernel must reproduce.
-    fn reference(x: Tensor<4>) -> Tensor<4> {
-        relu(MaxPool2dConfig::new([2, 2]).init().forward(x))
-    }
-
-    fn check(device: &Device, dims: [usize; 4]) {
+    fn check_pool(device: &Device, dims: [usize; 4]) {
         let data = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), device).into_data();
         let fast_x = Tensor::<4>::from_data(data.clone(), device).require_grad();
         let ref_x = Tensor::<4>::from_data(data, device).require_grad();
         let fast = flex_pool::max_pool2_relu(&fast_x).expect("the flex kernel covers this input");
-        let slow = reference(ref_x.clone());
+        let slow = max_pool2_relu_composed(ref_x.clone());
         fast.to_data().assert_eq(&slow.to_data(), true);
         // A weight per output, so each position's gradient is distinct.
         let n = fast.shape().num_elements();
@@ -296,10 +296,10 @@ mod tests {
     #[test]
     fn matches_pool_then_relu_forward_and_backward() {
         let device = Device::flex().autodiff();
-        check(&device, [3, 5, 28, 28]);
+        check_pool(&device, [3, 5, 28, 28]);
         // Odd sizes drop the last row and column.
-        check(&device, [2, 3, 7, 9]);
-        check(&device, [1, 1, 2, 2]);
+        check_pool(&device, [2, 3, 7, 9]);
+        check_pool(&device, [1, 1, 2, 2]);
     }
 
     #[test]
@@ -393,7 +393,7 @@ mod tests {
         assert!(values[0].is_nan() && values[1] == 3.0, "{values:?}");
         let fast_grad = fast_x.grad(&fast.sum().backward()).unwrap().into_data();
         let slow_grad = slow_x
-            .grad(&reference(slow_x.clone()).sum().backward())
+            .grad(&max_pool2_relu_composed(slow_x.clone()).sum().backward())
             .unwrap();
         fast_grad.assert_eq(&slow_grad.into_data(), true);
         assert_eq!(
@@ -409,6 +409,6 @@ mod tests {
         flex_pool::max_pool2_relu(&x)
             .expect("the flex kernel takes inference tensors")
             .into_data()
-            .assert_eq(&reference(x).into_data(), true);
+            .assert_eq(&max_pool2_relu_composed(x).into_data(), true);
     }
 }
