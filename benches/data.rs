@@ -56,7 +56,11 @@ fn with_task(kind: TaskKind, f: impl WithTask) {
         TaskConfig::Rotation(c) => f.run(c.build(shape).unwrap()),
         TaskConfig::Jigsaw(c) => f.run(c.build(shape).unwrap()),
         TaskConfig::Mae(c) => f.run(c.build(shape).unwrap()),
-        TaskConfig::Simclr(c) => f.run(c.build(shape).unwrap()),
+        TaskConfig::Simclr(c)
+        | TaskConfig::Byol(c)
+        | TaskConfig::MocoV3(c)
+        | TaskConfig::Vicreg(c)
+        | TaskConfig::BarlowTwins(c) => f.run(c.build(shape).unwrap()),
         TaskConfig::Denoise(c) => f.run(c.build(shape).unwrap()),
         TaskConfig::Autoencoder => f.run(DenoiseConfig::autoencoder().build(shape).unwrap()),
     }

@@ -89,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         grad_clip: None,
         checkpoint_every_steps: None,
         encoder_lr_scale: 1.0,
+        momentum: pretext_train::schedule::DEFAULT_MOMENTUM,
     };
     let model = train_loop(
         model,

@@ -177,6 +177,7 @@ fn export_seed() -> (Vec<u8>, Vec<u8>) {
     let config = EncoderConfig::for_images(EncoderKind::Cnn, 1, 8, 8);
     let encoder = config.init(&device).unwrap();
     let description = EncoderDescription {
+        representation: config.representation(),
         encoder: config,
         input: ImageShape::new(1, 8, 8),
         normalization: pretext_data::Normalization {

@@ -353,10 +353,20 @@ pub struct ProbeArgs {
     pub labels_per_class: pretext_data::LabelBudget,
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
+    /// Where to measure: the test split, or the images the run held out of pretraining
+    /// (`validation`), on which settings are chosen without looking at the test split.
+    #[arg(long, value_enum, default_value = "test")]
+    pub on: EvalSplitArg,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalSplitArg {
+    Test,
+    Validation,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -82,8 +82,12 @@ impl TrainObserver for Progress {
             .knn_accuracy
             .map(|a| format!(", {} {a:.4}", self.monitor))
             .unwrap_or_default();
+        let spread = r
+            .embedding
+            .map(|e| format!(", embedding spread {:.2}", e.relative()))
+            .unwrap_or_default();
         eprintln!(
-            "epoch {}: loss {:.4}{knn}, {:.1} s, {:.0} {}",
+            "epoch {}: loss {:.4}{knn}{spread}, {:.1} s, {:.0} {}",
             r.epoch + 1,
             r.mean_loss,
             r.seconds,

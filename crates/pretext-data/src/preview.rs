@@ -149,7 +149,12 @@ pub fn render(
                 ),
             )
         }
-        TaskConfig::Simclr(config) => {
+        TaskConfig::Simclr(config)
+        | TaskConfig::Byol(config)
+        | TaskConfig::MocoV3(config)
+        | TaskConfig::Vicreg(config)
+        | TaskConfig::BarlowTwins(config) => {
+            let method = task.kind();
             let task: ViewsTask = config.build(shape)?;
             let batch = task.make_batch(&s);
             let o = task.output_shape();
@@ -164,7 +169,10 @@ pub fn render(
                 .collect();
             (
                 rows,
-                "simclr: left, the image; then its two augmented views, a positive pair".into(),
+                format!(
+                    "{}: left, the image; then its two augmented views, a positive pair",
+                    method
+                ),
             )
         }
         TaskConfig::Denoise(_) | TaskConfig::Autoencoder => {

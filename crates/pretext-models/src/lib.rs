@@ -4,8 +4,10 @@
 
 pub mod encoders;
 pub mod error;
+pub mod heads;
 pub mod kernels;
 pub mod losses;
+pub mod momentum;
 mod settings;
 pub mod tasks;
 pub mod text;

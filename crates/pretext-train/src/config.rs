@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use pretext_data::tasks::TaskConfig;
 use pretext_data::{ImageShape, LoaderConfig, TaskKind};
 use pretext_models::encoders::{CnnEncoderConfig, EncoderConfig, EncoderKind};
-use pretext_models::tasks::MaeDecoder;
+use pretext_models::losses::VicregWeights;
+use pretext_models::tasks::{JointEmbeddingConfig, JointLoss, MaeDecoder};
 
 use crate::error::{Result, TrainError};
 use crate::schedule::ScheduleConfig;
@@ -125,13 +126,28 @@ impl PretrainConfig {
 pub struct HeadsConfig {
     /// Hidden width of the jigsaw MLP over the concatenated tile features.
     pub jigsaw_hidden: usize,
-    /// SimCLR projection size.
+    /// SimCLR's projection size (default 64).
     pub projection_dim: usize,
-    /// NT-Xent temperature.
+    /// SimCLR's NT-Xent temperature (default 0.5).
     pub temperature: f32,
     pub mae_decoder: MaeDecoder,
     /// Hidden width of the autoencoder's MLP decoder.
     pub decoder_hidden: usize,
+    /// The two-view methods' projector (SimCLR, BYOL, MoCo v3, VICReg, Barlow Twins): hidden
+    /// widths, then the output width. When absent, the method's own
+    /// ([`HeadsConfig::projector_for`]).
+    pub projector: Option<Vec<usize>>,
+    /// Hidden width of the BYOL and MoCo v3 predictor (default 1024).
+    pub predictor_hidden: usize,
+    /// MoCo v3's temperature (default 0.2).
+    pub moco_temperature: f32,
+    /// VICReg's weights (default 25, 25, 1).
+    pub vicreg: VicregWeights,
+    /// Barlow Twins' weight of the off-diagonal terms (default 5e-3).
+    pub barlow_lambda: f32,
+    /// The momentum target's moving average (BYOL, MoCo v3): `[base, final]`, rising along a
+    /// half cosine over the run's steps (default 0.99 to 1).
+    pub momentum: [f64; 2],
 }
 
 impl Default for HeadsConfig {
@@ -142,12 +158,90 @@ impl Default for HeadsConfig {
             temperature: 0.5,
             mae_decoder: MaeDecoder::default(),
             decoder_hidden: 512,
+            projector: None,
+            predictor_hidden: 1024,
+            moco_temperature: 0.2,
+            vicreg: VicregWeights::default(),
+            barlow_lambda: 5e-3,
+            momentum: crate::schedule::DEFAULT_MOMENTUM,
         }
     }
 }
 
 impl HeadsConfig {
+    /// The projector of a two-view method over a representation of `dim` features: the
+    /// configured one, else the method's (scaled down from the papers' 2048- to 8192-wide heads
+    /// to what trains on a CPU). SimCLR's is one hidden layer as wide as the representation (at
+    /// most 1024), then `projection_dim`.
+    pub fn projector_for(&self, kind: TaskKind, dim: usize) -> Vec<usize> {
+        if let Some(p) = &self.projector {
+            return p.clone();
+        }
+        match kind {
+            TaskKind::Simclr => vec![dim.min(1024), self.projection_dim],
+            TaskKind::Byol => vec![1024, 128],
+            TaskKind::MocoV3 => vec![1024, 1024, 128],
+            _ => vec![1024, 1024, 1024],
+        }
+    }
+
+    /// The model of the two-view method `kind` over a representation of `dim` features.
+    pub fn joint(&self, kind: TaskKind, dim: usize) -> Option<JointEmbeddingConfig> {
+        let loss = match kind {
+            TaskKind::Simclr => JointLoss::Simclr {
+                temperature: self.temperature,
+            },
+            TaskKind::Byol => JointLoss::Byol,
+            TaskKind::MocoV3 => JointLoss::MocoV3 {
+                temperature: self.moco_temperature,
+            },
+            TaskKind::Vicreg => JointLoss::Vicreg(self.vicreg),
+            TaskKind::BarlowTwins => JointLoss::BarlowTwins {
+                lambda: self.barlow_lambda,
+            },
+            _ => return None,
+        };
+        Some(JointEmbeddingConfig {
+            loss,
+            projector: self.projector_for(kind, dim),
+            projector_hidden_norm: kind != TaskKind::Simclr,
+            // MoCo v3 ends its projector with batch norm, as the paper.
+            projector_output_norm: kind == TaskKind::MocoV3,
+            predictor_hidden: self.predictor_hidden,
+        })
+    }
+
     fn validate(&self) -> Result<()> {
+        if self
+            .projector
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.contains(&0))
+            || self.predictor_hidden == 0
+        {
+            return Err(TrainError::config(
+                "heads: projector must list positive widths (hidden ones, then the output) and \
+                 predictor_hidden be positive",
+            ));
+        }
+        let [base, end] = self.momentum;
+        if !((0.0..=1.0).contains(&base) && (base..=1.0).contains(&end)) {
+            return Err(TrainError::config(format!(
+                "heads.momentum = [{base}, {end}] must rise within [0, 1]"
+            )));
+        }
+        let w = &self.vicreg;
+        let non_negative = |v: f32| v.is_finite() && v >= 0.0;
+        let valid = self.moco_temperature.is_finite()
+            && self.moco_temperature > 0.0
+            && [self.barlow_lambda, w.invariance, w.variance, w.covariance]
+                .into_iter()
+                .all(non_negative);
+        if !valid {
+            return Err(TrainError::config(
+                "heads: moco_temperature must be positive, barlow_lambda and the vicreg weights \
+                 non-negative",
+            ));
+        }
         let d = &self.mae_decoder;
         if self.jigsaw_hidden == 0
             || self.projection_dim == 0

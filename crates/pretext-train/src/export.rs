@@ -22,6 +22,9 @@ pub const DESCRIPTION: &str = "encoder.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncoderDescription {
     pub encoder: EncoderConfig,
+    /// Which layer the encoder's output (the representation probes see) is, in words.
+    #[serde(default)]
+    pub representation: String,
     pub input: ImageShape,
     /// Applied to pixels on the [0, 1] scale before the encoder: `(x - mean) / std`.
     pub normalization: Normalization,

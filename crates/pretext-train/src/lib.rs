@@ -23,6 +23,6 @@ pub mod trainer;
 
 pub use config::PretrainConfig;
 pub use error::{Result, TrainError};
-pub use observer::{EpochReport, Silent, StepReport, TrainObserver};
+pub use observer::{EmbeddingSpread, EpochReport, Silent, StepReport, TrainObserver};
 pub use pretrain::{PretrainOutcome, pretrain};
 pub use run_dir::RunMode;

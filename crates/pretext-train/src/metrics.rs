@@ -51,18 +51,27 @@ impl MetricsLog {
     }
 
     pub fn step(&mut self, r: &StepReport) -> Result<()> {
-        self.line(json!({
+        let mut line = json!({
             "kind": "step", "epoch": r.epoch, "batch": r.batch, "step": r.step,
             "loss": r.loss, "lr": r.lr, "images_per_second": r.images_per_second,
-        }))
+        });
+        if let (Some(std), Some(map)) = (r.embedding_std, line.as_object_mut()) {
+            map.insert("embedding_std".into(), json!(std));
+        }
+        self.line(line)
     }
 
     pub fn epoch(&mut self, r: &EpochReport, step: u64) -> Result<()> {
-        self.line(json!({
+        let mut line = json!({
             "kind": "epoch", "epoch": r.epoch, "step": step, "mean_loss": r.mean_loss,
             "knn_accuracy": r.knn_accuracy, "seconds": r.seconds,
             "images_per_second": r.images_per_second,
-        }))?;
+        });
+        if let (Some(spread), Some(map)) = (&r.embedding, line.as_object_mut()) {
+            map.insert("embedding_std".into(), json!(spread.std));
+            map.insert("embedding_collapsed".into(), json!(spread.collapsed()));
+        }
+        self.line(line)?;
         self.flush()
     }
 

@@ -9,7 +9,7 @@ use pretext_data::tasks::RotationTask;
 use pretext_models::Encoder;
 use pretext_models::encoders::EncoderConfig;
 use pretext_models::tasks::{
-    AutoencoderModel, ClassifierModel, JigsawModel, MaeModel, SimclrModel, TaskModel,
+    AutoencoderModel, ClassifierModel, JigsawModel, JointEmbeddingModel, MaeModel, TaskModel,
 };
 
 use crate::config::HeadsConfig;
@@ -98,7 +98,8 @@ pub fn build_model(
             let out = t.output_shape();
             if out != shape && !encoder.accepts_any_size() {
                 return Err(TrainError::config(format!(
-                    "simclr views are {}x{} but the {} encoder takes {}x{} images only",
+                    "{} views are {}x{} but the {} encoder takes {}x{} images only",
+                    t.method(),
                     out.height,
                     out.width,
                     encoder.kind(),
@@ -106,13 +107,10 @@ pub fn build_model(
                     shape.width
                 )));
             }
-            TaskModel::Simclr(SimclrModel::new(
-                built(encoder)?,
-                dim,
-                heads.projection_dim,
-                heads.temperature,
-                device,
-            ))
+            let joint = heads.joint(t.method(), dim).ok_or_else(|| {
+                TrainError::config(format!("{} does not learn from two views", t.method()))
+            })?;
+            TaskModel::Joint(JointEmbeddingModel::new(encoder, &joint, device)?)
         }
         AnyTask::Denoise(_) => TaskModel::Autoencoder(AutoencoderModel::new(
             built(encoder)?,

@@ -11,6 +11,9 @@ pub struct StepReport {
     pub loss: f64,
     pub lr: f64,
     pub images_per_second: f64,
+    /// Two-view methods: the per-dimension standard deviation of the unit-length embeddings
+    /// (about `1 / sqrt(dim)` when spread out, 0 when collapsed).
+    pub embedding_std: Option<f64>,
 }
 
 /// One epoch's figures.
@@ -21,6 +24,31 @@ pub struct EpochReport {
     pub knn_accuracy: Option<f64>,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Two-view methods: how spread out the epoch's embeddings were.
+    pub embedding: Option<EmbeddingSpread>,
+}
+
+/// The collapse monitor of an epoch: the mean of [`StepReport::embedding_std`] and the
+/// embedding's width.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EmbeddingSpread {
+    pub std: f64,
+    pub dim: usize,
+}
+
+impl EmbeddingSpread {
+    /// Below a tenth of the `1 / sqrt(dim)` of spread-out embeddings, the embeddings have
+    /// collapsed (all images mapped to nearly one point, or to a few dimensions).
+    pub const COLLAPSED: f64 = 0.1;
+
+    /// `std * sqrt(dim)`: about 1 when spread out, 0 when collapsed.
+    pub fn relative(&self) -> f64 {
+        self.std * (self.dim as f64).sqrt()
+    }
+
+    pub fn collapsed(&self) -> bool {
+        self.relative() < Self::COLLAPSED
+    }
 }
 
 /// Receives progress. Every method has an empty default.

@@ -20,13 +20,15 @@ use crate::probes::{KnnProbe, knn_accuracy};
 use crate::run_dir::{PERMUTATIONS, RunDir, RunMode};
 use crate::trainer::{LoopSettings, Persistence, train_loop};
 use pretext_data::tasks::AnyTask;
-use pretext_data::{BatchLoader, ImageDataset, validation_split};
+use pretext_data::{BatchLoader, ImageDataset, TrainValSplit, validation_split};
 use pretext_models::tasks::TaskModel;
 
 /// What a finished pretraining run leaves.
 #[derive(Debug, Clone)]
 pub struct PretrainOutcome {
     pub run_dir: PathBuf,
+    /// Which layer the exported representation is.
+    pub representation: String,
     /// The kNN accuracy after the last epoch, when the data has labels.
     pub knn_accuracy: Option<f64>,
     pub encoder_flops_per_image: u64,
@@ -37,6 +39,50 @@ pub struct PretrainOutcome {
 const KNN_SALT: u64 = 0x6b6e_6e5f_7661_6c69;
 /// Salt of the `max_images` subset.
 const SUBSET_SALT: u64 = 0x7375_6273_6574_5f69;
+
+/// The labelled training images a run holds out of pretraining for its kNN monitor (and for
+/// choosing settings on them afterwards), with the rest; `None` when the run holds none out
+/// (unlabelled data, or the monitor disabled).
+pub fn held_out_split(
+    config: &PretrainConfig,
+    data: &ImageDataset,
+) -> Result<Option<TrainValSplit>> {
+    let classes = data.num_classes();
+    let labels = data.train.labels.as_deref();
+    if labels.is_none() || !config.knn.enabled || classes < 2 {
+        return Ok(None);
+    }
+    Ok(Some(validation_split(
+        data.train.len(),
+        labels,
+        classes,
+        config.knn.validation_fraction,
+        config.seed ^ KNN_SALT,
+    )?))
+}
+
+/// The run in `dir`'s held-out images as a data set: its training split is the images the run
+/// pretrained on and its test split the ones it held out ([`held_out_split`]), so settings can
+/// be chosen on them without touching the test split.
+pub fn held_out_dataset(dir: &Path, data: &ImageDataset) -> Result<ImageDataset> {
+    let path = dir.join(crate::run_dir::CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let config = PretrainConfig::from_toml(&text)
+        .map_err(|e| TrainError::config(format!("{}: {e}", path.display())))?;
+    let split = held_out_split(&config, data)?.ok_or_else(|| {
+        TrainError::config(format!(
+            "{} held no images out of pretraining (unlabelled data or knn.enabled = false), so \
+             it has no validation split",
+            dir.display()
+        ))
+    })?;
+    Ok(ImageDataset {
+        name: format!("{} (the run's held-out validation images)", data.name),
+        train: data.train.select(&split.train),
+        test: Some(data.train.select(&split.val)),
+        classes: data.classes.clone(),
+    })
+}
 
 /// Pretrains an encoder on `data`'s training split as `config` says, in the run directory `out`.
 pub fn pretrain(
@@ -74,21 +120,11 @@ pub fn pretrain(
     let norm = data.normalization();
     let n = data.train.len();
     let labels = data.train.labels.as_deref();
-    let monitor = match labels {
-        Some(_) if config.knn.enabled && classes >= 2 => {
-            let split = validation_split(
-                n,
-                labels,
-                classes,
-                config.knn.validation_fraction,
-                config.seed ^ KNN_SALT,
-            )?;
-            let stride = split.train.len().div_ceil(config.knn.bank).max(1);
-            let bank: Vec<usize> = split.train.iter().copied().step_by(stride).collect();
-            Some((split.train, bank, split.val))
-        }
-        _ => None,
-    };
+    let monitor = held_out_split(config, data)?.map(|split| {
+        let stride = split.train.len().div_ceil(config.knn.bank).max(1);
+        let bank: Vec<usize> = split.train.iter().copied().step_by(stride).collect();
+        (split.train, bank, split.val)
+    });
     let mut train_indices = monitor
         .as_ref()
         .map(|(train, _, _)| train.clone())
@@ -164,6 +200,7 @@ pub fn pretrain(
         .ok_or_else(|| TrainError::config("image pretraining built a text model"))?;
     let description = EncoderDescription {
         encoder: encoder_config.clone(),
+        representation: encoder_config.representation(),
         input: shape,
         normalization: norm,
         task: config.task.kind(),
@@ -173,6 +210,7 @@ pub fn pretrain(
     export_encoder(&encoder, &description, run.root())?;
     Ok(PretrainOutcome {
         run_dir: run.root().to_path_buf(),
+        representation: encoder_config.representation(),
         knn_accuracy: last_knn,
         encoder_flops_per_image: encoder_config.flops_per_image(),
         encoder_params: encoder.num_params(),

@@ -9,7 +9,8 @@ use crate::error::{Result, TrainError};
 use crate::export::{DESCRIPTION, WEIGHTS};
 
 const LOCK: &str = ".lock";
-const CONFIG: &str = "config.toml";
+/// The resolved settings of the run.
+pub const CONFIG: &str = "config.toml";
 const METRICS: &str = "metrics.jsonl";
 /// Jigsaw's permutation set, saved with the run.
 pub const PERMUTATIONS: &str = "permutations.json";

@@ -73,6 +73,11 @@ impl Schedule {
         self
     }
 
+    /// Optimizer steps of the whole run.
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
     /// The learning rate of optimizer step `step` (0-based).
     pub fn lr(&self, step: u64) -> f64 {
         if step < self.warmup_steps {
@@ -85,8 +90,48 @@ impl Schedule {
     }
 }
 
+/// BYOL's and MoCo v3's momentum, 0.99 rising to 1 (solo-learn's setting for small images).
+pub const DEFAULT_MOMENTUM: [f64; 2] = [0.99, 1.0];
+
+/// The momentum of a target network's moving average (BYOL, MoCo v3): from `base` at the first
+/// step up to `final` at the last along a half cosine, `m(k) = final - (final - base) *
+/// (cos(pi k / K) + 1) / 2`, so the target follows the online network closely early on and
+/// settles at the end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MomentumSchedule {
+    base: f64,
+    end: f64,
+    total_steps: u64,
+}
+
+impl MomentumSchedule {
+    pub fn new([base, end]: [f64; 2], total_steps: u64) -> Self {
+        Self {
+            base,
+            end,
+            total_steps: total_steps.max(1),
+        }
+    }
+
+    /// The momentum applied after optimizer step `step` (0-based).
+    pub fn at(&self, step: u64) -> f64 {
+        let t = (step.min(self.total_steps) as f64) / self.total_steps as f64;
+        self.end - (self.end - self.base) * ((std::f64::consts::PI * t).cos() + 1.0) / 2.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn momentum_rises_from_base_to_final_along_a_half_cosine() {
+        let m = MomentumSchedule::new([0.99, 1.0], 100);
+        assert!((m.at(0) - 0.99).abs() < 1e-15);
+        assert!((m.at(50) - 0.995).abs() < 1e-12);
+        assert!((m.at(100) - 1.0).abs() < 1e-15);
+        assert!((m.at(500) - 1.0).abs() < 1e-15);
+        assert!(m.at(30) < m.at(31));
+    }
+
     #[test]
     fn truncated_schedules_end_at_the_floor_on_their_last_step() {
         let config = ScheduleConfig {

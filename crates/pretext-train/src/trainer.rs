@@ -21,9 +21,9 @@ use crate::checkpoint::{Checkpoint, CheckpointDir, TrainState};
 use crate::config::{OptimizerConfig, PretrainConfig};
 use crate::error::{Result, TrainError};
 use crate::metrics::MetricsLog;
-use crate::observer::{EpochReport, StepReport, TrainObserver};
+use crate::observer::{EmbeddingSpread, EpochReport, StepReport, TrainObserver};
 use crate::optimizer::build_optimizer;
-use crate::schedule::{Schedule, ScheduleConfig};
+use crate::schedule::{MomentumSchedule, Schedule, ScheduleConfig};
 
 /// The settings the loop itself uses.
 #[derive(Debug, Clone)]
@@ -40,6 +40,9 @@ pub struct LoopSettings {
     /// The encoder's learning rate as a fraction of the rest's (fine-tuning trains a pretrained
     /// encoder more gently than its new head); 1 trains all alike.
     pub encoder_lr_scale: f64,
+    /// The momentum target's moving average, `[base, final]` over the run (models with a
+    /// target only).
+    pub momentum: [f64; 2],
 }
 
 impl From<&PretrainConfig> for LoopSettings {
@@ -53,6 +56,7 @@ impl From<&PretrainConfig> for LoopSettings {
             grad_clip: c.grad_clip,
             checkpoint_every_steps: c.checkpoint.every_steps,
             encoder_lr_scale: 1.0,
+            momentum: c.heads.momentum,
         }
     }
 }
@@ -79,6 +83,7 @@ impl LoopSettings {
             grad_clip,
             checkpoint_every_steps: None,
             encoder_lr_scale,
+            momentum: crate::schedule::DEFAULT_MOMENTUM,
         }
     }
 }
@@ -144,9 +149,29 @@ pub struct Persistence {
 /// accuracy) goes into the epoch's report.
 pub type EpochHook<'a> = dyn FnMut(&TaskModel, u64) -> Result<Option<f64>> + 'a;
 
+/// What one batch gives the loop: the loss, and for methods that embed two views, how spread
+/// out the embeddings are (the collapse monitor).
+pub struct StepLoss {
+    pub loss: Tensor<1>,
+    /// The embeddings' spread and their width.
+    pub embedding_std: Option<(Tensor<1>, usize)>,
+}
+
 /// The loss of one batch. The model and batch kinds match when both come from one task.
 pub fn task_loss(model: &TaskModel, batch: AnyTensors) -> Result<Tensor<1>> {
-    Ok(match (model, batch) {
+    task_output(model, batch).map(|out| out.loss)
+}
+
+/// [`task_loss`] with the collapse monitor.
+pub fn task_output(model: &TaskModel, batch: AnyTensors) -> Result<StepLoss> {
+    if let (TaskModel::Joint(m), AnyTensors::Views(b)) = (model, &batch) {
+        let out = m.loss(b.first.clone(), b.second.clone());
+        return Ok(StepLoss {
+            loss: out.loss,
+            embedding_std: Some((out.embedding_std, out.embedding_dim)),
+        });
+    }
+    let loss = match (model, batch) {
         (TaskModel::Classifier(m), AnyTensors::Classification(b)) => m.loss(b.images, b.targets),
         (TaskModel::Jigsaw(m), AnyTensors::Jigsaw(b)) => m.loss(b.tiles, b.targets),
         (TaskModel::Mae(m), AnyTensors::Masked(b)) => m.loss(MaeInput {
@@ -156,7 +181,6 @@ pub fn task_loss(model: &TaskModel, batch: AnyTensors) -> Result<Tensor<1>> {
             mask: b.mask,
             targets: b.targets,
         }),
-        (TaskModel::Simclr(m), AnyTensors::Views(b)) => m.loss(b.first, b.second),
         (TaskModel::Autoencoder(m), AnyTensors::Denoise(b)) => m.loss(b.inputs, b.targets),
         (TaskModel::Mlm(m), AnyTensors::Mlm(b)) => m.loss(MlmInput {
             tokens: b.inputs.tokens,
@@ -172,6 +196,10 @@ pub fn task_loss(model: &TaskModel, batch: AnyTensors) -> Result<Tensor<1>> {
                 "the model was built for another task than the data loader's",
             ));
         }
+    };
+    Ok(StepLoss {
+        loss,
+        embedding_std: None,
     })
 }
 
@@ -207,6 +235,7 @@ pub fn train_loop(
     )
     .truncated(settings.max_steps);
     let finished = |step: u64| settings.max_steps.is_some_and(|m| step >= m);
+    let momentum = MomentumSchedule::new(settings.momentum, schedule.total_steps());
     let mut optimizer = build_optimizer(&settings.optimizer, settings.grad_clip);
     let encoder_group = (settings.encoder_lr_scale != 1.0)
         .then(|| (model.encoder_group(), settings.encoder_lr_scale));
@@ -289,13 +318,24 @@ pub fn train_loop(
         observer.epoch_started(epoch, settings.epochs, state.batch, batches);
         let started = Instant::now();
         let (mut loss_sum, mut losses, mut images) = (0.0, 0usize, 0usize);
+        let (mut std_sum, mut stds, mut embedding_dim) = (0.0, 0usize, 0usize);
         let mut accumulator = GradientsAccumulator::<TaskModel>::new();
         let mut pending = 0;
         let mut window = (Instant::now(), 0usize);
         for (b, batch) in (state.batch..).zip(loader.epoch_from(epoch, state.batch)) {
             let examples = batch.examples();
-            let loss = task_loss(&model, batch.into_tensors(device))?;
+            let StepLoss {
+                loss,
+                embedding_std,
+            } = task_output(&model, batch.into_tensors(device))?;
             let value = scalar(&loss);
+            let embedding_std = embedding_std.map(|(std, dim)| {
+                let std = scalar(&std);
+                std_sum += std;
+                stds += 1;
+                embedding_dim = dim;
+                std
+            });
             if !value.is_finite() {
                 let dir = persistence
                     .as_ref()
@@ -328,6 +368,9 @@ pub fn train_loop(
                     model,
                     accumulator.grads(),
                 );
+                if model.has_target() {
+                    model = model.update_target(momentum.at(state.step));
+                }
                 pending = 0;
                 state.step += 1;
                 state.batch = b + 1;
@@ -338,6 +381,7 @@ pub fn train_loop(
                     loss: value,
                     lr,
                     images_per_second: window.1 as f64 / window.0.elapsed().as_secs_f64(),
+                    embedding_std,
                 };
                 window = (Instant::now(), 0);
                 observer.step(&report);
@@ -363,7 +407,20 @@ pub fn train_loop(
             knn_accuracy,
             seconds,
             images_per_second: images as f64 / seconds.max(1e-9),
+            embedding: (stds > 0).then(|| EmbeddingSpread {
+                std: std_sum / stds as f64,
+                dim: embedding_dim,
+            }),
         };
+        if let Some(spread) = report.embedding.filter(EmbeddingSpread::collapsed) {
+            observer.note(&format!(
+                "the embeddings are collapsing: their per-dimension spread is {:.3} of a \
+                 spread-out embedding's (below {}); lower the learning rate, or check the \
+                 method's variance terms and momentum",
+                spread.relative(),
+                EmbeddingSpread::COLLAPSED
+            ));
+        }
         state.epoch += 1;
         state.batch = 0;
         if let (Some(p), Some(log)) = (persistence.as_ref(), log.as_mut()) {

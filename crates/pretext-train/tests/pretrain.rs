@@ -84,8 +84,14 @@ fn every_task_model_overfits_a_tiny_batch() {
     for kind in TaskKind::ALL {
         let task = AnyTask::build(&small_task(kind), data.train.shape).unwrap();
         let encoder = small_encoder(kind).with_input(1, 16, 16);
+        // Heads sized for 16 images: a 1024-wide embedding cannot decorrelate over so few.
+        let heads = HeadsConfig {
+            projector: (kind.uses_views() && kind != TaskKind::Simclr).then(|| vec![32, 16]),
+            predictor_hidden: 32,
+            ..HeadsConfig::default()
+        };
         let mut model = seeded(1, &device, || {
-            build_model(&task, &encoder, &HeadsConfig::default(), 3, &device)
+            build_model(&task, &encoder, &heads, 3, &device)
         })
         .unwrap();
         let loader = BatchLoader::new(
@@ -207,10 +213,16 @@ fn a_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one() {
     simclr.optimizer.kind = pretext_train::config::OptimizerKind::Sgd;
     simclr.optimizer.lr = 0.05;
     simclr.optimizer.nesterov = true;
+    // BYOL: the momentum target and its schedule must be restored exactly too, or the online
+    // encoder, which learns against it, ends elsewhere.
+    let mut byol = config(TaskKind::Byol, 2);
+    byol.heads.projector = Some(vec![24, 12]);
+    byol.heads.predictor_hidden = 16;
+    byol.heads.momentum = [0.9, 1.0];
     // 42 training images (48 less the kNN validation split) make 5 batches of 8 per epoch. With
     // accumulation over 2 batches that is 3 steps per epoch: crash at step 5, after the
     // checkpoint at step 4 (mid-epoch 2). Without, 5 steps: crash at step 7, after the one at 6.
-    for (c, crash_at) in [(rotation, 5), (simclr, 7)] {
+    for (c, crash_at) in [(rotation, 5), (simclr, 7), (byol, 7)] {
         let kind = c.task.kind();
         let whole = dir.path().join(format!("{kind}-whole"));
         let outcome = quiet(&c, &data, &whole, RunMode::New).unwrap();
@@ -430,6 +442,7 @@ fn max_steps_stops_mid_epoch_after_exactly_that_many_steps() {
         grad_clip: None,
         checkpoint_every_steps: None,
         encoder_lr_scale: 1.0,
+        momentum: pretext_train::schedule::DEFAULT_MOMENTUM,
     };
     let mut steps = Steps(Vec::new());
     train_loop(
@@ -447,4 +460,57 @@ fn max_steps_stops_mid_epoch_after_exactly_that_many_steps() {
     // The cosine schedule spans the nine steps: it decays all the way by the last one.
     let last_lr = steps.0.last().unwrap().2;
     assert!(last_lr < 0.05 * OptimizerConfig::default().lr, "{last_lr}");
+}
+
+/// Collects the notes a run gives.
+struct Notes(Vec<String>);
+
+impl TrainObserver for Notes {
+    fn note(&mut self, message: &str) {
+        self.0.push(message.to_string());
+    }
+}
+
+#[test]
+fn the_embedding_spread_is_logged_and_a_collapsing_run_says_so() {
+    let data = dataset(48);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |c: &PretrainConfig, name: &str| {
+        let out = dir.path().join(name);
+        let mut notes = Notes(Vec::new());
+        pretrain(c, &data, &Device::flex(), &out, RunMode::New, &mut notes).unwrap();
+        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        (notes.0, metrics)
+    };
+    let mut healthy = config(TaskKind::Vicreg, 2);
+    healthy.heads.projector = Some(vec![16, 8]);
+    let (notes, metrics) = run(&healthy, "healthy");
+    assert!(notes.iter().all(|n| !n.contains("collapsing")), "{notes:?}");
+    let steps: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .all(|v| v["embedding_std"].as_f64().is_some_and(|s| s > 0.0)),
+        "every step and epoch logs the spread"
+    );
+    assert!(metrics.contains("\"embedding_collapsed\":false"));
+
+    // Invariance alone is minimised by mapping every image to one point.
+    let mut collapsing = healthy.clone();
+    collapsing.epochs = 30;
+    collapsing.optimizer.lr = 1e-2;
+    collapsing.schedule.final_fraction = 1.0;
+    collapsing.heads.vicreg.variance = 0.0;
+    collapsing.heads.vicreg.covariance = 0.0;
+    let (notes, metrics) = run(&collapsing, "collapsing");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("the embeddings are collapsing")),
+        "{notes:?}"
+    );
+    assert!(metrics.contains("\"embedding_collapsed\":true"));
 }

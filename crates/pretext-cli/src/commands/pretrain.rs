@@ -40,6 +40,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         outcome.encoder_params,
         outcome.encoder_flops_per_image as f64 / 1e6
     );
+    println!("representation {}", outcome.representation);
     if let Some(acc) = outcome.knn_accuracy {
         println!("kNN accuracy   {acc:.4} (held-out validation split)");
     }

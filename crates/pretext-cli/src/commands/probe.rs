@@ -2,11 +2,12 @@
 
 use anyhow::Context;
 use pretext_train::export::load_encoder_for;
+use pretext_train::pretrain::held_out_dataset;
 use pretext_train::study::{
     Protocol, Representation, StudyConfig, StudyObserver, run_study, summarize,
 };
 
-use crate::cli::{ProbeArgs, ProtocolArg};
+use crate::cli::{EvalSplitArg, ProbeArgs, ProtocolArg};
 use crate::commands::data::load;
 use crate::device::resolve;
 
@@ -16,7 +17,13 @@ impl StudyObserver for Quiet {}
 
 pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
     let (_, device) = resolve(args.device.device)?;
-    let data = load(&args.data)?;
+    let mut data = load(&args.data)?;
+    // Each split keeps its own cache of cells.
+    let mut cache = args.checkpoint.join("probes.jsonl");
+    if args.on == EvalSplitArg::Validation {
+        data = held_out_dataset(&args.checkpoint, &data)?;
+        cache = args.checkpoint.join("probes-validation.jsonl");
+    }
     let (encoder, description) = load_encoder_for(&args.checkpoint, data.train.shape, &device)
         .with_context(|| format!("cannot load the encoder of {}", args.checkpoint.display()))?;
     let protocol = match args.protocol {
@@ -42,7 +49,7 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         &data,
         &[representation],
         &device,
-        &args.checkpoint.join("probes.jsonl"),
+        &cache,
         &mut Quiet,
     )
     .with_context(|| format!("probing {} failed", args.checkpoint.display()))?;
@@ -64,12 +71,16 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         let budget_matches = protocol == Protocol::Cluster || s.budget == args.labels_per_class;
         if wanted.contains(&s.protocol) && budget_matches {
             println!(
-                "{name}  {}  {} labels per class  {:.4} ± {:.4} ({} seeds, test split of {})",
+                "{name}  {}  {} labels per class  {:.4} ± {:.4} ({} seeds, {} split of {})",
                 s.protocol.name(),
                 s.budget,
                 s.mean,
                 s.std,
                 s.seeds,
+                match args.on {
+                    EvalSplitArg::Test => "test",
+                    EvalSplitArg::Validation => "validation",
+                },
                 data.name
             );
         }

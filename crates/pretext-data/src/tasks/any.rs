@@ -56,9 +56,15 @@ impl AnyTask {
             TaskConfig::Rotation(c) => AnyTask::Rotation(c.build(shape)?),
             TaskConfig::Jigsaw(c) => AnyTask::Jigsaw(c.build(shape)?),
             TaskConfig::Mae(c) => AnyTask::Masking(c.build(shape)?),
-            TaskConfig::Simclr(c) => AnyTask::Views(c.build(shape)?),
             TaskConfig::Denoise(c) => AnyTask::Denoise(c.build(shape)?),
             TaskConfig::Autoencoder => AnyTask::Denoise(DenoiseConfig::autoencoder().build(shape)?),
+            TaskConfig::Simclr(c)
+            | TaskConfig::Byol(c)
+            | TaskConfig::MocoV3(c)
+            | TaskConfig::Vicreg(c)
+            | TaskConfig::BarlowTwins(c) => {
+                AnyTask::Views(c.build(shape)?.for_method(config.kind()))
+            }
         })
     }
 }

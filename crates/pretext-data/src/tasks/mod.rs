@@ -126,17 +126,38 @@ pub enum TaskKind {
     Simclr,
     Denoise,
     Autoencoder,
+    Byol,
+    MocoV3,
+    Vicreg,
+    BarlowTwins,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 10] = [
         TaskKind::Rotation,
         TaskKind::Jigsaw,
         TaskKind::Mae,
         TaskKind::Simclr,
         TaskKind::Denoise,
         TaskKind::Autoencoder,
+        TaskKind::Byol,
+        TaskKind::MocoV3,
+        TaskKind::Vicreg,
+        TaskKind::BarlowTwins,
     ];
+
+    /// The methods that learn from two augmented views of each image (SimCLR and the
+    /// joint-embedding methods).
+    pub fn uses_views(self) -> bool {
+        matches!(
+            self,
+            TaskKind::Simclr
+                | TaskKind::Byol
+                | TaskKind::MocoV3
+                | TaskKind::Vicreg
+                | TaskKind::BarlowTwins
+        )
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -146,6 +167,10 @@ impl TaskKind {
             TaskKind::Simclr => "simclr",
             TaskKind::Denoise => "denoise",
             TaskKind::Autoencoder => "autoencoder",
+            TaskKind::Byol => "byol",
+            TaskKind::MocoV3 => "moco-v3",
+            TaskKind::Vicreg => "vicreg",
+            TaskKind::BarlowTwins => "barlow-twins",
         }
     }
 }
@@ -191,6 +216,11 @@ pub enum TaskConfig {
     Denoise(DenoiseConfig),
     /// A plain autoencoder: the denoising task with no corruption.
     Autoencoder,
+    /// BYOL, MoCo v3, VICReg and Barlow Twins take two views as SimCLR does.
+    Byol(ViewsConfig),
+    MocoV3(ViewsConfig),
+    Vicreg(ViewsConfig),
+    BarlowTwins(ViewsConfig),
 }
 
 impl TaskConfig {
@@ -203,6 +233,10 @@ impl TaskConfig {
             TaskKind::Simclr => TaskConfig::Simclr(ViewsConfig::default()),
             TaskKind::Denoise => TaskConfig::Denoise(DenoiseConfig::default()),
             TaskKind::Autoencoder => TaskConfig::Autoencoder,
+            TaskKind::Byol => TaskConfig::Byol(ViewsConfig::default()),
+            TaskKind::MocoV3 => TaskConfig::MocoV3(ViewsConfig::default()),
+            TaskKind::Vicreg => TaskConfig::Vicreg(ViewsConfig::default()),
+            TaskKind::BarlowTwins => TaskConfig::BarlowTwins(ViewsConfig::default()),
         }
     }
 
@@ -214,6 +248,22 @@ impl TaskConfig {
             TaskConfig::Simclr(_) => TaskKind::Simclr,
             TaskConfig::Denoise(_) => TaskKind::Denoise,
             TaskConfig::Autoencoder => TaskKind::Autoencoder,
+            TaskConfig::Byol(_) => TaskKind::Byol,
+            TaskConfig::MocoV3(_) => TaskKind::MocoV3,
+            TaskConfig::Vicreg(_) => TaskKind::Vicreg,
+            TaskConfig::BarlowTwins(_) => TaskKind::BarlowTwins,
+        }
+    }
+
+    /// The views of a two-view method.
+    pub fn views(&self) -> Option<&ViewsConfig> {
+        match self {
+            TaskConfig::Simclr(c)
+            | TaskConfig::Byol(c)
+            | TaskConfig::MocoV3(c)
+            | TaskConfig::Vicreg(c)
+            | TaskConfig::BarlowTwins(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -223,9 +273,13 @@ impl TaskConfig {
             TaskConfig::Rotation(c) => c.build(shape).map(drop),
             TaskConfig::Jigsaw(c) => c.build(shape).map(drop),
             TaskConfig::Mae(c) => c.build(shape).map(drop),
-            TaskConfig::Simclr(c) => c.build(shape).map(drop),
             TaskConfig::Denoise(c) => c.build(shape).map(drop),
             TaskConfig::Autoencoder => DenoiseConfig::autoencoder().build(shape).map(drop),
+            TaskConfig::Simclr(c)
+            | TaskConfig::Byol(c)
+            | TaskConfig::MocoV3(c)
+            | TaskConfig::Vicreg(c)
+            | TaskConfig::BarlowTwins(c) => c.build(shape).map(drop),
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{PretextTask, Samples, check_probability, check_range, invalid};
+use super::{PretextTask, Samples, TaskKind, check_probability, check_range, invalid};
 use crate::dataset::ImageShape;
 use crate::error::Result;
 use crate::pixels::{Rect, add_gaussian_noise, flip_horizontal, gaussian_blur, resize_bilinear};
@@ -106,6 +106,7 @@ impl ViewsConfig {
             output: ImageShape::new(shape.channels, height, width),
             kernel: kernel.max(3),
             config: self.clone(),
+            method: TaskKind::Simclr,
         })
     }
 }
@@ -117,6 +118,9 @@ pub struct ViewsTask {
     output: ImageShape,
     kernel: usize,
     config: ViewsConfig,
+    /// The method the views are for (SimCLR unless told otherwise): the views are the same,
+    /// the model that learns from them differs.
+    method: TaskKind,
 }
 
 /// Two views per image on the host: `first[i]` and `second[i]` come from the same image.
@@ -156,6 +160,16 @@ impl ViewsBatch {
 impl ViewsTask {
     pub fn output_shape(&self) -> ImageShape {
         self.output
+    }
+
+    /// The same views for another two-view method.
+    pub fn for_method(mut self, method: TaskKind) -> Self {
+        self.method = method;
+        self
+    }
+
+    pub fn method(&self) -> TaskKind {
+        self.method
     }
 
     /// Writes one augmented view of `unit` (an image on the [0, 1] scale) into `out`.

@@ -23,8 +23,13 @@ pub struct CnnEncoderConfig {
     width: usize = 28,
     /// Output channels of each conv block; each block halves the spatial size. Default [32, 64].
     channels: Vec<usize> = vec![32, 64],
-    /// Size of the representation vector. Default 128.
+    /// Width of the linear layer (with its ReLU) that ends the encoder. Default 128.
     embedding_dim: usize = 128,
+    /// End with that linear layer, whose output is the representation. Without it
+    /// (`fc = false`) the representation is the convolutional trunk's own output, flattened
+    /// (channels x height x width values) or, with `global_pool`, averaged over space: the
+    /// backbone features the literature probes, before any projection head. Default true.
+    fc: bool = true,
     /// Batch normalisation after each convolution. Default true.
     batch_norm: bool = true,
     /// Average the last feature map over space instead of flattening it, so the encoder accepts
@@ -36,7 +41,7 @@ pub struct CnnEncoderConfig {
 impl CnnEncoderConfig {
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |reason: String| Err(ModelError::invalid("cnn encoder", reason));
-        if self.in_channels == 0 || self.embedding_dim == 0 {
+        if self.in_channels == 0 || (self.fc && self.embedding_dim == 0) {
             return bad("in_channels and embedding_dim must be positive".into());
         }
         if self.channels.is_empty() || self.channels.contains(&0) {
@@ -63,6 +68,15 @@ impl CnnEncoderConfig {
         (self.height >> n, self.width >> n)
     }
 
+    /// Size of the representation vector: `embedding_dim`, or the trunk's output without `fc`.
+    pub fn representation_dim(&self) -> usize {
+        if self.fc {
+            self.embedding_dim
+        } else {
+            self.flat_features()
+        }
+    }
+
     fn flat_features(&self) -> usize {
         let last = self.channels.last().copied().unwrap_or(0);
         if self.global_pool {
@@ -84,7 +98,12 @@ impl CnnEncoderConfig {
             h /= 2;
             w /= 2;
         }
-        flops + 2 * self.flat_features() as u64 * self.embedding_dim as u64
+        let fc = if self.fc {
+            2 * self.flat_features() as u64 * self.embedding_dim as u64
+        } else {
+            0
+        };
+        flops + fc
     }
 
     pub fn init(&self, device: &Device) -> Result<CnnEncoder, ModelError> {
@@ -110,7 +129,9 @@ impl CnnEncoderConfig {
             .collect();
         Ok(CnnEncoder {
             blocks,
-            fc: LinearConfig::new(self.flat_features(), self.embedding_dim).init(device),
+            fc: self
+                .fc
+                .then(|| LinearConfig::new(self.flat_features(), self.embedding_dim).init(device)),
             global_pool: self.global_pool,
         })
     }
@@ -126,13 +147,13 @@ struct ConvBlock {
 #[derive(Module, Debug)]
 pub struct CnnEncoder {
     blocks: Vec<ConvBlock>,
-    fc: Linear,
+    fc: Option<Linear>,
     #[module(skip)]
     global_pool: bool,
 }
 
 impl CnnEncoder {
-    /// `[batch, channels, height, width]` → `[batch, embedding_dim]`.
+    /// `[batch, channels, height, width]` → `[batch, representation_dim]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images;
         for block in &self.blocks {
@@ -150,7 +171,10 @@ impl CnnEncoder {
         } else {
             x.flatten(1, 3)
         };
-        relu(self.fc.forward(x))
+        match &self.fc {
+            Some(fc) => relu(fc.forward(x)),
+            None => x,
+        }
     }
 }
 
@@ -176,6 +200,35 @@ mod tests {
             config.flops_per_image(),
             2 * 9 * (32 * 784 + 32 * 64 * 196) + 2 * 3136 * 128
         );
+    }
+
+    #[test]
+    fn without_fc_the_trunk_is_the_representation() {
+        let device = Device::flex();
+        let flat = CnnEncoderConfig::new().with_fc(false);
+        assert_eq!(flat.representation_dim(), 64 * 7 * 7);
+        assert_eq!(
+            flat.flops_per_image(),
+            2 * 9 * (32 * 784 + 32 * 64 * 196),
+            "no linear layer"
+        );
+        let encoder = flat.init(&device).unwrap();
+        assert_eq!(encoder.num_params(), 288 + 4 * 32 + 18_432 + 4 * 64);
+        let out = encoder.forward(Tensor::ones([2, 1, 28, 28], &device));
+        assert_eq!(out.dims(), [2, 3136]);
+        // After the ReLU every feature is non-negative.
+        assert!(out.min().into_scalar::<f32>() >= 0.0);
+        let pooled = CnnEncoderConfig::new()
+            .with_fc(false)
+            .with_global_pool(true)
+            .with_embedding_dim(0);
+        assert!(pooled.validate().is_ok(), "embedding_dim is unused");
+        assert_eq!(pooled.representation_dim(), 64);
+        let out = pooled
+            .init(&device)
+            .unwrap()
+            .forward(Tensor::ones([2, 1, 12, 12], &device));
+        assert_eq!(out.dims(), [2, 64]);
     }
 
     #[test]

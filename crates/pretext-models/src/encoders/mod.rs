@@ -145,9 +145,44 @@ impl EncoderConfig {
     pub fn embedding_dim(&self) -> usize {
         match self {
             EncoderConfig::Mlp(c) => c.embedding_dim,
-            EncoderConfig::Cnn(c) => c.embedding_dim,
-            EncoderConfig::Resnet(c) => c.embedding_dim,
+            EncoderConfig::Cnn(c) => c.representation_dim(),
+            EncoderConfig::Resnet(c) => c.representation_dim(),
             EncoderConfig::Vit(c) => c.dim,
+        }
+    }
+
+    /// Which layer the representation is, in words, for reports and `encoder.json`.
+    pub fn representation(&self) -> String {
+        let dim = self.embedding_dim();
+        match self {
+            EncoderConfig::Mlp(_) => {
+                format!("the last linear layer's ReLU outputs ({dim} features)")
+            }
+            EncoderConfig::Vit(_) => {
+                format!("the mean of the last block's normalised tokens ({dim} features)")
+            }
+            EncoderConfig::Cnn(c) if c.fc => {
+                format!("the linear layer after the convolutions ({dim} ReLU features)")
+            }
+            EncoderConfig::Resnet(c) if c.fc => {
+                format!("the linear layer after global pooling ({dim} ReLU features)")
+            }
+            EncoderConfig::Resnet(_) => {
+                format!("the last residual stage averaged over space ({dim} features)")
+            }
+            EncoderConfig::Cnn(c) if c.global_pool => {
+                format!("the convolutional trunk averaged over space ({dim} features)")
+            }
+            EncoderConfig::Cnn(c) => {
+                let n = c.channels.len() as u32;
+                let channels = c.channels.last().copied().unwrap_or(0);
+                format!(
+                    "the convolutional trunk, {channels} channels of {}x{} flattened ({dim} \
+                     features)",
+                    c.height >> n,
+                    c.width >> n
+                )
+            }
         }
     }
 

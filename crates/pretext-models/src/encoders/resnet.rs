@@ -24,14 +24,19 @@ pub struct ResNetEncoderConfig {
     widths: Vec<usize> = vec![32, 64, 128],
     /// Basic blocks per stage.
     blocks_per_stage: usize = 1,
+    /// Width of the linear layer (with its ReLU) after global pooling. Default 128.
     embedding_dim: usize = 128,
+    /// End with that linear layer. Without it (`fc = false`) the representation is the globally
+    /// pooled output of the last stage (its width), as the literature probes a ResNet.
+    /// Default true.
+    fc: bool = true,
 }
 }
 
 impl ResNetEncoderConfig {
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.in_channels == 0
-            || self.embedding_dim == 0
+            || (self.fc && self.embedding_dim == 0)
             || self.blocks_per_stage == 0
             || self.widths.is_empty()
             || self.widths.contains(&0)
@@ -69,7 +74,16 @@ impl ResNetEncoderConfig {
                 c_in = c_out;
             }
         }
-        flops + 2 * c_in as u64 * self.embedding_dim as u64
+        flops + 2 * c_in as u64 * self.embedding_dim as u64 * self.fc as u64
+    }
+
+    /// Size of the representation vector: `embedding_dim`, or the last stage's width
+    /// without `fc`.
+    pub fn representation_dim(&self) -> usize {
+        match (self.fc, self.widths.last()) {
+            (false, Some(&w)) => w,
+            _ => self.embedding_dim,
+        }
     }
 
     pub fn init(&self, device: &Device) -> Result<ResNetEncoder, ModelError> {
@@ -88,7 +102,9 @@ impl ResNetEncoderConfig {
             stem: conv3x3(self.in_channels, first, 1, device),
             stem_norm: BatchNormConfig::new(first).init(device),
             blocks,
-            fc: LinearConfig::new(c_in, self.embedding_dim).init(device),
+            fc: self
+                .fc
+                .then(|| LinearConfig::new(c_in, self.embedding_dim).init(device)),
         })
     }
 }
@@ -148,11 +164,12 @@ pub struct ResNetEncoder {
     stem: Conv2d,
     stem_norm: BatchNorm,
     blocks: Vec<BasicBlock>,
-    fc: Linear,
+    fc: Option<Linear>,
 }
 
 impl ResNetEncoder {
-    /// `[batch, channels, height, width]` → `[batch, embedding_dim]`, for any height and width.
+    /// `[batch, channels, height, width]` → `[batch, representation_dim]`, for any height and
+    /// width.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = relu(batch_norm_2d(&self.stem_norm, conv2d(&self.stem, images)));
         for block in &self.blocks {
@@ -161,6 +178,9 @@ impl ResNetEncoder {
         // Global average pooling: [b, c, h, w] → [b, c].
         let [b, c, h, w] = x.dims();
         let pooled: Tensor<2> = x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]);
-        relu(self.fc.forward(pooled))
+        match &self.fc {
+            Some(fc) => relu(fc.forward(pooled)),
+            None => pooled,
+        }
     }
 }

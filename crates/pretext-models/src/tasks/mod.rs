@@ -4,16 +4,16 @@
 mod autoencoder;
 mod classifier;
 mod jigsaw;
+mod joint;
 mod mae;
-mod simclr;
 
 use burn::module::{Module, ParamGroup};
 
 pub use autoencoder::AutoencoderModel;
 pub use classifier::ClassifierModel;
 pub use jigsaw::JigsawModel;
+pub use joint::{JointEmbeddingConfig, JointEmbeddingModel, JointLoss, JointOutput};
 pub use mae::{MaeDecoder, MaeInput, MaeModel};
-pub use simclr::SimclrModel;
 
 use crate::encoders::Encoder;
 use crate::text::{MlmModel, TextClassifierModel, TextEncoder};
@@ -25,8 +25,8 @@ pub enum TaskModel {
     Classifier(ClassifierModel),
     Jigsaw(JigsawModel),
     Mae(MaeModel),
-    Simclr(SimclrModel),
     Autoencoder(AutoencoderModel),
+    Joint(JointEmbeddingModel),
     Mlm(MlmModel),
     TextClassifier(TextClassifierModel),
 }
@@ -39,8 +39,8 @@ impl TaskModel {
             TaskModel::Classifier(m) => m.encoder.clone(),
             TaskModel::Jigsaw(m) => m.encoder.clone(),
             TaskModel::Mae(m) => Encoder::Vit(m.encoder.clone()),
-            TaskModel::Simclr(m) => m.encoder.clone(),
             TaskModel::Autoencoder(m) => m.encoder.clone(),
+            TaskModel::Joint(m) => m.encoder.clone(),
             TaskModel::Mlm(_) | TaskModel::TextClassifier(_) => return None,
         })
     }
@@ -51,6 +51,19 @@ impl TaskModel {
             TaskModel::Mlm(m) => Some(m.encoder.clone()),
             TaskModel::TextClassifier(m) => Some(m.encoder.clone()),
             _ => None,
+        }
+    }
+
+    /// Whether the model has a momentum target that [`Self::update_target`] moves.
+    pub fn has_target(&self) -> bool {
+        matches!(self, TaskModel::Joint(m) if m.has_target())
+    }
+
+    /// One moving-average step of the momentum target, if the model has one.
+    pub fn update_target(self, momentum: f64) -> Self {
+        match self {
+            TaskModel::Joint(m) => TaskModel::Joint(m.update_target(momentum)),
+            other => other,
         }
     }
 

@@ -223,6 +223,7 @@ pub fn pretrain_mlm(
         grad_clip: config.grad_clip,
         checkpoint_every_steps: config.checkpoint.every_steps,
         encoder_lr_scale: 1.0,
+        momentum: crate::schedule::DEFAULT_MOMENTUM,
     };
     let persistence = Persistence {
         checkpoints: run.checkpoints(config.checkpoint.keep),

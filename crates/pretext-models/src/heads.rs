@@ -1,0 +1,180 @@
+//! Heads built from a list of widths: the projectors and predictors of the joint-embedding
+//! methods (lightly's `ProjectionHead` shape). Every layer but the last is linear, batch norm,
+//! ReLU; the last is linear alone, or linear and an affine-free batch norm where a method asks
+//! for one (MoCo v3's projector). A linear layer followed by batch norm has no bias: the norm's
+//! shift makes it redundant.
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::ModelError;
+
+/// A head: `widths[0]` inputs, `widths[last]` outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpHeadConfig {
+    pub widths: Vec<usize>,
+    /// Batch norm after the hidden layers' linear maps.
+    pub hidden_norm: bool,
+    /// An affine-free batch norm after the last linear map.
+    pub output_norm: bool,
+}
+
+impl MlpHeadConfig {
+    /// `input → hidden… → output` with batch norm in the hidden layers.
+    pub fn new(input: usize, hidden: &[usize], output: usize) -> Self {
+        let mut widths = vec![input];
+        widths.extend_from_slice(hidden);
+        widths.push(output);
+        Self {
+            widths,
+            hidden_norm: true,
+            output_norm: false,
+        }
+    }
+
+    pub fn with_output_norm(mut self, on: bool) -> Self {
+        self.output_norm = on;
+        self
+    }
+
+    pub fn output(&self) -> usize {
+        self.widths.last().copied().unwrap_or(0)
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.widths.len() < 2 || self.widths.contains(&0) {
+            return Err(ModelError::invalid(
+                "head",
+                format!(
+                    "widths {:?} must hold an input and at least one positive layer width",
+                    self.widths
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn init(&self, device: &Device) -> Result<MlpHead, ModelError> {
+        self.validate()?;
+        let last = self.widths.len() - 2;
+        let layers = self
+            .widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let norm = if i < last {
+                    self.hidden_norm
+                } else {
+                    self.output_norm
+                };
+                HeadLayer {
+                    linear: LinearConfig::new(w[0], w[1]).with_bias(!norm).init(device),
+                    norm: norm.then(|| {
+                        let bn = BatchNormConfig::new(w[1]).init(device);
+                        if i < last {
+                            bn
+                        } else {
+                            // Affine-free: a fixed scale of 1 and shift of 0, never trained.
+                            affine_free(bn)
+                        }
+                    }),
+                    relu: i < last,
+                }
+            })
+            .collect();
+        Ok(MlpHead { layers })
+    }
+}
+
+/// Batch norm whose scale and shift stay 1 and 0.
+fn affine_free(bn: BatchNorm) -> BatchNorm {
+    BatchNorm {
+        gamma: bn.gamma.set_require_grad(false),
+        beta: bn.beta.set_require_grad(false),
+        ..bn
+    }
+}
+
+#[derive(Module, Debug)]
+struct HeadLayer {
+    linear: Linear,
+    norm: Option<BatchNorm>,
+    #[module(skip)]
+    relu: bool,
+}
+
+/// See [`MlpHeadConfig`].
+#[derive(Module, Debug)]
+pub struct MlpHead {
+    layers: Vec<HeadLayer>,
+}
+
+impl MlpHead {
+    /// `[batch, input]` → `[batch, output]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let mut x = x;
+        for layer in &self.layers {
+            x = layer.linear.forward(x);
+            if let Some(norm) = &layer.norm {
+                x = norm.forward(x);
+            }
+            if layer.relu {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_set_the_shapes_and_norms_replace_biases() {
+        let device = Device::flex();
+        let config = MlpHeadConfig::new(12, &[16, 8], 4);
+        let head = config.init(&device).unwrap();
+        assert_eq!(config.output(), 4);
+        // 12x16 and 16x8 without biases, each with a 4-value batch norm per channel; 8x4 + 4.
+        assert_eq!(
+            head.num_params(),
+            12 * 16 + 4 * 16 + 16 * 8 + 4 * 8 + 8 * 4 + 4
+        );
+        let out = head.forward(Tensor::ones([5, 12], &device));
+        assert_eq!(out.dims(), [5, 4]);
+        let normed = config.with_output_norm(true).init(&device).unwrap();
+        assert_eq!(
+            normed.num_params(),
+            12 * 16 + 4 * 16 + 16 * 8 + 4 * 8 + 8 * 4 + 4 * 4
+        );
+    }
+
+    #[test]
+    fn an_affine_free_output_norm_is_standardised_in_training() {
+        let device = Device::flex().autodiff();
+        let head = MlpHeadConfig::new(3, &[], 2)
+            .with_output_norm(true)
+            .init(&device)
+            .unwrap();
+        let x = Tensor::<2>::random([64, 3], burn::tensor::Distribution::Default, &device);
+        let out = head.forward(x);
+        let (var, mean) = out.var_mean_bias(0);
+        assert!(mean.abs().max().into_scalar::<f32>() < 1e-4);
+        assert!(var.sub_scalar(1.0).abs().max().into_scalar::<f32>() < 1e-2);
+    }
+
+    #[test]
+    fn empty_or_zero_widths_are_errors() {
+        assert!(MlpHeadConfig::new(0, &[], 4).validate().is_err());
+        assert!(MlpHeadConfig::new(4, &[0], 4).validate().is_err());
+        let one = MlpHeadConfig {
+            widths: vec![4],
+            hidden_norm: true,
+            output_norm: false,
+        };
+        assert!(one.validate().is_err());
+    }
+}
