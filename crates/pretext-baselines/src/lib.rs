@@ -1,4 +1,4 @@
-//! Unsupervised baselines for pretext: PCA, K-means and clustering metrics, in scikit-learn's
+//! Unsupervised baselines for pretext: PCA, K-means, Gaussian mixtures and clustering metrics, in scikit-learn's
 //! shape (configurations validated, then fitted into models that transform or predict) and
 //! matching its results.
 //!
@@ -6,6 +6,7 @@
 //! it; small dense decompositions run on the host in f64 ([faer]).
 
 pub mod error;
+pub mod gmm;
 pub mod input;
 pub mod kmeans;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod pca;
 pub mod traits;
 
 pub use error::{BaselineError, Result};
+pub use gmm::{CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmInit};
 pub use kmeans::{KMeans, KMeansAlgorithm, KMeansConfig, KMeansInit};
 pub use pca::{Components, Pca, PcaConfig, PcaSolver};
 pub use traits::{Fit, InverseTransform, Predict, Transform};

@@ -28,6 +28,16 @@ pub(crate) fn random(x: &Tensor<2>, k: usize, seed: u64) -> Vec<f32> {
 /// drawn with probability proportional to the squared distance to the nearest chosen centre,
 /// keeping the candidate that lowers the total (the potential) most.
 pub(crate) fn kmeans_plus_plus(x: &Tensor<2>, x_sq: &Tensor<2>, k: usize, seed: u64) -> Vec<f32> {
+    to_vec(&rows(x, &kmeans_plus_plus_rows(x, x_sq, k, seed)))
+}
+
+/// The rows [`kmeans_plus_plus`] chooses, in order.
+pub(crate) fn kmeans_plus_plus_rows(
+    x: &Tensor<2>,
+    x_sq: &Tensor<2>,
+    k: usize,
+    seed: u64,
+) -> Vec<u32> {
     let [n, _] = x.dims();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let trials = 2 + (k as f64).ln() as usize;
@@ -68,5 +78,5 @@ pub(crate) fn kmeans_plus_plus(x: &Tensor<2>, x_sq: &Tensor<2>, k: usize, seed: 
         potential = pot;
         chosen.push(candidates[t]);
     }
-    to_vec(&rows(x, &chosen))
+    chosen
 }

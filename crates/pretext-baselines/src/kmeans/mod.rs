@@ -131,6 +131,14 @@ impl KMeansConfig {
         })
     }
 
+    /// The rows k-means++ would choose as the first run's centres.
+    pub fn kmeans_plus_plus_rows(&self, x: &Tensor<2>) -> Result<Vec<u32>> {
+        self.check(x)?;
+        let run_seed: u64 = ChaCha8Rng::seed_from_u64(self.seed).random();
+        let x_sq = x.clone().square().sum_dim(1);
+        Ok(init::kmeans_plus_plus_rows(x, &x_sq, self.k, run_seed))
+    }
+
     /// Validates the configuration against data `x`; returns its `[rows, features]`.
     fn check(&self, x: &Tensor<2>) -> Result<[usize; 2]> {
         self.validate()?;
