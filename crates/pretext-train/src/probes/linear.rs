@@ -98,9 +98,25 @@ pub struct FittedLinearProbe {
 }
 
 impl LinearProbe {
-    /// Fits on `train`, choosing the L2 strength and iteration count by accuracy on `val`.
+    /// Fits on `train`, standardised with its own statistics, choosing the L2 strength and
+    /// iteration count by accuracy on `val`.
     pub fn fit(
         &self,
+        train: Labelled<'_>,
+        val: Labelled<'_>,
+        dim: usize,
+        classes: usize,
+        device: &Device,
+    ) -> Result<FittedLinearProbe> {
+        self.fit_standardised_on(train.features, train, val, dim, classes, device)
+    }
+
+    /// [`Self::fit`] with the features standardised by the mean and variance of `reference`
+    /// (`rows x dim`): with one or ten labels per class, the statistics of the unlabelled
+    /// training images are far better estimates than those of the few labelled ones.
+    pub fn fit_standardised_on(
+        &self,
+        reference: &[f32],
         train: Labelled<'_>,
         val: Labelled<'_>,
         dim: usize,
@@ -129,7 +145,13 @@ impl LinearProbe {
                 "linear probe: label {bad} is out of range for {classes} classes"
             )));
         }
-        let (mean, scale) = standardisation(train.features, dim);
+        if reference.is_empty() || !reference.len().is_multiple_of(dim) {
+            return Err(TrainError::config(format!(
+                "linear probe: {} reference values do not make rows of {dim}",
+                reference.len()
+            )));
+        }
+        let (mean, scale) = standardisation(reference, dim);
         let x = design(train.features, &mean, &scale, dim, device);
         let xv = design(val.features, &mean, &scale, dim, device);
         let y = one_hot(train.labels, classes, device);
@@ -413,6 +435,63 @@ mod tests {
             &device,
         );
         assert_eq!(acc, 1.0);
+    }
+
+    #[test]
+    fn one_label_per_class_standardised_on_unlabelled_rows_separates_the_clusters() {
+        let device = Device::flex();
+        let (pool, _) = clusters(90, 0);
+        // Rows 0, 1 and 2 are one example of each class.
+        let (xt, yt) = (pool[..12].to_vec(), vec![0, 1, 2]);
+        let (xv, yv) = clusters(30, 1000);
+        let (xs, ys) = clusters(60, 5000);
+        let fitted = LinearProbe::default()
+            .fit_standardised_on(
+                &pool,
+                Labelled {
+                    features: &xt,
+                    labels: &yt,
+                },
+                Labelled {
+                    features: &xv,
+                    labels: &yv,
+                },
+                4,
+                3,
+                &device,
+            )
+            .unwrap();
+        // The pool's statistics, not the three rows': feature j < 3 is centred near
+        // 10 j + 2/3 (a third of the rows add 2), feature 3 near 30.
+        assert!(
+            (fitted.mean[0] - 2.0 / 3.0).abs() < 0.1,
+            "{:?}",
+            fitted.mean
+        );
+        assert!((fitted.mean[3] - 30.0).abs() < 0.1, "{:?}", fitted.mean);
+        let test = Labelled {
+            features: &xs,
+            labels: &ys,
+        };
+        let accuracy = fitted.accuracy(test, &device);
+        assert!(accuracy > 0.95, "{accuracy}");
+        let err = LinearProbe::default()
+            .fit_standardised_on(
+                &pool[..5],
+                Labelled {
+                    features: &xt,
+                    labels: &yt,
+                },
+                Labelled {
+                    features: &xv,
+                    labels: &yv,
+                },
+                4,
+                3,
+                &device,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("5 reference values"), "{err}");
     }
 
     #[test]

@@ -444,7 +444,9 @@ pub fn run_candidates(
         // fine-tuning starts from.
         let probe = |budget: LabelBudget, seed: u64| -> Result<FittedLinearProbe> {
             let (x, y) = subset(budget, seed);
-            linear.fit(
+            // Standardised by the whole training pool's statistics, which need no labels.
+            linear.fit_standardised_on(
+                &f.pool,
                 Labelled {
                     features: &x,
                     labels: &y,
