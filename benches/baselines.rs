@@ -1,6 +1,8 @@
-//! PCA and K-means on full Fashion-MNIST (60,000 x 784), pretext and scikit-learn side by side in
-//! one run: the same data (float32 pixels in [0, 1]), the same initial centres, the same thread
-//! count; medians of several repetitions after a warm-up.
+//! PCA and K-means on full Fashion-MNIST (60,000 x 784), a Gaussian mixture on its first 50
+//! principal components and a t-SNE map of 10,000 images, pretext and scikit-learn side by side
+//! in one run: the same data (float32 pixels in [0, 1]), the same initial centres and mixture
+//! parameters, the same thread count; medians of several repetitions after a warm-up (one run
+//! after a warm-up for t-SNE).
 //!
 //! Run: `cargo bench --bench baselines` (needs Debian's dataset-fashion-mnist; the scikit-learn
 //! side needs python3 and creates a virtual environment under target/bench-venv with pip).
@@ -12,7 +14,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use pretext_baselines::{Components, Fit, KMeansConfig, KMeansInit, PcaConfig, PcaSolver};
+use pretext_baselines::{
+    Components, CovarianceType, Fit, GaussianMixtureConfig, GmmInit, KMeansConfig, KMeansInit,
+    PcaConfig, PcaSolver, Transform, TsneConfig, trustworthiness,
+};
 use pretext_data::npy::write_npy;
 use pretext_data::{DataSource, Normalization};
 
@@ -23,6 +28,10 @@ use peer::peer_python;
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn to_f32(t: &Tensor<2>) -> Vec<f32> {
+    t.to_data().try_into_vec_as::<f32>().expect("float values")
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -93,9 +102,43 @@ fn main() {
             .expect("pca")
     });
 
+    // A full-covariance mixture of 10 on the first 50 principal components, started from the
+    // K-means centres there with unit covariances and equal weights, for both libraries.
+    let z = pe.transform(&x).expect("pca projection");
+    let z_means: Vec<f64> = KMeansConfig::new(10)
+        .seed(0)
+        .fit(&z)
+        .expect("k-means")
+        .centers
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let identity: Vec<f64> = (0..10 * 50 * 50)
+        .map(|i| if (i % 2500) % 51 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let gmm = GaussianMixtureConfig::new(10)
+        .covariance(CovarianceType::Full)
+        .init(GmmInit::Parameters {
+            weights: vec![0.1; 10],
+            means: z_means.clone(),
+            covariances: identity,
+        });
+    let (gm_s, gm) = timed(repeats, || gmm.fit(&z).expect("gmm"));
+
+    // t-SNE of the first 10,000 images.
+    let first = x.clone().narrow(0, 0, 10_000);
+    let (ts_s, map) = timed(1, || TsneConfig::default().fit(&first).expect("t-sne"));
+    let map_t = Tensor::<2>::from_data(TensorData::new(map.embedding, [10_000, 2]), &device);
+    let ts_trust = trustworthiness(&first, &map_t, 5).expect("trustworthiness");
+
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let init_path = target.join("bench-kmeans-init.npy");
     write_npy(&init_path, &init, &[10, d]).expect("write the initial centres");
+    let z_path = target.join("bench-pca50.npy");
+    write_npy(&z_path, &to_f32(&z), &[n, 50]).expect("write the projection");
+    let means_path = target.join("bench-gmm-means.npy");
+    let means_f32: Vec<f32> = z_means.iter().map(|&v| v as f32).collect();
+    write_npy(&means_path, &means_f32, &[10, 50]).expect("write the mixture's means");
     let peer = peer_python(
         "sklearn, numpy, threadpoolctl",
         &["numpy", "scikit-learn", "threadpoolctl"],
@@ -106,6 +149,8 @@ fn main() {
             .arg(&data)
             .arg(&init_path)
             .arg(repeats.to_string())
+            .arg(&z_path)
+            .arg(&means_path)
             // Settings for old OpenBLAS builds that slow a current one down; the peer gets its
             // library's own choice of kernel.
             .env_remove("OPENBLAS_CORETYPE")
@@ -120,7 +165,7 @@ fn main() {
 
     println!();
     println!(
-        "| work | pretext | inertia / explained variance | scikit-learn | inertia / explained variance | time ratio (pretext / scikit-learn) |"
+        "| work | pretext | inertia / explained variance / bound / trustworthiness | scikit-learn | the same | time ratio (pretext / scikit-learn) |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     let row = |name: &str, ours_s: f64, ours_q: String, key: &str, q_key: &str| match &peer {
@@ -161,6 +206,23 @@ fn main() {
         format!("{:.6}", pr.total_explained_variance_ratio()),
         "pca50_randomized",
         "explained_variance_ratio",
+    );
+    row(
+        &format!(
+            "Gaussian mixture k=10 full on PCA-50, same start ({} iterations)",
+            gm.n_iter
+        ),
+        gm_s,
+        format!("{:.6}", gm.lower_bound),
+        "gmm_full",
+        "lower_bound",
+    );
+    row(
+        "t-SNE of 10,000 images (defaults, PCA start)",
+        ts_s,
+        format!("{ts_trust:.6}"),
+        "tsne",
+        "trustworthiness",
     );
     match &peer {
         Ok(p) => println!(

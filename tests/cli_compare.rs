@@ -51,6 +51,16 @@ budgets = ["1", "5", "all"]
 seeds = 2
 linear_iterations = 30
 train_steps = 20
+protocols = ["linear", "knn", "cluster", "gmm", "scan", "finetune", "supervised"]
+gmm_components = 2
+
+[study.scan]
+neighbours = 5
+heads = 2
+epochs = 3
+batch_size = 32
+mining_components = 8
+self_label_epochs = 1
 "#;
 
 #[test]
@@ -75,7 +85,10 @@ fn the_study_writes_its_report_and_resumes() {
         .stdout(contains("## linear probe"))
         .stdout(contains("## fine-tuning"))
         .stdout(contains("## supervised from scratch"))
-        .stdout(contains("| representation | ACC | NMI | ARI |"))
+        .stdout(contains(
+            "| representation | K-means ACC | K-means NMI | K-means ARI | GMM ACC | GMM NMI | \
+             GMM ARI | SCAN ACC | SCAN NMI | SCAN ARI |",
+        ))
         .stdout(contains("## Which representation wins"))
         .stdout(contains("## The answer"))
         // Only the autoencoder was pretrained, and it is a baseline, not self-supervised.
@@ -101,10 +114,12 @@ fn the_study_writes_its_report_and_resumes() {
     }
     let scatter = std::fs::read_to_string(out.join("embeddings.svg")).unwrap();
     for rep in ["pixels", "random cnn", "autoencoder"] {
-        assert!(
-            scatter.contains(&format!("\n{rep}\n")),
-            "{rep} has no scatter"
-        );
+        for view in ["PCA", "t-SNE"] {
+            assert!(
+                scatter.contains(&format!("\n{rep} ({view})\n")),
+                "{rep} has no {view} scatter"
+            );
+        }
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for rep in [
@@ -119,9 +134,10 @@ fn the_study_writes_its_report_and_resumes() {
             "{rep} missing from\n{report}"
         );
     }
-    // Per seed: 3 budgets x 2 probes + 3 clustering scores for each of 4 representations,
-    // fine-tuning of the pretrained one on 3 budgets, and the supervised baseline on 3 budgets.
-    let per_seed = 4 * 9 + 3 + 3;
+    // Per seed: 3 budgets x 2 probes + 3 scores of each of 3 clusterings (K-means, GMM, SCAN)
+    // for each of 4 representations, fine-tuning of the pretrained one on 3 budgets, and the
+    // supervised baseline on 3 budgets.
+    let per_seed = 4 * (6 + 9) + 3 + 3;
     let cells = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
     assert_eq!(cells.lines().count(), 2 * per_seed);
     let results: serde_json::Value =
@@ -146,6 +162,8 @@ fn the_study_writes_its_report_and_resumes() {
     for (protocol, needle) in [
         ("linear", "linear probe  5 labels per class"),
         ("cluster", "K-means NMI"),
+        ("gmm", "GMM ACC"),
+        ("scan", "SCAN NMI"),
     ] {
         pretext()
             .args([

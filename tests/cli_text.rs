@@ -119,7 +119,9 @@ fn the_text_study_writes_its_report_and_resumes() {
         .stdout(contains("## linear probe"))
         .stdout(contains("## fine-tuning"))
         .stdout(contains("## supervised from scratch"))
-        .stdout(contains("| representation | ACC | NMI | ARI |"))
+        .stdout(contains(
+            "| representation | K-means ACC | K-means NMI | K-means ARI |",
+        ))
         .stdout(contains("## The answer"))
         .stdout(contains("held-out masked-token accuracy"))
         .stdout(contains("Predicting the commonest test class"))

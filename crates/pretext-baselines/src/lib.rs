@@ -12,9 +12,11 @@ pub mod kmeans;
 pub mod metrics;
 pub mod pca;
 pub mod traits;
+pub mod tsne;
 
 pub use error::{BaselineError, Result};
 pub use gmm::{CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmInit};
 pub use kmeans::{KMeans, KMeansAlgorithm, KMeansConfig, KMeansInit};
 pub use pca::{Components, Pca, PcaConfig, PcaSolver};
 pub use traits::{Fit, InverseTransform, Predict, Transform};
+pub use tsne::{TsneConfig, TsneMap, TsneMethod, trustworthiness};

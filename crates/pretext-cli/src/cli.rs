@@ -24,7 +24,7 @@ pub enum Command {
     /// Inspect data sets.
     #[command(subcommand)]
     Data(DataCommand),
-    /// Unsupervised baselines: PCA and K-means on pixels or table columns.
+    /// Unsupervised baselines: PCA, K-means and Gaussian mixtures on pixels or table columns.
     #[command(subcommand)]
     Baseline(BaselineCommand),
     /// Pretrain an encoder on a pretext task; checkpoints every epoch, resumable, and exports
@@ -48,6 +48,9 @@ pub enum BaselineCommand {
     Pca(PcaArgs),
     /// K-means clustering: inertia and, with labels, ACC/NMI/ARI against them.
     Kmeans(KMeansArgs),
+    /// A Gaussian mixture fitted by EM (scikit-learn's GaussianMixture): log-likelihood and,
+    /// with labels, ACC/NMI/ARI of the most probable components against them.
+    Gmm(GmmArgs),
 }
 
 /// Data for the baselines: image data sets (training split, flattened) or CSV tables.
@@ -118,6 +121,50 @@ pub struct KMeansArgs {
     /// when the data has fewer; the cost grows with the square of the sample).
     #[arg(long)]
     pub silhouette: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct GmmArgs {
+    #[command(flatten)]
+    pub input: FeatureArgs,
+    /// Number of components.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Full covariance matrices, or diagonal ones (independent features; far cheaper with many
+    /// features).
+    #[arg(long, value_enum, default_value = "full")]
+    pub covariance: CovarianceArg,
+    /// Fit the first this many principal components instead of the raw values (a full
+    /// covariance over hundreds of features is slow and needs many rows per component).
+    #[arg(long)]
+    pub pca: Option<usize>,
+    /// Start from a K-means fit (scikit-learn's default) or from rows chosen by k-means++.
+    #[arg(long, value_enum, default_value = "kmeans")]
+    pub init: GmmInitArg,
+    /// Runs from different starts; the highest likelihood wins.
+    #[arg(long, default_value_t = 1)]
+    pub n_init: usize,
+    #[arg(long, default_value_t = 100)]
+    pub max_iter: usize,
+    /// Stop when the mean log-likelihood per row changes by less than this.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+    /// Added to every covariance's diagonal.
+    #[arg(long, default_value_t = 1e-6)]
+    pub reg_covar: f64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CovarianceArg {
+    Full,
+    Diag,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GmmInitArg {
+    Kmeans,
+    #[value(name = "k-means++")]
+    KmeansPlusPlus,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -333,6 +380,13 @@ pub struct EmbedArgs {
     /// The `.npy` file of embeddings, `[images, dim]` float32.
     #[arg(long)]
     pub out: std::path::PathBuf,
+    /// Also map the embeddings to two dimensions with t-SNE (scikit-learn's defaults, PCA
+    /// start, FFT-accelerated) into `<stem>-tsne.npy`, `[images, 2]`.
+    #[arg(long)]
+    pub tsne: bool,
+    /// The t-SNE perplexity (lowered to fit when the split is small).
+    #[arg(long, default_value_t = 30.0, requires = "tsne")]
+    pub perplexity: f32,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -374,5 +428,10 @@ pub enum ProtocolArg {
     Linear,
     Knn,
     Finetune,
+    /// K-means on the test features (no labels; ACC, NMI and ARI).
     Cluster,
+    /// A Gaussian mixture on the test features' first principal components (no labels).
+    Gmm,
+    /// SCAN: clustering heads trained on the training images' nearest neighbours (no labels).
+    Scan,
 }

@@ -128,6 +128,39 @@ impl MlpHead {
     }
 }
 
+/// Several independent linear clustering heads over one input (SCAN trains many and keeps the
+/// one with the lowest loss): one matrix product computes them all.
+#[derive(Module, Debug)]
+pub struct ClusteringHeads {
+    linear: Linear,
+    #[module(skip)]
+    clusters: usize,
+    #[module(skip)]
+    heads: usize,
+}
+
+impl ClusteringHeads {
+    pub fn new(input: usize, clusters: usize, heads: usize, device: &Device) -> Self {
+        Self {
+            linear: LinearConfig::new(input, clusters * heads).init(device),
+            clusters,
+            heads,
+        }
+    }
+
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Each head's cluster logits, `heads` tensors of `[batch, clusters]`.
+    pub fn forward(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+        let all = self.linear.forward(x);
+        (0..self.heads)
+            .map(|h| all.clone().narrow(1, h * self.clusters, self.clusters))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! The pretext tasks' losses. Each returns a one-element tensor (the batch mean).
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor, TensorData};
 
 /// Mean cross-entropy of `logits` `[batch, classes]` against class indices `[batch]`.
@@ -142,6 +142,34 @@ pub fn info_nce(queries: Tensor<2>, keys: Tensor<2>, temperature: f32) -> Tensor
     cross_entropy(logits, targets).mul_scalar(2.0 * temperature)
 }
 
+/// SCAN's clustering loss (Van Gansbeke et al. 2020) of one head, each part a one-element
+/// tensor.
+pub struct ScanLoss {
+    /// `consistency - entropy_weight * entropy`, minimised.
+    pub total: Tensor<1>,
+    /// `-mean log <p(anchor), p(neighbour)>`: neighbours should fall in the same cluster.
+    pub consistency: Tensor<1>,
+    /// The entropy of the mean cluster distribution over the batch: high when clusters are used
+    /// evenly, which keeps every image from falling in one cluster.
+    pub entropy: Tensor<1>,
+}
+
+/// [`ScanLoss`] of cluster logits `[batch, clusters]` for anchors and one neighbour of each.
+pub fn scan_loss(anchors: Tensor<2>, neighbours: Tensor<2>, entropy_weight: f32) -> ScanLoss {
+    let p_anchor = softmax(anchors, 1);
+    let p_neighbour = softmax(neighbours, 1);
+    let agreement = (p_anchor.clone() * p_neighbour).sum_dim(1);
+    // SCAN clamps the products away from zero before the log, as here.
+    let consistency = agreement.clamp_min(1e-7).log().mean().neg().reshape([1]);
+    let mean = p_anchor.mean_dim(0).clamp_min(1e-8);
+    let entropy = (mean.clone() * mean.log()).sum().neg().reshape([1]);
+    ScanLoss {
+        total: consistency.clone() - entropy.clone().mul_scalar(entropy_weight),
+        consistency,
+        entropy,
+    }
+}
+
 /// The matrix with its diagonal set to zero.
 fn off_diagonal(m: Tensor<2>) -> Tensor<2> {
     let [d, _] = m.dims();
@@ -275,6 +303,23 @@ mod tests {
             let (got, want) = (scalar(got), want(key));
             let tolerance = 1e-5 * want.abs().max(1.0);
             assert!((got - want).abs() < tolerance, "{key}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn the_scan_loss_matches_the_reference_fixture() {
+        let device = Device::flex();
+        let f = joint_fixture();
+        let (a, b) = (matrix(&f["first"], &device), matrix(&f["second"], &device));
+        let want: Vec<f64> = serde_json::from_value(f["scan_weight_5"].clone()).unwrap();
+        let got = scan_loss(a, b, 5.0);
+        for (part, (got, want)) in [got.total, got.consistency, got.entropy]
+            .into_iter()
+            .map(scalar)
+            .zip(want)
+            .enumerate()
+        {
+            assert!((got - want).abs() < 1e-5, "part {part}: {got} vs {want}");
         }
     }
 

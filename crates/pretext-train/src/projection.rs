@@ -1,8 +1,9 @@
-//! Each representation's test features projected to two dimensions by PCA, for a scatter plot
-//! coloured by class: a picture of which classes a representation keeps apart.
+//! Each representation's test features in two dimensions, by PCA (the directions of largest
+//! variance) and by t-SNE (which keeps each point's neighbours near), for scatter plots coloured
+//! by class: a picture of which classes a representation keeps apart.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use pretext_baselines::{Components, Fit, PcaConfig, Transform};
+use pretext_baselines::{Components, Fit, PcaConfig, Transform, TsneConfig};
 use pretext_data::ImageDataset;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,9 @@ pub struct Projection {
     pub representation: String,
     /// `(first, second)` principal coordinates, one pair per image.
     pub points: Vec<[f32; 2]>,
+    /// t-SNE coordinates (scikit-learn's defaults, the perplexity lowered for a few points),
+    /// one pair per image.
+    pub tsne: Vec<[f32; 2]>,
     pub labels: Vec<u32>,
 }
 
@@ -61,7 +65,7 @@ pub fn evenly_spaced(len: usize, count: usize) -> Vec<usize> {
 }
 
 /// Projects `features` (`[rows, dim]`, row-major) of examples of classes `labels` to their
-/// first two principal coordinates.
+/// first two principal coordinates and to a t-SNE map.
 pub fn project_features(
     name: &str,
     features: Vec<f32>,
@@ -82,9 +86,19 @@ pub fn project_features(
         .chunks(width.max(1))
         .map(|row| [row[0], row.get(1).copied().unwrap_or(0.0)])
         .collect();
+    let tsne = if n > 6 {
+        let map = TsneConfig::default().fitted_to(n).fit(&x)?;
+        map.embedding
+            .chunks_exact(2)
+            .map(|p| [p[0], p[1]])
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Projection {
         representation: name.to_string(),
         points,
+        tsne,
         labels,
     })
 }

@@ -1,18 +1,21 @@
-//! `pretext baseline pca|kmeans`: the unsupervised baselines from the command line.
+//! `pretext baseline pca|kmeans|gmm`: the unsupervised baselines from the command line.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+use burn::tensor::Tensor;
 use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi, silhouette};
 use pretext_baselines::{
-    Components, Fit, KMeansAlgorithm, KMeansConfig, PcaConfig, PcaSolver, Transform,
+    Components, CovarianceType, Fit, GaussianMixtureConfig, GmmInit, KMeansAlgorithm, KMeansConfig,
+    PcaConfig, PcaSolver, Transform,
 };
 use pretext_data::npy::{write_atomic, write_npy};
 use serde_json::json;
 
 use crate::cli::{
-    BaselineCommand, FeatureArgs, KMeansAlgorithmArg, KMeansArgs, PcaArgs, PcaSolverArg,
+    BaselineCommand, CovarianceArg, FeatureArgs, GmmArgs, GmmInitArg, KMeansAlgorithmArg,
+    KMeansArgs, PcaArgs, PcaSolverArg,
 };
 use crate::commands::features::{self, Features};
 use crate::device::{DeviceSpec, resolve};
@@ -21,6 +24,7 @@ pub fn run(cmd: BaselineCommand) -> anyhow::Result<()> {
     match cmd {
         BaselineCommand::Pca(args) => pca(args),
         BaselineCommand::Kmeans(args) => kmeans(args),
+        BaselineCommand::Gmm(args) => gmm(args),
     }
 }
 
@@ -128,23 +132,40 @@ fn write_labels(dir: &Path, f: &Features) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The features to cluster: the first `pca` principal components, or the features themselves.
+fn reduced(f: &Features, pca: Option<usize>, seed: u64, what: &str) -> anyhow::Result<Tensor<2>> {
+    let Some(k) = pca else {
+        return Ok(f.x.clone());
+    };
+    let pca = PcaConfig::new(Components::Count(k))
+        .seed(seed)
+        .fit(&f.x)
+        .with_context(|| format!("PCA before {what} failed"))?;
+    println!(
+        "PCA to {k} components keeps {:.4} of the variance",
+        pca.total_explained_variance_ratio()
+    );
+    Ok(pca.transform(&f.x)?)
+}
+
+/// ACC, NMI and ARI of `assignments` against the labels, printed; `None` without labels.
+fn label_scores(f: &Features, assignments: &[u32]) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(labels) = &f.labels else {
+        return Ok(None);
+    };
+    let (acc, n, a) = (
+        hungarian_accuracy(labels, assignments)?,
+        nmi(labels, assignments)?,
+        ari(labels, assignments)?,
+    );
+    println!("against the labels: ACC {acc:.4}  NMI {n:.4}  ARI {a:.4}");
+    Ok(Some(json!({"acc": acc, "nmi": n, "ari": a})))
+}
+
 fn kmeans(args: KMeansArgs) -> anyhow::Result<()> {
     let (spec, f) = setup(&args.input)?;
     let start = Instant::now();
-    let x = match args.pca {
-        Some(k) => {
-            let pca = PcaConfig::new(Components::Count(k))
-                .seed(args.input.seed)
-                .fit(&f.x)
-                .context("PCA before K-means failed")?;
-            println!(
-                "PCA to {k} components keeps {:.4} of the variance",
-                pca.total_explained_variance_ratio()
-            );
-            pca.transform(&f.x)?
-        }
-        None => f.x.clone(),
-    };
+    let x = reduced(&f, args.pca, args.input.seed, "K-means")?;
     let config = KMeansConfig::new(args.k)
         .n_init(args.n_init)
         .max_iter(args.max_iter)
@@ -167,18 +188,7 @@ fn kmeans(args: KMeansArgs) -> anyhow::Result<()> {
         model.n_iter,
         model.inertia
     );
-    let scores = match &f.labels {
-        Some(labels) => {
-            let (acc, n, a) = (
-                hungarian_accuracy(labels, &model.labels)?,
-                nmi(labels, &model.labels)?,
-                ari(labels, &model.labels)?,
-            );
-            println!("against the labels: ACC {acc:.4}  NMI {n:.4}  ARI {a:.4}");
-            Some(json!({"acc": acc, "nmi": n, "ari": a}))
-        }
-        None => None,
-    };
+    let scores = label_scores(&f, &model.labels)?;
     let silhouette_score = match args.silhouette {
         Some(sample) => {
             anyhow::ensure!(
@@ -216,6 +226,68 @@ fn kmeans(args: KMeansArgs) -> anyhow::Result<()> {
         )?;
         println!(
             "wrote assignments.npy, kmeans.json and summary.json to {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn gmm(args: GmmArgs) -> anyhow::Result<()> {
+    let (spec, f) = setup(&args.input)?;
+    let start = Instant::now();
+    let x = reduced(&f, args.pca, args.input.seed, "the Gaussian mixture")?;
+    let config = GaussianMixtureConfig::new(args.k)
+        .covariance(match args.covariance {
+            CovarianceArg::Full => CovarianceType::Full,
+            CovarianceArg::Diag => CovarianceType::Diag,
+        })
+        .init(match args.init {
+            GmmInitArg::Kmeans => GmmInit::KMeans,
+            GmmInitArg::KmeansPlusPlus => GmmInit::KMeansPlusPlus,
+        })
+        .n_init(args.n_init)
+        .max_iter(args.max_iter)
+        .tol(args.tol)
+        .reg_covar(args.reg_covar)
+        .seed(args.input.seed);
+    let model = config.fit(&x).context("the Gaussian mixture failed")?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "Gaussian mixture of {} ({} rows x {} features) on {spec}: k = {}, {:?} covariances, {} \
+         iterations ({}), mean log-likelihood {:.6}, {seconds:.2} s",
+        f.name,
+        f.rows,
+        x.dims()[1],
+        model.k,
+        model.covariance,
+        model.n_iter,
+        if model.converged {
+            "converged"
+        } else {
+            "not converged: raise --max-iter"
+        },
+        model.lower_bound
+    );
+    let scores = label_scores(&f, &model.labels)?;
+    if let Some(dir) = &args.input.out {
+        write_npy(
+            &dir.join("assignments.npy"),
+            &model.labels,
+            &[model.labels.len()],
+        )?;
+        write_labels(dir, &f)?;
+        write_json(&dir.join("gmm.json"), &model)?;
+        write_json(
+            &dir.join("summary.json"),
+            &json!({
+                "data": f.name, "rows": f.rows, "features": x.dims()[1], "device": spec.to_string(),
+                "k": model.k, "covariance": model.covariance, "n_init": args.n_init,
+                "pca": args.pca, "lower_bound": model.lower_bound, "n_iter": model.n_iter,
+                "converged": model.converged, "seconds": seconds, "scores": scores,
+            }),
+        )?;
+        println!(
+            "wrote assignments.npy, gmm.json and summary.json to {}",
             dir.display()
         );
     }

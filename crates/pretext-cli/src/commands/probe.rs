@@ -31,6 +31,8 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         ProtocolArg::Knn => Protocol::Knn,
         ProtocolArg::Finetune => Protocol::Finetune,
         ProtocolArg::Cluster => Protocol::Cluster,
+        ProtocolArg::Gmm => Protocol::Gmm,
+        ProtocolArg::Scan => Protocol::Scan,
     };
     let config = StudyConfig {
         budgets: vec![args.labels_per_class],
@@ -53,22 +55,14 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         &mut Quiet,
     )
     .with_context(|| format!("probing {} failed", args.checkpoint.display()))?;
-    let wanted: &[Protocol] = if protocol == Protocol::Cluster {
-        &[
-            Protocol::Cluster,
-            Protocol::ClusterNmi,
-            Protocol::ClusterAri,
-        ]
-    } else {
-        &[protocol]
-    };
+    let wanted = protocol.with_parts();
     // The cache may hold other seeds and budgets from earlier probes.
     let cells: Vec<_> = cells
         .into_iter()
         .filter(|c| c.key.seed < args.seeds && c.key.representation == name)
         .collect();
     for s in summarize(&cells) {
-        let budget_matches = protocol == Protocol::Cluster || s.budget == args.labels_per_class;
+        let budget_matches = protocol.is_label_free() || s.budget == args.labels_per_class;
         if wanted.contains(&s.protocol) && budget_matches {
             println!(
                 "{name}  {}  {} labels per class  {:.4} ± {:.4} ({} seeds, {} split of {})",

@@ -11,9 +11,19 @@ use pretext_train::study::{Protocol, Summary};
 /// baseline; pixels, PCA, random and supervised encoders are baselines too). Runs given with
 /// `--checkpoint` are named "task (path)".
 fn is_self_supervised(representation: &str) -> bool {
-    ["rotation", "jigsaw", "mae", "simclr", "mlm"]
-        .iter()
-        .any(|t| representation == *t || representation.starts_with(&format!("{t} (")))
+    [
+        "rotation",
+        "jigsaw",
+        "mae",
+        "simclr",
+        "byol",
+        "moco-v3",
+        "vicreg",
+        "barlow-twins",
+        "mlm",
+    ]
+    .iter()
+    .any(|t| representation == *t || representation.starts_with(&format!("{t} (")))
 }
 
 /// The baselines a modality's answer compares with, as (representation, words) pairs.
@@ -22,7 +32,7 @@ pub struct Terms {
     pub baselines: &'static [(&'static str, &'static str)],
     /// The from-scratch model that fine-tuning is compared with.
     pub scratch: (&'static str, &'static str),
-    /// Representations whose K-means NMI is quoted.
+    /// Representations whose clustering NMI is quoted beside the best self-supervised one's.
     pub clustered: &'static [(&'static str, &'static str)],
     /// What the pretraining runs' held-out number measures.
     pub monitor: &'static str,
@@ -37,10 +47,7 @@ pub const IMAGE_TERMS: Terms = Terms {
         ("autoencoder", "the autoencoder"),
     ],
     scratch: ("supervised cnn", "the same CNN trained from scratch"),
-    clustered: &[
-        ("pixels", "K-means on pixels"),
-        ("pca", "K-means on PCA features"),
-    ],
+    clustered: &[("pixels", "pixels"), ("pca", "PCA features")],
     monitor: "held-out kNN accuracy",
     embeddings: true,
 };
@@ -55,10 +62,7 @@ pub const TEXT_TERMS: Terms = Terms {
         "transformer from scratch",
         "the same Transformer trained from scratch",
     ),
-    clustered: &[
-        ("tf-idf", "K-means on TF-IDF"),
-        ("tf-idf + pca", "K-means on TF-IDF + PCA"),
-    ],
+    clustered: &[("tf-idf", "TF-IDF"), ("tf-idf + pca", "TF-IDF + PCA")],
     monitor: "held-out masked-token accuracy",
     embeddings: false,
 };
@@ -107,10 +111,16 @@ pub fn render(
         );
         table(&mut out, protocol, budgets, summaries);
     }
-    if summaries.iter().any(|s| s.protocol == Protocol::Cluster) {
+    if summaries
+        .iter()
+        .any(|s| CLUSTERERS.iter().any(|(p, _)| s.protocol == *p))
+    {
         let _ = writeln!(
             out,
-            "## K-means clustering of the test features (one cluster per class; no labels used)\n"
+            "## Clustering the test features (one cluster per class; no labels used)\n\n\
+             K-means on the features, a Gaussian mixture on their first principal components, \
+             and SCAN's clustering heads trained on the training images' nearest neighbours; \
+             accuracy after the best matching of clusters to classes, NMI and ARI.\n"
         );
         cluster_table(&mut out, summaries);
     }
@@ -224,16 +234,29 @@ fn table(out: &mut String, protocol: Protocol, budgets: &[LabelBudget], summarie
     out.push('\n');
 }
 
-/// ACC, NMI and ARI of the clustering protocol, one row per representation.
+/// The clustering protocols, each with its three scores, as the report names them.
+const CLUSTERERS: [(Protocol, &str); 3] = [
+    (Protocol::Cluster, "K-means"),
+    (Protocol::Gmm, "GMM"),
+    (Protocol::Scan, "SCAN"),
+];
+
+/// ACC, NMI and ARI of every clustering protocol that ran, side by side, one row per
+/// representation.
 fn cluster_table(out: &mut String, summaries: &[Summary]) {
-    let metrics = [
-        Protocol::Cluster,
-        Protocol::ClusterNmi,
-        Protocol::ClusterAri,
-    ];
+    let metrics: Vec<(Protocol, String)> = CLUSTERERS
+        .iter()
+        .filter(|(p, _)| summaries.iter().any(|s| s.protocol == *p))
+        .flat_map(|&(p, name)| {
+            p.with_parts()
+                .iter()
+                .zip(["ACC", "NMI", "ARI"])
+                .map(move |(&part, score)| (part, format!("{name} {score}")))
+        })
+        .collect();
     let clustered: Vec<Summary> = summaries
         .iter()
-        .filter(|s| metrics.contains(&s.protocol))
+        .filter(|s| metrics.iter().any(|(p, _)| s.protocol == *p))
         .cloned()
         .collect();
     let best = |p: Protocol| {
@@ -243,13 +266,18 @@ fn cluster_table(out: &mut String, summaries: &[Summary]) {
             .map(|s| s.mean)
             .fold(f64::NEG_INFINITY, f64::max)
     };
-    let _ = writeln!(
-        out,
-        "| representation | ACC | NMI | ARI |\n| --- | --- | --- | --- |"
-    );
+    let _ = write!(out, "| representation |");
+    for (_, name) in &metrics {
+        let _ = write!(out, " {name} |");
+    }
+    let _ = write!(out, "\n| --- |");
+    for _ in &metrics {
+        let _ = write!(out, " --- |");
+    }
+    out.push('\n');
     for rep in representations(&clustered) {
         let _ = write!(out, "| {rep} |");
-        for p in metrics {
+        for &(p, _) in &metrics {
             match clustered
                 .iter()
                 .find(|s| s.protocol == p && s.representation == rep)
@@ -327,18 +355,32 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary], terms: &Terms) -> Vec<
             lines.push(format!("With {}, {}.", per_class(budget), parts.join("; ")));
         }
     }
-    if let Some(ssl) = best_ssl(Protocol::ClusterNmi, LabelBudget::All) {
+    for (clusterer, name) in CLUSTERERS {
+        let nmi = clusterer.with_parts()[1];
+        let Some(ssl) = best_ssl(nmi, LabelBudget::All) else {
+            continue;
+        };
         let mut against = Vec::new();
         for &(rep, label) in terms.clustered {
-            if let Some(v) = get(rep, Protocol::ClusterNmi, LabelBudget::All) {
-                against.push(format!("{label} {v:.4}"));
+            if let Some(v) = get(rep, nmi, LabelBudget::All) {
+                against.push(format!(
+                    "{} ({v:.4})",
+                    points(ssl.mean, v, &format!("{name} on {label}"))
+                ));
             }
         }
+        let accuracy = get(&ssl.representation, clusterer, LabelBudget::All)
+            .map(|a| format!(", ACC {a:.4}"))
+            .unwrap_or_default();
         lines.push(format!(
-            "Without labels, K-means on the best self-supervised embedding ({}) reaches NMI {:.4} ({}).",
+            "Without labels, {name} on the best self-supervised embedding ({}) reaches NMI {:.4}{accuracy}{}.",
             ssl.representation,
             ssl.mean,
-            against.join(", ")
+            if against.is_empty() {
+                String::new()
+            } else {
+                format!(": it {}", against.join(", "))
+            }
         ));
     }
     if lines.is_empty() {
@@ -424,6 +466,49 @@ mod tests {
                 "- 1 label per class: trained end to end: **supervised cnn** (supervised from scratch 0.6000)\n"
             ),
             "{report}"
+        );
+    }
+
+    #[test]
+    fn clusterers_stand_side_by_side_and_the_answer_compares_each_with_pixels() {
+        let all = LabelBudget::All;
+        let mut summaries = Vec::new();
+        for (rep, kmeans, scan) in [("pixels", 0.51, 0.55), ("byol", 0.57, 0.71)] {
+            summaries.extend([
+                summary(rep, Protocol::Cluster, all, kmeans),
+                summary(rep, Protocol::ClusterNmi, all, kmeans + 0.01),
+                summary(rep, Protocol::ClusterAri, all, kmeans - 0.1),
+                summary(rep, Protocol::Scan, all, scan),
+                summary(rep, Protocol::ScanNmi, all, scan - 0.01),
+                summary(rep, Protocol::ScanAri, all, scan - 0.1),
+            ]);
+        }
+        let report = render("t", "c", &[all], &summaries, &[], &IMAGE_TERMS);
+        assert!(
+            report.contains(
+                "| representation | K-means ACC | K-means NMI | K-means ARI | SCAN ACC | SCAN NMI | SCAN ARI |"
+            ),
+            "{report}"
+        );
+        assert!(!report.contains("GMM ACC"), "GMM did not run: {report}");
+        assert!(
+            report.contains("| byol | **0.5700 ± 0.0100** | **0.5800 ± 0.0100** |"),
+            "{report}"
+        );
+        let lines = answer(&[all], &summaries, &IMAGE_TERMS);
+        assert!(
+            lines.contains(
+                &"Without labels, SCAN on the best self-supervised embedding (byol) reaches NMI \
+                  0.7000, ACC 0.7100: it beats SCAN on pixels by 16.0 points (0.5400)."
+                    .to_string()
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("Without labels, K-means")),
+            "{lines:?}"
         );
     }
 }

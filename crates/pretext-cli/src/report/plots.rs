@@ -366,8 +366,8 @@ impl Draw for Pretraining<'_> {
     }
 }
 
-/// One scatter per representation of its test features projected to two dimensions, coloured
-/// by class.
+/// Two scatters per representation of its test features in two dimensions, by PCA and by
+/// t-SNE, coloured by class.
 pub fn embeddings(projections: &[Projection], class_names: &[String]) -> Result<Figure> {
     render(&Embeddings {
         projections,
@@ -380,11 +380,33 @@ struct Embeddings<'a> {
     class_names: &'a [String],
 }
 
+/// A scatter's caption, points and their classes.
+type Panel<'a> = (String, &'a [[f32; 2]], &'a [u32]);
+
 impl Embeddings<'_> {
-    const COLUMNS: usize = 3;
+    /// Two representations a row, each as its PCA and t-SNE panels.
+    const COLUMNS: usize = 4;
+
+    /// Every panel.
+    fn panels(&self) -> Vec<Panel<'_>> {
+        let mut out = Vec::new();
+        for p in self.projections {
+            out.push((
+                format!("{} (PCA)", p.representation),
+                &p.points[..],
+                &p.labels[..],
+            ));
+            out.push((
+                format!("{} (t-SNE)", p.representation),
+                &p.tsne[..],
+                &p.labels[..],
+            ));
+        }
+        out
+    }
 
     fn rows(&self) -> usize {
-        self.projections.len().div_ceil(Self::COLUMNS).max(1)
+        (2 * self.projections.len()).div_ceil(Self::COLUMNS).max(1)
     }
 }
 
@@ -404,17 +426,17 @@ fn robust_range(mut values: Vec<f32>) -> (f64, f64) {
 
 impl Draw for Embeddings<'_> {
     fn size(&self) -> (u32, u32) {
-        (3 * 320 + 150, 320 * self.rows() as u32)
+        (Self::COLUMNS as u32 * 300 + 150, 300 * self.rows() as u32)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let (plots, legend) = root.split_horizontally(3 * 320);
+        let (plots, legend) = root.split_horizontally(Self::COLUMNS as u32 * 300);
         let cells = plots.split_evenly((self.rows(), Self::COLUMNS));
-        for (area, projection) in cells.iter().zip(self.projections) {
-            let (x0, x1) = robust_range(projection.points.iter().map(|p| p[0]).collect());
-            let (y0, y1) = robust_range(projection.points.iter().map(|p| p[1]).collect());
+        for (area, (caption, points, labels)) in cells.iter().zip(self.panels()) {
+            let (x0, x1) = robust_range(points.iter().map(|p| p[0]).collect());
+            let (y0, y1) = robust_range(points.iter().map(|p| p[1]).collect());
             let mut chart = ChartBuilder::on(area)
-                .caption(&projection.representation, (FAMILY, 15))
+                .caption(&caption, (FAMILY, 15))
                 .margin(8)
                 .build_cartesian_2d(x0..x1, y0..y1)
                 .map_err(failed)?;
@@ -427,10 +449,9 @@ impl Draw for Embeddings<'_> {
                 .map_err(failed)?;
             chart
                 .draw_series(
-                    projection
-                        .points
+                    points
                         .iter()
-                        .zip(&projection.labels)
+                        .zip(labels)
                         .filter(|(p, _)| {
                             (x0..=x1).contains(&(p[0] as f64)) && (y0..=y1).contains(&(p[1] as f64))
                         })

@@ -282,7 +282,7 @@ impl FittedLinearProbe {
 }
 
 /// Per-feature mean and inverse standard deviation (constant features are left unscaled).
-fn standardisation(features: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn standardisation(features: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>) {
     let n = (features.len() / dim).max(1) as f64;
     let mut sum = vec![0f64; dim];
     let mut sum_sq = vec![0f64; dim];

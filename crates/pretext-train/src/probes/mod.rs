@@ -3,7 +3,9 @@
 pub mod cluster;
 pub mod knn;
 pub mod linear;
+pub mod scan;
 
 pub use cluster::{ClusterScores, cluster_probe};
 pub use knn::{KnnProbe, knn_accuracy};
 pub use linear::{FittedLinearProbe, Labelled, LinearHead, LinearProbe};
+pub use scan::{ScanConfig, ScanScores, scan_probe};

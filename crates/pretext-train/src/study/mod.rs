@@ -10,6 +10,7 @@
 
 mod cells;
 mod features;
+mod protocols;
 mod training;
 
 use std::collections::BTreeMap;
@@ -24,9 +25,8 @@ use pretext_models::encoders::{EncoderConfig, EncoderKind};
 
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
-use crate::probes::{
-    FittedLinearProbe, KnnProbe, Labelled, LinearHead, LinearProbe, cluster_probe, knn_accuracy,
-};
+use crate::probes::{LinearHead, ScanConfig};
+use protocols::Evaluation;
 
 pub use cells::{Cell, CellKey, CellLog};
 pub use features::{Features, Representation};
@@ -47,8 +47,12 @@ pub struct StudyConfig {
     pub validation_fraction: f64,
     /// Adam iterations of the linear probe (per L2 strength).
     pub linear_iterations: usize,
-    /// Restarts of K-means in the clustering protocol.
+    /// Restarts of K-means and of the Gaussian mixture in the clustering protocols.
     pub cluster_n_init: usize,
+    /// Principal components of the test features the Gaussian mixture is fitted on.
+    pub gmm_components: usize,
+    /// SCAN's settings.
+    pub scan: ScanConfig,
     /// The protocols to run: `linear`, `knn`, `cluster` (ACC, NMI and ARI), `finetune` (each
     /// pretrained encoder with a linear head), `supervised` (the same CNN from scratch).
     pub protocols: Vec<Protocol>,
@@ -77,6 +81,8 @@ impl Default for StudyConfig {
             validation_fraction: 0.1,
             linear_iterations: 300,
             cluster_n_init: 3,
+            gmm_components: 50,
+            scan: ScanConfig::default(),
             protocols: vec![
                 Protocol::Linear,
                 Protocol::Knn,
@@ -109,25 +115,23 @@ impl StudyConfig {
                 "protocols must list at least one protocol",
             ));
         }
-        if let Some(p) = self
-            .protocols
-            .iter()
-            .find(|p| matches!(p, Protocol::ClusterNmi | Protocol::ClusterAri))
-        {
+        if let Some(p) = self.protocols.iter().find(|p| p.is_part()) {
             return Err(TrainError::config(format!(
-                "protocol {} is part of cluster; list cluster instead",
+                "protocol {} is part of another; list cluster, gmm or scan instead",
                 p.name()
             )));
         }
+        self.scan.validate()?;
         if self.pca_components == 0
+            || self.gmm_components == 0
             || self.knn_k == 0
             || self.linear_iterations == 0
             || self.train_steps == 0
             || self.train_batch_size == 0
         {
             return Err(TrainError::config(
-                "pca_components, knn_k, linear_iterations, train_steps and train_batch_size \
-                 must be positive",
+                "pca_components, gmm_components, knn_k, linear_iterations, train_steps and \
+                 train_batch_size must be positive",
             ));
         }
         if !(self.train_lr > 0.0 && self.finetune_encoder_lr_scale > 0.0) {
@@ -158,6 +162,16 @@ pub enum Protocol {
     ClusterNmi,
     /// The same clustering scored by the adjusted Rand index.
     ClusterAri,
+    /// A Gaussian mixture of the test features (their first `gmm_components` principal
+    /// components), one component per class, scored like K-means.
+    Gmm,
+    GmmNmi,
+    GmmAri,
+    /// SCAN: clustering heads trained on the training pool's features by their nearest
+    /// neighbours, applied to the test features, scored like K-means.
+    Scan,
+    ScanNmi,
+    ScanAri,
     /// The pretrained encoder and a linear head, all trained on the labelled subset.
     Finetune,
     /// The same encoder trained from scratch on the labelled subset.
@@ -165,6 +179,51 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// A score computed with another protocol's (NMI and ARI of a clustering), never listed on
+    /// its own.
+    pub fn is_part(self) -> bool {
+        matches!(
+            self,
+            Protocol::ClusterNmi
+                | Protocol::ClusterAri
+                | Protocol::GmmNmi
+                | Protocol::GmmAri
+                | Protocol::ScanNmi
+                | Protocol::ScanAri
+        )
+    }
+
+    /// The protocol and the scores computed with it: a clustering's ACC, NMI and ARI.
+    pub fn with_parts(self) -> &'static [Protocol] {
+        match self {
+            Protocol::Cluster => &[
+                Protocol::Cluster,
+                Protocol::ClusterNmi,
+                Protocol::ClusterAri,
+            ],
+            Protocol::Gmm => &[Protocol::Gmm, Protocol::GmmNmi, Protocol::GmmAri],
+            Protocol::Scan => &[Protocol::Scan, Protocol::ScanNmi, Protocol::ScanAri],
+            Protocol::Linear => &[Protocol::Linear],
+            Protocol::Knn => &[Protocol::Knn],
+            Protocol::Finetune => &[Protocol::Finetune],
+            Protocol::Supervised => &[Protocol::Supervised],
+            Protocol::ClusterNmi => &[Protocol::ClusterNmi],
+            Protocol::ClusterAri => &[Protocol::ClusterAri],
+            Protocol::GmmNmi => &[Protocol::GmmNmi],
+            Protocol::GmmAri => &[Protocol::GmmAri],
+            Protocol::ScanNmi => &[Protocol::ScanNmi],
+            Protocol::ScanAri => &[Protocol::ScanAri],
+        }
+    }
+
+    /// Whether it uses no labels (its cells have the budget "all").
+    pub fn is_label_free(self) -> bool {
+        !matches!(
+            self,
+            Protocol::Linear | Protocol::Knn | Protocol::Finetune | Protocol::Supervised
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Linear => "linear probe",
@@ -172,6 +231,12 @@ impl Protocol {
             Protocol::Cluster => "K-means ACC",
             Protocol::ClusterNmi => "K-means NMI",
             Protocol::ClusterAri => "K-means ARI",
+            Protocol::Gmm => "GMM ACC",
+            Protocol::GmmNmi => "GMM NMI",
+            Protocol::GmmAri => "GMM ARI",
+            Protocol::Scan => "SCAN ACC",
+            Protocol::ScanNmi => "SCAN NMI",
+            Protocol::ScanAri => "SCAN ARI",
             Protocol::Finetune => "fine-tuning",
             Protocol::Supervised => "supervised from scratch",
         }
@@ -368,32 +433,27 @@ pub fn run_candidates(
         }
     }
 
-    let mut log = CellLog::open(cells_path)?;
-    let keys_of = |rep: &dyn Candidate| -> Vec<CellKey> {
-        let runs = |p: Protocol| config.protocols.contains(&p);
-        let mut keys = Vec::new();
+    let units = protocols::enabled(config);
+    // The (protocols, budget, seed) runs of one candidate, in the order they are computed.
+    let runs_of = |rep: &dyn Candidate| -> Vec<(&dyn Evaluation, LabelBudget, u64)> {
+        let mut runs = Vec::new();
         for seed in 0..config.seeds {
-            for &budget in &config.budgets {
-                for protocol in [Protocol::Linear, Protocol::Knn] {
-                    if runs(protocol) {
-                        keys.push(CellKey::new(rep.name(), protocol, budget, seed));
-                    }
-                }
-                if runs(Protocol::Finetune) && rep.is_pretrained() {
-                    keys.push(CellKey::new(rep.name(), Protocol::Finetune, budget, seed));
-                }
-            }
-            if runs(Protocol::Cluster) {
-                for protocol in [
-                    Protocol::Cluster,
-                    Protocol::ClusterNmi,
-                    Protocol::ClusterAri,
-                ] {
-                    keys.push(CellKey::new(rep.name(), protocol, LabelBudget::All, seed));
-                }
+            for unit in units.iter().filter(|u| u.applies(rep)) {
+                let budgets = if unit.label_free() {
+                    vec![LabelBudget::All]
+                } else {
+                    config.budgets.clone()
+                };
+                runs.extend(budgets.into_iter().map(|b| (unit.as_ref(), b, seed)));
             }
         }
-        keys
+        runs
+    };
+    let keys = |rep: &dyn Candidate, unit: &dyn Evaluation, budget, seed| -> Vec<CellKey> {
+        unit.protocols()
+            .iter()
+            .map(|&p| CellKey::new(rep.name(), p, budget, seed))
+            .collect()
     };
     let baseline = baseline.filter(|_| config.protocols.contains(&Protocol::Supervised));
     let baseline_keys: Vec<CellKey> = match &baseline {
@@ -407,118 +467,45 @@ pub fn run_candidates(
             .collect(),
         None => Vec::new(),
     };
-    let total = candidates.iter().map(|r| keys_of(*r).len()).sum::<usize>() + baseline_keys.len();
+    let mut log = CellLog::open(cells_path)?;
+    let total = candidates
+        .iter()
+        .flat_map(|&rep| runs_of(rep).into_iter().map(move |r| (rep, r)))
+        .map(|(rep, (unit, b, s))| keys(rep, unit, b, s).len())
+        .sum::<usize>()
+        + baseline_keys.len();
     let mut done = log.len();
-    let knn = KnnProbe {
-        k: config.knn_k,
-        temperature: config.knn_temperature,
-    };
-    let linear = LinearProbe {
-        max_iterations: config.linear_iterations,
-        ..LinearProbe::default()
-    };
-    // Training-set indices of a (budget, seed) subset.
-    let labelled = |budget: LabelBudget, seed: u64| -> Vec<usize> {
-        subsets[&(budget, seed)]
-            .iter()
-            .map(|&i| split.train[i])
-            .collect()
-    };
-    for rep in candidates {
-        let keys = keys_of(*rep);
-        if keys.iter().all(|k| log.contains(k)) {
+    for &rep in candidates {
+        let runs: Vec<_> = runs_of(rep)
+            .into_iter()
+            .filter(|&(unit, b, s)| !keys(rep, unit, b, s).iter().all(|k| log.contains(k)))
+            .collect();
+        if runs.is_empty() {
             continue;
         }
         observer.note(&format!("computing {} features", rep.name()));
-        let f = rep.features(&split.train, &split.val)?;
-        // Features and labels of a (budget, seed) subset of the pool.
-        let subset = |budget: LabelBudget, seed: u64| -> (Vec<f32>, Vec<u32>) {
-            let chosen = &subsets[&(budget, seed)];
-            let x = chosen
-                .iter()
-                .flat_map(|&i| f.pool[i * f.dim..(i + 1) * f.dim].iter().copied())
-                .collect();
-            (x, chosen.iter().map(|&i| pool_labels[i]).collect())
+        let features = rep.features(&split.train, &split.val)?;
+        let ctx = protocols::Context {
+            config,
+            features: &features,
+            candidate: rep,
+            pool_labels: &pool_labels,
+            val_labels: &val_labels,
+            test_labels,
+            classes,
+            subsets: &subsets,
+            pool_indices: &split.train,
+            device,
+            probes: Default::default(),
         };
-        // The linear probe of a (budget, seed) subset: its own cell, and the head that
-        // fine-tuning starts from.
-        let probe = |budget: LabelBudget, seed: u64| -> Result<FittedLinearProbe> {
-            let (x, y) = subset(budget, seed);
-            // Standardised by the whole training pool's statistics, which need no labels.
-            linear.fit_standardised_on(
-                &f.pool,
-                Labelled {
-                    features: &x,
-                    labels: &y,
-                },
-                Labelled {
-                    features: &f.val,
-                    labels: &val_labels,
-                },
-                f.dim,
-                classes,
-                device,
-            )
-        };
-        let mut heads = BTreeMap::new();
-        // One K-means run per seed gives all three clustering scores.
-        let mut clusterings = BTreeMap::new();
-        for key in keys {
-            if log.contains(&key) {
-                continue;
-            }
+        for (unit, budget, seed) in runs {
             let started = std::time::Instant::now();
-            let value = match key.protocol {
-                Protocol::Cluster | Protocol::ClusterNmi | Protocol::ClusterAri => {
-                    let scores = match clusterings.get(&key.seed) {
-                        Some(&s) => s,
-                        None => {
-                            let s = cluster_probe(
-                                &f.test,
-                                test_labels,
-                                f.dim,
-                                classes,
-                                config.cluster_n_init,
-                                key.seed,
-                                device,
-                            )?;
-                            clusterings.insert(key.seed, s);
-                            s
-                        }
-                    };
-                    match key.protocol {
-                        Protocol::ClusterNmi => scores.nmi,
-                        Protocol::ClusterAri => scores.ari,
-                        _ => scores.accuracy,
-                    }
+            let values = unit.evaluate(&ctx, budget, seed)?;
+            for (key, value) in keys(rep, unit, budget, seed).into_iter().zip(values) {
+                if !log.contains(&key) {
+                    record(&mut log, observer, (&mut done, total), key, value, started)?;
                 }
-                Protocol::Finetune | Protocol::Supervised => {
-                    let head = match heads.remove(&(key.budget, key.seed)) {
-                        Some(head) => head,
-                        // Resumed after its linear cell: fit the probe again.
-                        None => probe(key.budget, key.seed)?.head(),
-                    };
-                    rep.fine_tune(head, labelled(key.budget, key.seed), key.seed)?
-                }
-                Protocol::Linear => {
-                    let fitted = probe(key.budget, key.seed)?;
-                    if rep.is_pretrained() {
-                        heads.insert((key.budget, key.seed), fitted.head());
-                    }
-                    fitted.accuracy(
-                        Labelled {
-                            features: &f.test,
-                            labels: test_labels,
-                        },
-                        device,
-                    )
-                }
-                Protocol::Knn => {
-                    let (x, y) = subset(key.budget, key.seed);
-                    knn_accuracy(&knn, &x, &y, &f.test, test_labels, f.dim, classes, device)
-                }
-            };
-            record(&mut log, observer, (&mut done, total), key, value, started)?;
+            }
         }
     }
     if let Some(b) = baseline {
@@ -527,7 +514,11 @@ pub fn run_candidates(
                 continue;
             }
             let started = std::time::Instant::now();
-            let value = (b.train)(labelled(key.budget, key.seed), key.seed)?;
+            let labelled = subsets[&(key.budget, key.seed)]
+                .iter()
+                .map(|&i| split.train[i])
+                .collect();
+            let value = (b.train)(labelled, key.seed)?;
             record(&mut log, observer, (&mut done, total), key, value, started)?;
         }
     }

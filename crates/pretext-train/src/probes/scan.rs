@@ -1,0 +1,482 @@
+//! SCAN (Van Gansbeke et al. 2020) on frozen features: clustering by neighbours, with no labels.
+//!
+//! 1. **Mine**: each training image's `neighbours` nearest others by cosine similarity of its
+//!    standardised features (on their first principal components when the features are wide).
+//! 2. **Cluster**: linear heads map features to cluster probabilities; each is trained so that an
+//!    image and a random one of its neighbours fall in the same cluster, while the entropy term
+//!    keeps the clusters in use. Of several heads trained from different starts, the one with
+//!    the lowest loss is kept (never chosen by labels).
+//! 3. **Self-label** (optional): the kept head is trained further with cross-entropy on the
+//!    images it assigns with confidence above a threshold, classes weighted by their inverse
+//!    frequency among those.
+//!
+//! The heads learn on the training images and then assign the test images; the labels only
+//! score the result.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi};
+use pretext_baselines::tsne::nearest_neighbours;
+use pretext_baselines::{Components, Fit, PcaConfig, PcaSolver, Transform};
+use pretext_models::heads::ClusteringHeads;
+use pretext_models::losses::scan_loss;
+
+use crate::error::{Result, TrainError};
+use crate::model::seeded;
+use crate::probes::linear::standardisation;
+
+/// Settings of SCAN. Defaults: 20 neighbours, 10 heads, entropy weight 5 (the paper's CIFAR
+/// settings), 30 epochs of batches of 256 at Adam's 1e-3 with weight decay 1e-4, neighbours
+/// mined on 128 principal components, then 10 epochs of self-labelling above 0.99.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    pub neighbours: usize,
+    pub heads: usize,
+    pub entropy_weight: f32,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f32,
+    /// Neighbours are mined on at most this many principal components of the features.
+    pub mining_components: usize,
+    /// Self-labelling epochs (0: none) and the confidence a pseudo-label needs.
+    pub self_label_epochs: usize,
+    pub self_label_threshold: f32,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            neighbours: 20,
+            heads: 10,
+            entropy_weight: 5.0,
+            epochs: 30,
+            batch_size: 256,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            mining_components: 128,
+            self_label_epochs: 10,
+            self_label_threshold: 0.99,
+        }
+    }
+}
+
+impl ScanConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.neighbours == 0
+            || self.heads == 0
+            || self.epochs == 0
+            || self.batch_size < 2
+            || self.mining_components == 0
+        {
+            return Err(TrainError::config(
+                "scan: neighbours, heads, epochs and mining_components must be positive and \
+                 batch_size at least 2",
+            ));
+        }
+        let non_negative = |v: f32| v.is_finite() && v >= 0.0;
+        let valid = self.lr.is_finite()
+            && self.lr > 0.0
+            && non_negative(self.entropy_weight)
+            && non_negative(self.weight_decay)
+            && self.self_label_threshold > 0.0
+            && self.self_label_threshold < 1.0;
+        if !valid {
+            return Err(TrainError::config(
+                "scan: lr must be positive, entropy_weight and weight_decay non-negative, and \
+                 self_label_threshold strictly between 0 and 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What SCAN found: the test split's clusters scored against its labels, and the kept head's
+/// loss on the training images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanScores {
+    pub accuracy: f64,
+    pub nmi: f64,
+    pub ari: f64,
+    pub head: usize,
+    pub loss: f64,
+    pub consistency: f64,
+    pub entropy: f64,
+    /// Training images above the self-labelling threshold at the end (0 without it).
+    pub confident: usize,
+}
+
+/// Runs SCAN on the training pool's features and scores its clusters of the test features.
+#[allow(clippy::too_many_arguments)]
+pub fn scan_probe(
+    pool: &[f32],
+    test: &[f32],
+    test_labels: &[u32],
+    dim: usize,
+    clusters: usize,
+    config: &ScanConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<ScanScores> {
+    config.validate()?;
+    let n = pool.len().checked_div(dim).unwrap_or(0);
+    if dim == 0 || pool.len() != n * dim || test.len() != test_labels.len() * dim {
+        return Err(TrainError::config(format!(
+            "scan: {} training and {} test values do not make rows of {dim}",
+            pool.len(),
+            test.len()
+        )));
+    }
+    if n <= config.neighbours || clusters < 2 {
+        return Err(TrainError::config(format!(
+            "scan needs more than {} training images ({n} given) and at least two clusters",
+            config.neighbours
+        )));
+    }
+    let (mean, scale) = standardisation(pool, dim);
+    let standardise = |rows: &[f32]| -> Vec<f32> {
+        rows.chunks_exact(dim)
+            .flat_map(|r| {
+                r.iter()
+                    .zip(mean.iter().zip(&scale))
+                    .map(|(v, (m, s))| (v - m) * s)
+            })
+            .collect()
+    };
+    let x = standardise(pool);
+    let neighbours = mine(&x, dim, config, seed, device)?;
+    let train_device = device.clone().autodiff();
+    let fitted = Clustering {
+        x: &x,
+        dim,
+        clusters,
+        neighbours: &neighbours,
+        config,
+        seed,
+        device: &train_device,
+    }
+    .train()?;
+    let logits = fitted
+        .heads
+        .valid()
+        .forward(tensor(standardise(test), dim, device))
+        .swap_remove(fitted.head);
+    let assigned: Vec<u32> = logits
+        .argmax(1)
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c as u32)
+        .collect();
+    Ok(ScanScores {
+        accuracy: hungarian_accuracy(test_labels, &assigned)?,
+        nmi: nmi(test_labels, &assigned)?,
+        ari: ari(test_labels, &assigned)?,
+        head: fitted.head,
+        loss: fitted.loss[0],
+        consistency: fitted.loss[1],
+        entropy: fitted.loss[2],
+        confident: fitted.confident,
+    })
+}
+
+fn tensor(values: Vec<f32>, dim: usize, device: &Device) -> Tensor<2> {
+    let rows = values.len() / dim;
+    Tensor::from_data(TensorData::new(values, [rows, dim]), device)
+}
+
+/// Each row's `config.neighbours` nearest others by cosine similarity, `[rows * neighbours]`.
+fn mine(
+    x: &[f32],
+    dim: usize,
+    config: &ScanConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<u32>> {
+    let unit = |mut v: Vec<f32>, d: usize| {
+        for row in v.chunks_exact_mut(d) {
+            let norm = row.iter().map(|a| a * a).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                row.iter_mut().for_each(|a| *a /= norm);
+            }
+        }
+        v
+    };
+    let mut z = tensor(unit(x.to_vec(), dim), dim, device);
+    let rows = x.len() / dim;
+    if dim > config.mining_components {
+        let pca = PcaConfig::new(Components::Count(config.mining_components))
+            .solver(PcaSolver::Randomized)
+            .seed(seed)
+            .fit(&z)?;
+        let projected = pca.transform(&z)?;
+        let values = projected
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap_or_default();
+        z = tensor(
+            unit(values, config.mining_components),
+            config.mining_components,
+            device,
+        );
+    }
+    // On unit rows, Euclidean order is cosine order.
+    let found = nearest_neighbours(&z, config.neighbours);
+    let mut out = Vec::with_capacity(rows * config.neighbours);
+    for row in found {
+        out.extend(row.iter().map(|nb| nb.index as u32));
+    }
+    Ok(out)
+}
+
+/// The clustering step and self-labelling on standardised training features.
+struct Clustering<'a> {
+    x: &'a [f32],
+    dim: usize,
+    clusters: usize,
+    neighbours: &'a [u32],
+    config: &'a ScanConfig,
+    seed: u64,
+    device: &'a Device,
+}
+
+struct Fitted {
+    heads: ClusteringHeads,
+    head: usize,
+    /// The kept head's total, consistency and entropy over the last clustering epoch.
+    loss: [f64; 3],
+    confident: usize,
+}
+
+impl Clustering<'_> {
+    fn rows(&self, indices: &[usize]) -> Tensor<2> {
+        let mut values = Vec::with_capacity(indices.len() * self.dim);
+        for &i in indices {
+            values.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
+        }
+        tensor(values, self.dim, self.device)
+    }
+
+    fn train(&self) -> Result<Fitted> {
+        let c = self.config;
+        let n = self.x.len() / self.dim;
+        let k = c.neighbours;
+        let mut heads = seeded(self.seed, self.device, || {
+            Ok(ClusteringHeads::new(
+                self.dim,
+                self.clusters,
+                c.heads,
+                self.device,
+            ))
+        })?;
+        let mut optimizer = AdamWConfig::new().with_weight_decay(c.weight_decay).init();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7363_616e);
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut last_epoch = vec![[0f64; 3]; c.heads];
+        for _ in 0..c.epochs {
+            order.shuffle(&mut rng);
+            let mut sums = vec![[0f64; 3]; c.heads];
+            let mut batches = 0usize;
+            for anchors in order.chunks(c.batch_size).filter(|b| b.len() >= 2) {
+                let partners: Vec<usize> = anchors
+                    .iter()
+                    .map(|&a| self.neighbours[a * k + rng.random_range(0..k)] as usize)
+                    .collect();
+                let b = anchors.len();
+                let both = Tensor::cat(vec![self.rows(anchors), self.rows(&partners)], 0);
+                let mut total: Option<Tensor<1>> = None;
+                for (h, logits) in heads.forward(both).into_iter().enumerate() {
+                    let loss = scan_loss(
+                        logits.clone().narrow(0, 0, b),
+                        logits.narrow(0, b, b),
+                        c.entropy_weight,
+                    );
+                    for (s, part) in
+                        sums[h]
+                            .iter_mut()
+                            .zip([&loss.total, &loss.consistency, &loss.entropy])
+                    {
+                        *s += part.clone().into_scalar::<f32>() as f64;
+                    }
+                    total = Some(match total {
+                        Some(t) => t + loss.total,
+                        None => loss.total,
+                    });
+                }
+                let Some(total) = total else { break };
+                let grads = GradientsParams::from_grads(total.backward(), &heads);
+                heads = optimizer.step(c.lr, heads, grads);
+                batches += 1;
+            }
+            last_epoch = sums
+                .into_iter()
+                .map(|s| s.map(|v| v / batches.max(1) as f64))
+                .collect();
+        }
+        let head = (0..c.heads)
+            .min_by(|&a, &b| last_epoch[a][0].total_cmp(&last_epoch[b][0]))
+            .unwrap_or(0);
+        let mut confident = 0;
+        for _ in 0..c.self_label_epochs {
+            let (chosen, labels) = self.confident(&heads, head)?;
+            confident = chosen.len();
+            if chosen.is_empty() {
+                break;
+            }
+            heads = self.self_label_epoch(heads, head, &chosen, &labels, &mut optimizer, &mut rng);
+        }
+        if c.self_label_epochs > 0 {
+            confident = self.confident(&heads, head)?.0.len();
+        }
+        Ok(Fitted {
+            heads,
+            head,
+            loss: last_epoch[head],
+            confident,
+        })
+    }
+
+    /// The training images the head assigns with probability above the threshold, and those
+    /// assignments.
+    fn confident(&self, heads: &ClusteringHeads, head: usize) -> Result<(Vec<usize>, Vec<u32>)> {
+        let n = self.x.len() / self.dim;
+        let model = heads.valid();
+        let mut chosen = Vec::new();
+        let mut labels = Vec::new();
+        let all: Vec<usize> = (0..n).collect();
+        for block in all.chunks(4096) {
+            let x = self.rows(block).inner();
+            let p = softmax(model.forward(x).swap_remove(head), 1);
+            let values = p.into_data().try_into_vec_as::<f32>().unwrap_or_default();
+            for (&i, row) in block.iter().zip(values.chunks_exact(self.clusters)) {
+                let (best, &prob) = row
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .ok_or_else(|| TrainError::config("scan: no clusters"))?;
+                if prob > self.config.self_label_threshold {
+                    chosen.push(i);
+                    labels.push(best as u32);
+                }
+            }
+        }
+        Ok((chosen, labels))
+    }
+
+    /// One epoch of class-balanced cross-entropy on the confident images.
+    fn self_label_epoch(
+        &self,
+        mut heads: ClusteringHeads,
+        head: usize,
+        chosen: &[usize],
+        labels: &[u32],
+        optimizer: &mut burn::optim::ModuleOptimizer,
+        rng: &mut ChaCha8Rng,
+    ) -> ClusteringHeads {
+        let mut counts = vec![0usize; self.clusters];
+        for &l in labels {
+            counts[l as usize] += 1;
+        }
+        let mut order: Vec<usize> = (0..chosen.len()).collect();
+        order.shuffle(rng);
+        for batch in order.chunks(self.config.batch_size) {
+            let rows: Vec<usize> = batch.iter().map(|&i| chosen[i]).collect();
+            // Inverse class frequency, so a dominant cluster does not absorb the others.
+            let weights: Vec<f32> = batch
+                .iter()
+                .map(|&i| {
+                    let c = counts[labels[i] as usize].max(1) as f32;
+                    chosen.len() as f32 / (self.clusters as f32 * c)
+                })
+                .collect();
+            let targets: Vec<i64> = batch.iter().map(|&i| labels[i] as i64).collect();
+            let logits = heads.forward(self.rows(&rows)).swap_remove(head);
+            let b = batch.len();
+            let log_p = burn::tensor::activation::log_softmax(logits, 1);
+            let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), self.device);
+            let picked: Tensor<2> = log_p.gather(1, targets.reshape([b, 1]));
+            let weights = Tensor::<2>::from_data(TensorData::new(weights, [b, 1]), self.device);
+            let loss = (picked * weights).mean().neg();
+            let grads = GradientsParams::from_grads(loss.backward(), &heads);
+            heads = optimizer.step(self.config.lr, heads, grads);
+        }
+        heads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` points in 8-D around three well-separated centres, from a fixed sequence.
+    fn blobs(n: usize, offset: usize) -> (Vec<f32>, Vec<u32>) {
+        let mut features = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let class = (i % 3) as u32;
+            for j in 0..8 {
+                let noise = (((i + offset) * 7919 + j * 104_729) % 1000) as f32 / 500.0 - 1.0;
+                let centre = if j % 3 == class as usize { 6.0 } else { 0.0 };
+                features.push(centre + noise);
+            }
+            labels.push(class);
+        }
+        (features, labels)
+    }
+
+    fn small() -> ScanConfig {
+        ScanConfig {
+            neighbours: 5,
+            heads: 3,
+            epochs: 15,
+            batch_size: 64,
+            mining_components: 4,
+            self_label_epochs: 2,
+            self_label_threshold: 0.5,
+            ..ScanConfig::default()
+        }
+    }
+
+    #[test]
+    fn separated_clusters_are_found_without_labels_and_runs_repeat() {
+        let device = Device::flex();
+        let (pool, _) = blobs(300, 0);
+        let (test, labels) = blobs(90, 5000);
+        let run = || scan_probe(&pool, &test, &labels, 8, 3, &small(), 7, &device).unwrap();
+        let s = run();
+        assert!(s.accuracy > 0.95 && s.nmi > 0.85, "{s:?}");
+        assert!(s.head < 3 && s.entropy > 0.9, "{s:?}");
+        assert!(s.confident > 0, "{s:?}");
+        assert_eq!(run(), s, "seeded");
+    }
+
+    #[test]
+    fn bad_settings_and_shapes_are_errors() {
+        let device = Device::flex();
+        let (pool, _) = blobs(30, 0);
+        let (test, labels) = blobs(9, 5);
+        let bad = |c: ScanConfig| scan_probe(&pool, &test, &labels, 8, 3, &c, 0, &device).is_err();
+        assert!(bad(ScanConfig {
+            heads: 0,
+            ..small()
+        }));
+        assert!(bad(ScanConfig {
+            self_label_threshold: 1.0,
+            ..small()
+        }));
+        assert!(bad(ScanConfig {
+            neighbours: 40,
+            ..small()
+        }));
+        assert!(scan_probe(&pool[1..], &test, &labels, 8, 3, &small(), 0, &device).is_err());
+    }
+}

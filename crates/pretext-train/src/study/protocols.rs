@@ -1,0 +1,294 @@
+//! The study's protocols, each a unit behind [`Evaluation`]: which cells it fills for a
+//! candidate and how it computes those of one label budget and seed. The driver
+//! ([`super::run_candidates`]) only walks candidates, seeds and budgets.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi};
+use pretext_baselines::{Components, Fit, GaussianMixtureConfig, PcaConfig, Transform};
+use pretext_data::LabelBudget;
+
+use super::{Candidate, Features, Protocol, StudyConfig};
+use crate::error::Result;
+use crate::probes::{
+    FittedLinearProbe, KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy, scan_probe,
+};
+
+/// What every protocol of one candidate sees: its features and the study's splits.
+pub(super) struct Context<'a> {
+    pub config: &'a StudyConfig,
+    pub features: &'a Features,
+    pub candidate: &'a dyn Candidate,
+    /// Labels of the training pool's rows, of the validation rows and of the test rows.
+    pub pool_labels: &'a [u32],
+    pub val_labels: &'a [u32],
+    pub test_labels: &'a [u32],
+    pub classes: usize,
+    /// The pool rows of each (budget, seed) subset.
+    pub subsets: &'a BTreeMap<(LabelBudget, u64), Vec<usize>>,
+    /// Training-set indices of each pool row.
+    pub pool_indices: &'a [usize],
+    pub device: &'a Device,
+    /// Linear probes fitted so far, which fine-tuning starts from.
+    pub probes: RefCell<BTreeMap<(LabelBudget, u64), FittedLinearProbe>>,
+}
+
+impl Context<'_> {
+    /// Features and labels of a (budget, seed) subset of the pool.
+    fn subset(&self, budget: LabelBudget, seed: u64) -> (Vec<f32>, Vec<u32>) {
+        let (f, dim) = (self.features, self.features.dim);
+        let chosen = &self.subsets[&(budget, seed)];
+        let x = chosen
+            .iter()
+            .flat_map(|&i| f.pool[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        (x, chosen.iter().map(|&i| self.pool_labels[i]).collect())
+    }
+
+    /// The linear probe of a (budget, seed) subset, fitted once.
+    fn probe(&self, budget: LabelBudget, seed: u64) -> Result<FittedLinearProbe> {
+        if let Some(p) = self.probes.borrow().get(&(budget, seed)) {
+            return Ok(p.clone());
+        }
+        let (x, y) = self.subset(budget, seed);
+        let linear = LinearProbe {
+            max_iterations: self.config.linear_iterations,
+            ..LinearProbe::default()
+        };
+        // Standardised by the whole training pool's statistics, which need no labels.
+        let fitted = linear.fit_standardised_on(
+            &self.features.pool,
+            Labelled {
+                features: &x,
+                labels: &y,
+            },
+            Labelled {
+                features: &self.features.val,
+                labels: self.val_labels,
+            },
+            self.features.dim,
+            self.classes,
+            self.device,
+        )?;
+        self.probes
+            .borrow_mut()
+            .insert((budget, seed), fitted.clone());
+        Ok(fitted)
+    }
+
+    /// Clusters of the test rows scored against the test labels: ACC, NMI and ARI.
+    fn scores(&self, assigned: &[u32]) -> Result<[f64; 3]> {
+        let labels = self.test_labels;
+        Ok([
+            hungarian_accuracy(labels, assigned)?,
+            nmi(labels, assigned)?,
+            ari(labels, assigned)?,
+        ])
+    }
+}
+
+/// One protocol of the study.
+pub(super) trait Evaluation {
+    /// The protocols whose cells one run fills (a clustering gives ACC, NMI and ARI at once).
+    fn protocols(&self) -> &'static [Protocol];
+
+    /// Whether it evaluates `candidate` at all (fine-tuning needs a pretrained encoder).
+    fn applies(&self, _candidate: &dyn Candidate) -> bool {
+        true
+    }
+
+    /// Whether it uses no labels, and so runs once per seed (its budget is "all").
+    fn label_free(&self) -> bool {
+        false
+    }
+
+    /// The values of [`Self::protocols`], in order, for one budget and seed.
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>>;
+}
+
+/// The linear probe ([`LinearProbe`]), tuned on the validation split.
+pub(super) struct Linear;
+
+impl Evaluation for Linear {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::Linear]
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+        let fitted = ctx.probe(budget, seed)?;
+        Ok(vec![fitted.accuracy(
+            Labelled {
+                features: &ctx.features.test,
+                labels: ctx.test_labels,
+            },
+            ctx.device,
+        )])
+    }
+}
+
+/// The kNN probe ([`KnnProbe`]) with the labelled subset as its memory bank.
+pub(super) struct Knn;
+
+impl Evaluation for Knn {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::Knn]
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+        let knn = KnnProbe {
+            k: ctx.config.knn_k,
+            temperature: ctx.config.knn_temperature,
+        };
+        let (x, y) = ctx.subset(budget, seed);
+        let f = ctx.features;
+        Ok(vec![knn_accuracy(
+            &knn,
+            &x,
+            &y,
+            &f.test,
+            ctx.test_labels,
+            f.dim,
+            ctx.classes,
+            ctx.device,
+        )])
+    }
+}
+
+/// K-means with one cluster per class on the test features.
+pub(super) struct KMeans;
+
+impl Evaluation for KMeans {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[
+            Protocol::Cluster,
+            Protocol::ClusterNmi,
+            Protocol::ClusterAri,
+        ]
+    }
+
+    fn label_free(&self) -> bool {
+        true
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+        let f = ctx.features;
+        let s = cluster_probe(
+            &f.test,
+            ctx.test_labels,
+            f.dim,
+            ctx.classes,
+            ctx.config.cluster_n_init,
+            seed,
+            ctx.device,
+        )?;
+        Ok(vec![s.accuracy, s.nmi, s.ari])
+    }
+}
+
+/// A full-covariance Gaussian mixture, one component per class, on the test features' first
+/// `gmm_components` principal components (fewer when there are under twice that many test rows
+/// per class).
+pub(super) struct Gmm;
+
+impl Evaluation for Gmm {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::Gmm, Protocol::GmmNmi, Protocol::GmmAri]
+    }
+
+    fn label_free(&self) -> bool {
+        true
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+        let f = ctx.features;
+        let rows = ctx.test_labels.len();
+        let x = Tensor::<2>::from_data(TensorData::new(f.test.clone(), [rows, f.dim]), ctx.device);
+        // A full covariance needs more rows per component than dimensions; few test rows get
+        // fewer principal components.
+        let k = ctx
+            .config
+            .gmm_components
+            .min(f.dim)
+            .min(rows / (2 * ctx.classes).max(1))
+            .max(1);
+        let z = PcaConfig::new(Components::Count(k))
+            .seed(seed)
+            .fit(&x)?
+            .transform(&x)?;
+        let fitted = GaussianMixtureConfig::new(ctx.classes)
+            .n_init(ctx.config.cluster_n_init)
+            .seed(seed)
+            .fit(&z)?;
+        Ok(ctx.scores(&fitted.labels)?.to_vec())
+    }
+}
+
+/// SCAN ([`scan_probe`]): clustering heads trained on the pool's features by their mined
+/// neighbours, applied to the test features.
+pub(super) struct Scan;
+
+impl Evaluation for Scan {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::Scan, Protocol::ScanNmi, Protocol::ScanAri]
+    }
+
+    fn label_free(&self) -> bool {
+        true
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+        let f = ctx.features;
+        let s = scan_probe(
+            &f.pool,
+            &f.test,
+            ctx.test_labels,
+            f.dim,
+            ctx.classes,
+            &ctx.config.scan,
+            seed,
+            ctx.device,
+        )?;
+        Ok(vec![s.accuracy, s.nmi, s.ari])
+    }
+}
+
+/// Fine-tuning a pretrained encoder with a linear head that starts from the linear probe of the
+/// same labels.
+pub(super) struct Finetune;
+
+impl Evaluation for Finetune {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::Finetune]
+    }
+
+    fn applies(&self, candidate: &dyn Candidate) -> bool {
+        candidate.is_pretrained()
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+        let head = ctx.probe(budget, seed)?.head();
+        let labelled = ctx.subsets[&(budget, seed)]
+            .iter()
+            .map(|&i| ctx.pool_indices[i])
+            .collect();
+        Ok(vec![ctx.candidate.fine_tune(head, labelled, seed)?])
+    }
+}
+
+/// The units of the protocols `config` lists, in the order cells are computed.
+pub(super) fn enabled(config: &StudyConfig) -> Vec<Box<dyn Evaluation>> {
+    let all: Vec<Box<dyn Evaluation>> = vec![
+        Box::new(Linear),
+        Box::new(Knn),
+        Box::new(Finetune),
+        Box::new(KMeans),
+        Box::new(Gmm),
+        Box::new(Scan),
+    ];
+    all.into_iter()
+        .filter(|u| config.protocols.contains(&u.protocols()[0]))
+        .collect()
+}
