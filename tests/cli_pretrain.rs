@@ -99,6 +99,20 @@ fn pretraining_writes_a_complete_run_and_resumes() {
     assert_eq!(bytes.len() - header(&bytes), 40 * 128 * 4);
     let labels = std::fs::read(dir.path().join("emb-labels.npy")).unwrap();
     assert_eq!(labels.len() - header(&labels), 40 * 4);
+    // With --tsne, the embeddings' t-SNE map too (perplexity lowered for 40 points).
+    pretext()
+        .args(["embed", "--split", "train", "--tsne", "--data"])
+        .arg(dir.path())
+        .arg("--checkpoint")
+        .arg(&out)
+        .arg("--out")
+        .arg(&emb)
+        .assert()
+        .success()
+        .stdout(contains("t-SNE, 40 x 2"))
+        .stderr(contains("perplexity lowered to 13"));
+    let map = std::fs::read(dir.path().join("emb-tsne.npy")).unwrap();
+    assert_eq!(map.len() - header(&map), 40 * 2 * 4);
     pretext()
         .args(["embed", "--data"])
         .arg(dir.path())
@@ -115,8 +129,48 @@ fn pretraining_writes_a_complete_run_and_resumes() {
         .code(1)
         .stderr(contains("already holds a different run"))
         .stderr(contains("--resume"));
-    // Resuming a finished run re-exports it; --force starts over.
+    // Resuming a finished run re-exports it.
     pretrain(dir.path(), &out, &["--task", "rotation", "--resume"]).success();
+    // Resuming with more epochs continues it, the schedule re-planned and said so; any other
+    // change is refused, naming what differs.
+    let resume = |extra: &[&str]| {
+        pretext()
+            .args([
+                "pretrain",
+                "--task",
+                "rotation",
+                "--batch-size",
+                "8",
+                "--resume",
+            ])
+            .arg("--data")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .assert()
+    };
+    resume(&["--epochs", "3"])
+        .success()
+        .stderr(contains("extending the run from 2 to 3 epochs"));
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"epoch\""))
+            .count(),
+        3
+    );
+    assert!(metrics.contains("\"kind\":\"extension\""), "{metrics}");
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(saved.contains("epochs = 3"), "{saved}");
+    resume(&["--epochs", "3", "--lr", "0.5"])
+        .code(1)
+        .stderr(contains("optimizer.lr differ"));
+    // --force starts over.
+    pretrain(dir.path(), &out, &["--task", "rotation", "--resume"])
+        .code(1)
+        .stderr(contains("epochs differ"));
     pretrain(dir.path(), &out, &["--task", "autoencoder", "--force"]).success();
     let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(saved.contains("kind = \"autoencoder\""), "{saved}");

@@ -75,6 +75,14 @@ impl MetricsLog {
         self.flush()
     }
 
+    /// A resume that raised the run's epochs, at optimizer step `step`.
+    pub fn extension(&mut self, from_epochs: u64, to_epochs: u64, step: u64) -> Result<()> {
+        self.line(json!({
+            "kind": "extension", "step": step, "from_epochs": from_epochs, "to_epochs": to_epochs,
+        }))?;
+        self.flush()
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         self.out.flush().map_err(|e| TrainError::io(&self.path, e))
     }

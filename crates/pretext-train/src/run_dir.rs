@@ -26,11 +26,73 @@ pub enum RunMode {
     Force,
 }
 
+/// A finished (or interrupted) run resumed with more epochs than it had: the one change of
+/// settings a resume accepts. The learning-rate and momentum schedules are re-planned over the
+/// new total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension {
+    pub from_epochs: u64,
+    pub to_epochs: u64,
+}
+
 /// An open, locked run directory.
 #[derive(Debug)]
 pub struct RunDir {
     root: PathBuf,
     lock: PathBuf,
+    extension: Option<Extension>,
+}
+
+/// Identifies a run's settings in its checkpoints: every setting but `epochs`, which a resume
+/// may raise.
+pub fn settings_digest(config: &str) -> String {
+    let normalised = match toml::from_str::<toml::Table>(config) {
+        Ok(mut table) => {
+            table.remove("epochs");
+            toml::to_string(&table).unwrap_or_else(|_| config.to_string())
+        }
+        Err(_) => config.to_string(),
+    };
+    format!("{:08x}", crc32fast::hash(normalised.as_bytes()))
+}
+
+/// The digest checkpoints written before [`settings_digest`] carry: the whole config's.
+pub fn legacy_digest(config: &str) -> String {
+    format!("{:08x}", crc32fast::hash(config.as_bytes()))
+}
+
+/// The dotted names of the settings that differ between two TOML documents.
+fn differing_keys(old: &str, new: &str) -> Vec<String> {
+    fn walk(prefix: &str, a: Option<&toml::Value>, b: Option<&toml::Value>, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let name = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&name, a.get(k), b.get(k), out);
+                }
+            }
+            (a, b) if a != b => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let parse = |t: &str| {
+        toml::from_str::<toml::Table>(t)
+            .ok()
+            .map(toml::Value::Table)
+    };
+    let mut out = Vec::new();
+    match (parse(old), parse(new)) {
+        (Some(a), Some(b)) => walk("", Some(&a), Some(&b), &mut out),
+        _ => out.push("(the whole file)".into()),
+    }
+    out
 }
 
 impl RunDir {
@@ -40,9 +102,10 @@ impl RunDir {
     pub fn open(root: &Path, config: &str, mode: RunMode) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
         let lock = acquire_lock(root)?;
-        let dir = Self {
+        let mut dir = Self {
             root: root.to_path_buf(),
             lock,
+            extension: None,
         };
         let config_path = root.join(CONFIG);
         let existing = std::fs::read_to_string(&config_path).ok();
@@ -54,12 +117,31 @@ impl RunDir {
                 });
             }
             RunMode::Resume if existing.as_deref().is_some_and(|e| e != config) => {
-                return Err(TrainError::config(format!(
-                    "{} holds a run with other settings; resuming needs the same config \
-                     (compare it with {})",
-                    root.display(),
-                    config_path.display()
-                )));
+                let old = existing.as_deref().unwrap_or_default();
+                let keys = differing_keys(old, config);
+                let epochs = |t: &str| {
+                    toml::from_str::<toml::Table>(t)
+                        .ok()
+                        .and_then(|t| t.get("epochs").and_then(toml::Value::as_integer))
+                };
+                match (keys.as_slice(), epochs(old), epochs(config)) {
+                    ([only], Some(from), Some(to)) if only == "epochs" && to > from => {
+                        dir.extension = Some(Extension {
+                            from_epochs: from as u64,
+                            to_epochs: to as u64,
+                        });
+                    }
+                    _ => {
+                        return Err(TrainError::config(format!(
+                            "{} holds a run with other settings ({} differ); resuming needs the \
+                             same config, except a larger `epochs`, which continues the run \
+                             (compare it with {})",
+                            root.display(),
+                            keys.join(", "),
+                            config_path.display()
+                        )));
+                    }
+                }
             }
             RunMode::Force if has_run => dir.clear()?,
             _ => {}
@@ -89,6 +171,11 @@ impl RunDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Set when a resume raised `epochs`.
+    pub fn extension(&self) -> Option<Extension> {
+        self.extension
     }
 
     pub fn checkpoints(&self, keep: usize) -> CheckpointDir {
@@ -205,6 +292,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn resuming_with_more_epochs_extends_and_other_changes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        let config = |epochs: u64, lr: f64| format!("epochs = {epochs}\n[optimizer]\nlr = {lr}\n");
+        drop(RunDir::open(&root, &config(5, 0.1), RunMode::New).unwrap());
+        let err = RunDir::open(&root, &config(5, 0.2), RunMode::Resume).unwrap_err();
+        assert!(err.to_string().contains("(optimizer.lr differ)"), "{err}");
+        let err = RunDir::open(&root, &config(9, 0.2), RunMode::Resume).unwrap_err();
+        assert!(
+            err.to_string().contains("(epochs, optimizer.lr differ)"),
+            "{err}"
+        );
+        let err = RunDir::open(&root, &config(3, 0.1), RunMode::Resume).unwrap_err();
+        assert!(err.to_string().contains("a larger `epochs`"), "{err}");
+        let run = RunDir::open(&root, &config(9, 0.1), RunMode::Resume).unwrap();
+        assert_eq!(
+            run.extension(),
+            Some(Extension {
+                from_epochs: 5,
+                to_epochs: 9
+            })
+        );
+        drop(run);
+        // The config now says 9 epochs; resuming it again is an ordinary resume.
+        let again = RunDir::open(&root, &config(9, 0.1), RunMode::Resume).unwrap();
+        assert_eq!(again.extension(), None);
+        // Checkpoints identify the settings without the epochs.
+        assert_eq!(
+            settings_digest(&config(5, 0.1)),
+            settings_digest(&config(9, 0.1))
+        );
+        assert_ne!(
+            settings_digest(&config(5, 0.1)),
+            settings_digest(&config(5, 0.2))
+        );
+    }
+
+    #[test]
     fn a_run_needing_more_space_than_is_free_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::open(dir.path(), "epochs = 1\n", RunMode::New).unwrap();
@@ -230,7 +355,10 @@ mod tests {
         let err = RunDir::open(&root, "a = 1\n", RunMode::New).unwrap_err();
         assert!(err.to_string().contains("--resume"), "{err}");
         let err = RunDir::open(&root, "a = 2\n", RunMode::Resume).unwrap_err();
-        assert!(err.to_string().contains("other settings"), "{err}");
+        assert!(
+            err.to_string().contains("other settings (a differ)"),
+            "{err}"
+        );
         RunDir::open(&root, "a = 2\n", RunMode::Force).unwrap();
         // A lock whose process is gone (pid beyond the kernel's maximum) is stale.
         std::fs::write(root.join(LOCK), "4194305").unwrap();

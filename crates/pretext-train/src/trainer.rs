@@ -141,6 +141,11 @@ pub struct Persistence {
     pub metrics: std::path::PathBuf,
     /// Identifies the settings; stored in checkpoints and checked on resume.
     pub config_digest: String,
+    /// What checkpoints of the same settings written before the digest left out `epochs`
+    /// carry; accepted on resume too.
+    pub legacy_digest: String,
+    /// Set when this resume raised `epochs`: said to the observer and logged.
+    pub extension: Option<crate::run_dir::Extension>,
     /// Resume from the newest good checkpoint, if any.
     pub resume: bool,
 }
@@ -257,7 +262,7 @@ pub fn train_loop(
                     observer.note(&format!("skipped {skipped}"));
                 }
                 let c = restored.checkpoint;
-                if c.state.config_digest != digest {
+                if c.state.config_digest != digest && c.state.config_digest != p.legacy_digest {
                     return Err(TrainError::checkpoint(
                         &restored.path,
                         "it was written under other settings",
@@ -291,6 +296,16 @@ pub fn train_loop(
         )?),
         None => None,
     };
+    if let (Some(p), Some(log)) = (persistence.as_ref(), log.as_mut())
+        && let Some(e) = p.extension
+    {
+        observer.note(&format!(
+            "extending the run from {} to {} epochs at step {}: the learning-rate schedule \
+             (and any momentum schedule) is re-planned over {} epochs",
+            e.from_epochs, e.to_epochs, state.step, e.to_epochs
+        ));
+        log.extension(e.from_epochs, e.to_epochs, state.step)?;
+    }
     let save = |model: &TaskModel,
                 optimizer: &burn::optim::ModuleOptimizer,
                 state: &TrainState,

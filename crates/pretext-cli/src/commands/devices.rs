@@ -54,21 +54,48 @@ fn list_gpu_adapters() {
             .into_iter()
             .map(|d| {
                 let name = d.identity().map(|i| i.name).unwrap_or_default();
-                (format!("{d:?}"), name)
+                let debug = format!("{d:?}");
+                (device_value(&debug).unwrap_or(debug), name)
             })
             .collect::<Vec<_>>()
     });
     match found {
         Some(adapters) if !adapters.is_empty() => {
-            println!("wgpu adapters:");
-            for (kind, name) in adapters {
-                println!("  {name}  [{kind}]");
+            println!("wgpu adapters (and the --device value that selects each):");
+            for (value, name) in adapters {
+                println!("  {value:<22} {name}");
             }
         }
         Some(_) => {
             println!("wgpu adapters: none found (is a Vulkan, Metal or DX12 driver installed?)")
         }
         None => println!("wgpu adapters: the graphics driver failed while listing adapters"),
+    }
+}
+
+/// The `--device` value that selects an adapter, from the kind in Burn's description of the
+/// device (`…WgpuDevice { kind: IntegratedGpu(1), … }…` is `wgpu:integrated:1`).
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+fn device_value(debug: &str) -> Option<String> {
+    let kind = debug.split("kind: ").nth(1)?;
+    let index = |prefix: &str| -> Option<usize> {
+        kind.strip_prefix(prefix)?
+            .strip_prefix('(')?
+            .split(')')
+            .next()?
+            .parse()
+            .ok()
+    };
+    if kind.starts_with("Cpu") {
+        Some("wgpu:cpu".into())
+    } else if kind.starts_with("DefaultDevice") {
+        Some("wgpu".into())
+    } else if let Some(n) = index("DiscreteGpu") {
+        Some(format!("wgpu:{n}"))
+    } else if let Some(n) = index("IntegratedGpu") {
+        Some(format!("wgpu:integrated:{n}"))
+    } else {
+        index("VirtualGpu").map(|n| format!("wgpu:virtual:{n}"))
     }
 }
 
@@ -85,4 +112,39 @@ fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
     let result = std::panic::catch_unwind(f).ok();
     std::panic::set_hook(hook);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_adapter_kind_is_named_by_its_device_value() {
+        let d = |kind: &str| {
+            format!("Device<Cube(Wgpu(WgpuDevice {{ kind: {kind}, backend: Auto }}))>")
+        };
+        assert_eq!(device_value(&d("Cpu")).as_deref(), Some("wgpu:cpu"));
+        assert_eq!(
+            device_value(&d("DiscreteGpu(2)")).as_deref(),
+            Some("wgpu:2")
+        );
+        assert_eq!(
+            device_value(&d("IntegratedGpu(0)")).as_deref(),
+            Some("wgpu:integrated:0")
+        );
+        assert_eq!(
+            device_value(&d("VirtualGpu(1)")).as_deref(),
+            Some("wgpu:virtual:1")
+        );
+        assert_eq!(device_value(&d("DefaultDevice")).as_deref(), Some("wgpu"));
+        assert_eq!(device_value("Flex"), None);
+        // Every value parses back as a device.
+        for kind in ["Cpu", "DiscreteGpu(2)", "IntegratedGpu(0)", "VirtualGpu(1)"] {
+            let value = device_value(&d(kind)).unwrap();
+            assert!(
+                value.parse::<crate::device::DeviceSpec>().is_ok(),
+                "{value}"
+            );
+        }
+    }
 }

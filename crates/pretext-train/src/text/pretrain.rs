@@ -228,7 +228,9 @@ pub fn pretrain_mlm(
     let persistence = Persistence {
         checkpoints: run.checkpoints(config.checkpoint.keep),
         metrics: run.metrics(),
-        config_digest: format!("{:08x}", crc32fast::hash(toml.as_bytes())),
+        config_digest: crate::run_dir::settings_digest(&toml),
+        legacy_digest: crate::run_dir::legacy_digest(&toml),
+        extension: run.extension(),
         resume: mode == RunMode::Resume,
     };
     let model = train_loop(
