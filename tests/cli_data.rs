@@ -261,7 +261,26 @@ fn cifar_batches_and_image_folders_load_and_pretrain() {
         .assert()
         .success()
         .stdout(contains("3x12x12"))
-        .stdout(contains("cat"));
+        .stdout(contains("cat"))
+        // The folder is not split: one image of each class's six is held out as the test split.
+        .stdout(contains("12 (10 train, 2 test)"))
+        .stdout(contains(
+            "test split   a stratified 20% of the training images",
+        ));
+    pretext()
+        .args([
+            "data",
+            "info",
+            "--image-size",
+            "12",
+            "--test-fraction",
+            "0.5",
+            "--data",
+        ])
+        .arg(&folder)
+        .assert()
+        .success()
+        .stdout(contains("12 (6 train, 6 test)"));
     let run = dir.path().join("run");
     pretext()
         .args([

@@ -147,6 +147,7 @@ pub fn load_cifar_dir(dir: &Path) -> Result<ImageDataset> {
         train,
         test,
         classes: class_names(dir, variant)?,
+        carved_test: None,
     })
 }
 

@@ -233,9 +233,59 @@ pub struct ImageDataset {
     pub test: Option<ImageSet>,
     /// One name per class; empty when the data has no labels.
     pub classes: Vec<String>,
+    /// The fraction of the training images held out as the test split, when the data came
+    /// without one ([`ImageDataset::with_test_split`]).
+    pub carved_test: Option<f64>,
 }
 
+/// Keeps the carved test split apart from every other seeded choice, and the same for every
+/// command, so pretraining never sees the images a study tests on.
+const TEST_SALT: u64 = 0x7465_7374_5f73_706c;
+
 impl ImageDataset {
+    /// The data with a test split: unchanged when it has one (or has no labels to stratify
+    /// by, or `fraction` is 0); otherwise a stratified, seeded `fraction` of the training
+    /// images becomes the test split, the same whichever command asks.
+    pub fn with_test_split(mut self, fraction: f64) -> Result<Self> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(DataError::InvalidConfig(format!(
+                "the test fraction must be at least 0 and below 1, not {fraction}"
+            )));
+        }
+        let Some(labels) = self.train.labels.as_deref() else {
+            return Ok(self);
+        };
+        if fraction == 0.0 || self.test.is_some() || self.num_classes() < 2 {
+            return Ok(self);
+        }
+        // Each class gives round(count x fraction) images, keeping one for training; data too
+        // small to give any stays unsplit (the study then says it has no test split).
+        let mut counts = vec![0usize; self.num_classes()];
+        for &l in labels {
+            if let Some(c) = counts.get_mut(l as usize) {
+                *c += 1;
+            }
+        }
+        let carved: usize = counts
+            .iter()
+            .map(|&c| ((c as f64 * fraction).round() as usize).min(c.saturating_sub(1)))
+            .sum();
+        if carved == 0 {
+            return Ok(self);
+        }
+        let split = crate::split::validation_split(
+            self.train.len(),
+            Some(labels),
+            self.num_classes(),
+            fraction,
+            TEST_SALT,
+        )?;
+        self.test = Some(self.train.select(&split.val));
+        self.train = self.train.select(&split.train);
+        self.carved_test = Some(fraction);
+        Ok(self)
+    }
+
     /// The normalisation every split uses: the training set's statistics, never the test set's.
     pub fn normalization(&self) -> Normalization {
         Normalization::of(&self.train)
@@ -259,6 +309,7 @@ impl ImageDataset {
             splits.push(split("test", test));
         }
         DatasetSummary {
+            carved_test: self.carved_test,
             name: self.name.clone(),
             shape: self.train.shape,
             classes: self.classes.clone(),
@@ -280,6 +331,8 @@ pub struct SplitSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatasetSummary {
     pub name: String,
+    /// Set when the test split was carved from the training images, as this fraction.
+    pub carved_test: Option<f64>,
     pub shape: ImageShape,
     pub classes: Vec<String>,
     pub splits: Vec<SplitSummary>,
@@ -319,6 +372,61 @@ mod tests {
         let n = Normalization::of(&set);
         assert_eq!(n.std, vec![1.0]);
         assert!(set.normalized(&[0], &n).iter().all(|v| v.is_finite()));
+    }
+
+    /// `n` 1x1x1 images whose pixel is their index, labelled `i % classes`, with no test split.
+    fn unsplit(n: usize, classes: usize) -> ImageDataset {
+        ImageDataset {
+            name: "unsplit".into(),
+            train: ImageSet::new(
+                ImageShape::new(1, 1, 1),
+                (0..n).map(|i| i as u8).collect(),
+                Some((0..n).map(|i| (i % classes) as u32).collect()),
+            )
+            .unwrap(),
+            test: None,
+            classes: (0..classes).map(|c| c.to_string()).collect(),
+            carved_test: None,
+        }
+    }
+
+    #[test]
+    fn a_test_split_is_carved_stratified_and_the_same_every_time() {
+        let data = unsplit(100, 4).with_test_split(0.2).unwrap();
+        assert_eq!(data.carved_test, Some(0.2));
+        let test = data.test.as_ref().unwrap();
+        assert_eq!((data.train.len(), test.len()), (80, 20));
+        let labels = test.labels.as_deref().unwrap();
+        for class in 0..4 {
+            assert_eq!(labels.iter().filter(|&&l| l == class).count(), 5);
+        }
+        // No image is in both splits.
+        let mut all: Vec<u8> = data
+            .train
+            .pixels
+            .iter()
+            .chain(&test.pixels)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 100);
+        let again = unsplit(100, 4).with_test_split(0.2).unwrap();
+        assert_eq!(again.test.unwrap().pixels, test.pixels, "seeded");
+        assert!(data.summary().carved_test.is_some());
+    }
+
+    #[test]
+    fn data_with_a_test_split_too_little_data_or_fraction_zero_stay_unsplit() {
+        let mut data = unsplit(20, 2);
+        data.test = Some(data.train.clone());
+        let kept = data.with_test_split(0.2).unwrap();
+        assert_eq!((kept.train.len(), kept.carved_test), (20, None));
+        // Two images per class give round(0.4) = 0 each.
+        assert!(unsplit(4, 2).with_test_split(0.2).unwrap().test.is_none());
+        assert!(unsplit(20, 2).with_test_split(0.0).unwrap().test.is_none());
+        let err = unsplit(20, 2).with_test_split(1.0).unwrap_err();
+        assert!(err.to_string().contains("test fraction"), "{err}");
     }
 
     #[test]

@@ -175,6 +175,7 @@ pub fn load_image_folder(dir: &Path, size: usize) -> Result<ImageDataset> {
         train: image_set(train, size, channels)?,
         test: test.map(|t| image_set(t, size, channels)).transpose()?,
         classes,
+        carved_test: None,
     })
 }
 

@@ -96,6 +96,7 @@ impl DataSource {
                         .iter()
                         .map(|s| s.to_string())
                         .collect(),
+                    carved_test: None,
                 })
             }
             DataSource::IdxDir(dir) => load_idx_dir(dir),
@@ -197,6 +198,7 @@ fn load_idx_dir(dir: &Path) -> Result<ImageDataset> {
         train,
         test,
         classes,
+        carved_test: None,
     })
 }
 

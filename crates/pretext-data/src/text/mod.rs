@@ -45,7 +45,7 @@ pub const FORTUNE_CATEGORIES: [&str; 8] = [
     "startrek",
 ];
 
-/// The share of each class held out for testing.
+/// The share of each class held out for testing by default.
 pub const TEST_FRACTION: f64 = 0.2;
 /// Salt of the test split, apart from every other seeded choice.
 const TEST_SALT: u64 = 0x7465_7874_5f74_6573;
@@ -79,15 +79,22 @@ impl TextDataset {
             .collect()
     }
 
-    /// Splits a labelled corpus: a stratified `TEST_FRACTION` of each class for testing.
-    pub fn from_corpus(name: String, corpus: LabelledCorpus) -> Result<Self> {
+    /// Splits a labelled corpus: a stratified, seeded `test_fraction` of each class for
+    /// testing (corpora have no test part of their own).
+    pub fn from_corpus(name: String, corpus: LabelledCorpus, test_fraction: f64) -> Result<Self> {
+        if !(test_fraction > 0.0 && test_fraction < 1.0) {
+            return Err(DataError::InvalidConfig(format!(
+                "the test fraction must lie strictly between 0 and 1 for text, not \
+                 {test_fraction}: a corpus has no test part, so one is always carved"
+            )));
+        }
         let labels = corpus.set.labels.clone().unwrap_or_default();
         let classes = corpus.classes.len();
         let split = validation_split(
             corpus.set.len(),
             Some(&labels),
             classes,
-            TEST_FRACTION,
+            test_fraction,
             TEST_SALT,
         )?;
         Ok(Self {
@@ -146,9 +153,15 @@ impl TextSource {
         Ok(source)
     }
 
+    /// The corpus with [`TEST_FRACTION`] of each class held out for testing.
     pub fn load(&self, options: ReadOptions) -> Result<TextDataset> {
+        self.load_split(options, TEST_FRACTION)
+    }
+
+    /// The corpus with `test_fraction` of each class held out for testing.
+    pub fn load_split(&self, options: ReadOptions, test_fraction: f64) -> Result<TextDataset> {
         let corpus = read_labelled_dir(&self.dir, self.classes.as_deref(), options)?;
-        TextDataset::from_corpus(display_name(&self.dir), corpus)
+        TextDataset::from_corpus(display_name(&self.dir), corpus, test_fraction)
     }
 }
 
@@ -181,6 +194,10 @@ mod tests {
         assert!(data.test.documents.iter().all(|d| !pretraining.contains(d)));
         // Seeded: the same split every time.
         assert_eq!(source.load(ReadOptions::default()).unwrap(), data);
+        let half = source.load_split(ReadOptions::default(), 0.5).unwrap();
+        assert_eq!((half.train.len(), half.test.len()), (15, 15));
+        let err = source.load_split(ReadOptions::default(), 0.0).unwrap_err();
+        assert!(err.to_string().contains("test fraction"), "{err}");
     }
 
     #[test]
