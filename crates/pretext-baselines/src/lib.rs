@@ -11,6 +11,7 @@ pub mod input;
 pub mod kmeans;
 pub mod metrics;
 pub mod pca;
+pub mod scale;
 pub mod traits;
 pub mod tsne;
 
@@ -18,5 +19,6 @@ pub use error::{BaselineError, Result};
 pub use gmm::{CovarianceType, GaussianMixture, GaussianMixtureConfig, GmmInit};
 pub use kmeans::{KMeans, KMeansAlgorithm, KMeansConfig, KMeansInit};
 pub use pca::{Components, Pca, PcaConfig, PcaSolver};
+pub use scale::{Scaler, Scaling};
 pub use traits::{Fit, InverseTransform, Predict, Transform};
 pub use tsne::{TsneConfig, TsneMap, TsneMethod, trustworthiness};

@@ -4,36 +4,18 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use pretext_baselines::{BaselineError, Fit, TsneConfig, TsneMethod, trustworthiness};
-use serde_json::Value;
+mod common;
 
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-fn tensor(v: &Value) -> Tensor<2> {
-    let rows = v.as_array().unwrap();
-    let cols = rows[0].as_array().unwrap().len();
-    let values: Vec<f32> = rows
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(values, [rows.len(), cols]), &Device::flex())
-}
+use common::{fixture, matrix_tensor};
 
 fn digits() -> Tensor<2> {
-    tensor(&fixture("pca_digits.json")["x"])
+    matrix_tensor(&fixture("pca_digits.json")["x"])
 }
 
 #[test]
 fn trustworthiness_equals_scikit_learns_on_its_own_map() {
     let f = fixture("tsne_digits.json");
-    let map = tensor(&f["embedding"]);
+    let map = matrix_tensor(&f["embedding"]);
     let x = digits();
     for k in [5, 10] {
         let ours = trustworthiness(&x, &map, k).unwrap();

@@ -8,14 +8,14 @@ use burn::tensor::Tensor;
 use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi, silhouette};
 use pretext_baselines::{
     Components, CovarianceType, Fit, GaussianMixtureConfig, GmmInit, KMeansAlgorithm, KMeansConfig,
-    PcaConfig, PcaSolver, Transform,
+    PcaConfig, PcaSolver, Scaling, Transform,
 };
 use pretext_data::npy::{write_atomic, write_npy};
 use serde_json::json;
 
 use crate::cli::{
     BaselineCommand, CovarianceArg, FeatureArgs, GmmArgs, GmmInitArg, KMeansAlgorithmArg,
-    KMeansArgs, PcaArgs, PcaSolverArg,
+    KMeansArgs, PcaArgs, PcaSolverArg, ScaleArg,
 };
 use crate::commands::features::{self, Features};
 use crate::device::{DeviceSpec, resolve};
@@ -42,14 +42,32 @@ fn parse_components(s: &str) -> anyhow::Result<Components> {
 }
 
 /// Resolves the device, creates the output directory (before any work, so a bad path fails
-/// fast) and loads the features.
+/// fast), loads the features and scales them as `--scale` says (writing the fitted scaler to
+/// `scaler.json` in the output directory).
 fn setup(input: &FeatureArgs) -> anyhow::Result<(DeviceSpec, Features)> {
     let (spec, device) = resolve(input.device.device)?;
     if let Some(dir) = &input.out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
     }
-    let f = features::load(&input.data, input.label_column.as_deref(), &device)?;
+    let mut f = features::load(&input.data, input.label_column.as_deref(), &device)?;
+    let scaling = match input.scale {
+        ScaleArg::None => Scaling::None,
+        ScaleArg::Standard => Scaling::Standard,
+        ScaleArg::Minmax => Scaling::MinMax,
+    };
+    if scaling != Scaling::None {
+        let scaler = scaling.fit(&f.x).context("scaling failed")?;
+        f.x = scaler.transform(&f.x)?;
+        let how = match scaling {
+            Scaling::Standard => "standardised (mean 0, standard deviation 1)",
+            _ => "min-max scaled to [0, 1]",
+        };
+        println!("columns {how}, fitted on the {} rows", f.rows);
+        if let Some(dir) = &input.out {
+            write_json(&dir.join("scaler.json"), &scaler)?;
+        }
+    }
     Ok((spec, f))
 }
 
