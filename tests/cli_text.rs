@@ -8,7 +8,8 @@ use std::path::Path;
 use common::pretext;
 use predicates::str::contains;
 
-/// Three topical classes of generated documents and an unlabelled file, in fortune format.
+/// Three topical classes of generated documents, unbalanced (60, 24 and 12 documents), and an
+/// unlabelled file, in fortune format.
 fn corpus(dir: &Path) {
     let topics: [(&str, [&str; 6]); 3] = [
         (
@@ -27,7 +28,7 @@ fn corpus(dir: &Path) {
     let common = ["the", "a", "of", "and", "is", "was"];
     for (t, (name, words)) in topics.iter().enumerate() {
         let mut text = String::new();
-        for d in 0..30 {
+        for d in 0..[60, 24, 12][t] {
             for w in 0..8 {
                 let word = if w % 2 == 0 {
                     words[(d * 5 + w * 3 + t) % 6]
@@ -124,7 +125,8 @@ fn the_text_study_writes_its_report_and_resumes() {
         ))
         .stdout(contains("## The answer"))
         .stdout(contains("held-out masked-token accuracy"))
-        .stdout(contains("Predicting the commonest test class"))
+        .stdout(contains("Predicting the commonest test class (space)"))
+        .stdout(contains("linear probe in balanced accuracy / macro-F1"))
         .stdout(contains("## What the pretrained model fills in"))
         .stdout(contains("`the judge and the [MASK]` →"));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();

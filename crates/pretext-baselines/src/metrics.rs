@@ -1,6 +1,8 @@
 //! Clustering metrics, computed as scikit-learn computes them: normalised mutual information
 //! (arithmetic normalisation, its default), adjusted Rand index, accuracy under the best
-//! one-to-one matching of clusters to classes (Hungarian), and the silhouette coefficient.
+//! one-to-one matching of clusters to classes (Hungarian), and the silhouette coefficient; and
+//! the classification scores that stay fair when classes are unbalanced: balanced accuracy and
+//! macro-F1.
 
 use std::collections::HashMap;
 
@@ -33,16 +35,7 @@ fn dense(labels: &[u32]) -> (Vec<usize>, usize) {
 }
 
 fn contingency(truth: &[u32], pred: &[u32]) -> Result<Contingency> {
-    if truth.len() != pred.len() {
-        return Err(BaselineError::ShapeMismatch(format!(
-            "{} true labels but {} predicted labels",
-            truth.len(),
-            pred.len()
-        )));
-    }
-    if truth.is_empty() {
-        return Err(BaselineError::EmptyInput);
-    }
+    check_pair(truth, pred)?;
     let (t, nt) = dense(truth);
     let (p, np) = dense(pred);
     let mut counts = vec![vec![0u64; np]; nt];
@@ -91,6 +84,65 @@ fn mutual_information(c: &Contingency) -> f64 {
         }
     }
     mi.max(0.0)
+}
+
+/// The mean over the true classes of the fraction of each predicted right (scikit-learn's
+/// `balanced_accuracy_score`): predicting the commonest class for everything scores
+/// `1 / classes`, however unbalanced the classes.
+pub fn balanced_accuracy(truth: &[u32], pred: &[u32]) -> Result<f64> {
+    check_pair(truth, pred)?;
+    let mut per_class: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for (&t, &p) in truth.iter().zip(pred) {
+        let e = per_class.entry(t).or_default();
+        e.0 += (t == p) as u64;
+        e.1 += 1;
+    }
+    Ok(per_class
+        .values()
+        .map(|&(right, all)| right as f64 / all as f64)
+        .sum::<f64>()
+        / per_class.len() as f64)
+}
+
+/// The unweighted mean of the per-class F1 scores over every class that is true or predicted
+/// somewhere (scikit-learn's `f1_score(average="macro")`, a class never predicted scoring 0).
+pub fn macro_f1(truth: &[u32], pred: &[u32]) -> Result<f64> {
+    check_pair(truth, pred)?;
+    let mut counts: std::collections::BTreeMap<u32, [u64; 3]> = Default::default();
+    for (&t, &p) in truth.iter().zip(pred) {
+        if t == p {
+            counts.entry(t).or_default()[0] += 1;
+        } else {
+            counts.entry(p).or_default()[1] += 1; // a false positive of p
+            counts.entry(t).or_default()[2] += 1; // a false negative of t
+        }
+    }
+    Ok(counts
+        .values()
+        .map(|&[tp, fp, fn_]| {
+            let denominator = 2 * tp + fp + fn_;
+            if denominator == 0 {
+                0.0
+            } else {
+                2.0 * tp as f64 / denominator as f64
+            }
+        })
+        .sum::<f64>()
+        / counts.len() as f64)
+}
+
+fn check_pair(truth: &[u32], pred: &[u32]) -> Result<()> {
+    if truth.len() != pred.len() {
+        return Err(BaselineError::ShapeMismatch(format!(
+            "{} true labels but {} predicted labels",
+            truth.len(),
+            pred.len()
+        )));
+    }
+    if truth.is_empty() {
+        return Err(BaselineError::EmptyInput);
+    }
+    Ok(())
 }
 
 /// Normalised mutual information with arithmetic-mean normalisation (scikit-learn's default):

@@ -9,25 +9,9 @@ use pretext_baselines::{
 };
 use serde_json::Value;
 
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
+mod common;
 
-fn matrix(v: &Value) -> (Vec<f32>, usize, usize) {
-    let rows = v.as_array().unwrap();
-    let cols = rows[0].as_array().unwrap().len();
-    let data = rows
-        .iter()
-        .flat_map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect();
-    (data, rows.len(), cols)
-}
+use common::{fixture, matrix};
 
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
@@ -296,4 +280,25 @@ fn metrics_match_scikit_learn() {
         (ours - theirs).abs() <= 1e-8,
         "silhouette {ours} vs {theirs}"
     );
+}
+
+#[test]
+fn balanced_accuracy_and_macro_f1_match_scikit_learn() {
+    use pretext_baselines::metrics::{balanced_accuracy, macro_f1};
+    let f = fixture("classification_metrics.json");
+    for (i, case) in f["cases"].as_array().unwrap().iter().enumerate() {
+        let (t, p) = (labels(&case["truth"]), labels(&case["pred"]));
+        for (name, ours) in [
+            ("balanced_accuracy", balanced_accuracy(&t, &p).unwrap()),
+            ("macro_f1", macro_f1(&t, &p).unwrap()),
+        ] {
+            let theirs = case[name].as_f64().unwrap();
+            assert!(
+                (ours - theirs).abs() <= 1e-12,
+                "case {i} {name}: {ours} vs {theirs}"
+            );
+        }
+    }
+    assert!(balanced_accuracy(&[0, 1], &[0]).is_err());
+    assert!(macro_f1(&[], &[]).is_err());
 }

@@ -42,6 +42,7 @@ fn dataset(n: usize) -> ImageDataset {
         train: ImageSet::new(shape, pixels, Some(labels)).unwrap(),
         test: None,
         classes: vec!["bar".into(), "triangle".into(), "checks".into()],
+        carved_test: None,
     }
 }
 

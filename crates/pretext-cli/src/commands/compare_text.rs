@@ -30,7 +30,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         config = config.quick();
     }
     let (spec, device) = resolve(args.device.device)?;
-    let data = load_text(&args.data.data, &args.text)?;
+    let data = load_text(&args.data, &args.text)?;
     if !args.quiet {
         eprintln!(
             "comparing on {} ({} training, {} test documents, {} unlabelled) on {spec}; results in {}",
@@ -60,15 +60,16 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
 
     let budgets = &config.study.budgets;
-    let (commonest, share) = commonest_class(data.test.labels.as_deref().unwrap_or_default());
+    let chance = markdown::Chance::of(
+        data.test.labels.as_deref().unwrap_or_default(),
+        &data.classes,
+    );
     let context = format!(
         "Data: {} ({} training and {} test documents in {} classes: {}; {} unlabelled \
          documents). Pretraining: masked tokens (BERT's 15%, 80/10/10) on the training and \
          unlabelled text for {} epoch(s), a vocabulary of {} tokens. {} seed(s); label subsets \
          drawn per seed from the training set less a stratified {:.0}% validation split. \
-         Predicting the commonest test class ({}) for every document scores {share:.4}: a \
-         probe whose validation prefers no signal at all lands there. Device: {spec}. Wall \
-         time: {:.0} s.",
+         Device: {spec}. Wall time: {:.0} s.",
         data.name,
         data.train.len(),
         data.test.len(),
@@ -79,7 +80,6 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         outcome.vocab_size,
         config.study.seeds,
         config.study.validation_fraction * 100.0,
-        data.classes.get(commonest).map_or("-", String::as_str),
         started.elapsed().as_secs_f64()
     );
     let pretraining = [outcome.pretraining.clone()];
@@ -90,6 +90,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &outcome.summaries,
         &pretraining,
         &markdown::TEXT_TERMS,
+        &chance,
     );
     let _ = writeln!(report, "\n## What the pretrained model fills in\n");
     if let Some(acc) = outcome.masked_accuracy {
@@ -138,30 +139,4 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         "cells": outcome.cells,
     });
     write_outputs(&args.out, &report, &results, &figures)
-}
-
-/// The most frequent label and its share of `labels` (the accuracy of always predicting it).
-fn commonest_class(labels: &[u32]) -> (usize, f64) {
-    let mut counts = std::collections::BTreeMap::<u32, usize>::new();
-    for &l in labels {
-        *counts.entry(l).or_default() += 1;
-    }
-    // Ties go to the lowest class id.
-    let best = counts
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map_or((0, 0), |(&l, &c)| (l as usize, c));
-    (best.0, best.1 as f64 / labels.len().max(1) as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_commonest_class_and_its_share() {
-        assert_eq!(commonest_class(&[2, 0, 2, 1]), (2, 0.5));
-        assert_eq!(commonest_class(&[1, 0]), (0, 0.5));
-        assert_eq!(commonest_class(&[]), (0, 0.0));
-    }
 }

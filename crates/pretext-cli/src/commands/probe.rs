@@ -64,8 +64,14 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
     for s in summarize(&cells) {
         let budget_matches = protocol.is_label_free() || s.budget == args.labels_per_class;
         if wanted.contains(&s.protocol) && budget_matches {
+            let fair = match (s.balanced_accuracy, s.macro_f1) {
+                (Some([b, bs]), Some([f, fs])) => {
+                    format!("  balanced {b:.4} ± {bs:.4}  macro-F1 {f:.4} ± {fs:.4}")
+                }
+                _ => String::new(),
+            };
             println!(
-                "{name}  {}  {} labels per class  {:.4} ± {:.4} ({} seeds, {} split of {})",
+                "{name}  {}  {} labels per class  {:.4} ± {:.4}{fair} ({} seeds, {} split of {})",
                 s.protocol.name(),
                 s.budget,
                 s.mean,

@@ -67,6 +67,60 @@ pub const TEXT_TERMS: Terms = Terms {
     embeddings: false,
 };
 
+/// What predicting the commonest test class for everything scores: the floor a representation
+/// must clear before the report calls it better than nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chance {
+    /// The commonest class's name.
+    pub commonest: String,
+    /// Its share of the test labels: that predictor's accuracy.
+    pub share: f64,
+    /// How many classes: that predictor's balanced accuracy is one over this.
+    pub classes: usize,
+}
+
+impl Chance {
+    /// The commonest of `labels` (ties go to the lowest class id), named from `names`.
+    pub fn of(labels: &[u32], names: &[String]) -> Self {
+        let mut counts = std::collections::BTreeMap::<u32, usize>::new();
+        for &l in labels {
+            *counts.entry(l).or_default() += 1;
+        }
+        let (class, count) = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map_or((0, 0), |(&l, &c)| (l, c));
+        Self {
+            commonest: names
+                .get(class as usize)
+                .cloned()
+                .unwrap_or_else(|| class.to_string()),
+            share: count as f64 / labels.len().max(1) as f64,
+            classes: names.len().max(counts.len()).max(1),
+        }
+    }
+
+    /// That predictor's balanced accuracy.
+    pub fn balanced(&self) -> f64 {
+        1.0 / self.classes as f64
+    }
+
+    /// Whether a classifier's summary does better than the commonest-class predictor: by more
+    /// than a point of balanced accuracy where that was measured, else of accuracy.
+    fn is_beaten_by(&self, s: &Summary) -> bool {
+        match s.balanced_accuracy {
+            Some([mean, _]) => mean > self.balanced() + 0.01,
+            None => s.mean > self.share + 0.01,
+        }
+    }
+}
+
+/// The score a classifier is ranked by: balanced accuracy where measured (accuracy rewards
+/// predicting the commonest class when classes are unbalanced), else accuracy.
+fn rank(s: &Summary) -> f64 {
+    s.balanced_accuracy.map_or(s.mean, |[mean, _]| mean)
+}
+
 /// The report of a study over `budgets`; `context` is a paragraph about the data and settings.
 pub fn render(
     title: &str,
@@ -75,11 +129,22 @@ pub fn render(
     summaries: &[Summary],
     pretraining: &[PretrainingCost],
     terms: &Terms,
+    chance: &Chance,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {title}\n\n{context}\n");
     let _ = writeln!(out, "## The answer\n");
-    for line in answer(budgets, summaries, terms) {
+    let _ = writeln!(
+        out,
+        "- Predicting the commonest test class ({}) for everything scores accuracy {:.4} and \
+         balanced accuracy {:.4} (one over {} classes); representations are ranked by balanced \
+         accuracy and none is called better unless it clears that by more than a point.",
+        chance.commonest,
+        chance.share,
+        chance.balanced(),
+        chance.classes
+    );
+    for line in answer(budgets, summaries, terms, chance) {
         let _ = writeln!(out, "- {line}");
     }
     out.push('\n');
@@ -110,6 +175,17 @@ pub fn render(
             protocol.name()
         );
         table(&mut out, protocol, budgets, summaries);
+        if summaries
+            .iter()
+            .any(|s| s.protocol == protocol && s.balanced_accuracy.is_some())
+        {
+            let _ = writeln!(
+                out,
+                "{} in balanced accuracy / macro-F1 (means over seeds):\n",
+                protocol.name()
+            );
+            fair_table(&mut out, protocol, budgets, summaries);
+        }
     }
     if summaries
         .iter()
@@ -151,22 +227,44 @@ pub fn render(
             summaries
                 .iter()
                 .filter(|s| protocols.contains(&s.protocol) && s.budget == budget)
-                .max_by(|a, b| a.mean.total_cmp(&b.mean))
+                .max_by(|a, b| rank(a).total_cmp(&rank(b)))
         };
+        let score = |s: &Summary| match s.balanced_accuracy {
+            Some([b, _]) => format!("{:.4}, balanced {b:.4}", s.mean),
+            None => format!("{:.4}", s.mean),
+        };
+        let none = "none beats predicting the commonest class";
         let mut parts = Vec::new();
         if let Some(b) = best(&[Protocol::Linear]) {
-            parts.push(format!(
-                "frozen features: **{}** (linear probe {:.4})",
-                b.representation, b.mean
-            ));
+            parts.push(if chance.is_beaten_by(b) {
+                format!(
+                    "frozen features: **{}** (linear probe {})",
+                    b.representation,
+                    score(b)
+                )
+            } else {
+                format!(
+                    "frozen features: {none} (best: {}, {})",
+                    b.representation,
+                    score(b)
+                )
+            });
         }
         if let Some(b) = best(&[Protocol::Finetune, Protocol::Supervised]) {
-            parts.push(format!(
-                "trained end to end: **{}** ({} {:.4})",
-                b.representation,
-                b.protocol.name(),
-                b.mean
-            ));
+            parts.push(if chance.is_beaten_by(b) {
+                format!(
+                    "trained end to end: **{}** ({} {})",
+                    b.representation,
+                    b.protocol.name(),
+                    score(b)
+                )
+            } else {
+                format!(
+                    "trained end to end: {none} (best: {}, {})",
+                    b.representation,
+                    score(b)
+                )
+            });
         }
         if parts.is_empty() {
             continue;
@@ -188,11 +286,6 @@ fn representations(summaries: &[Summary]) -> Vec<String> {
 }
 
 fn table(out: &mut String, protocol: Protocol, budgets: &[LabelBudget], summaries: &[Summary]) {
-    let find = |rep: &str, budget: LabelBudget| {
-        summaries
-            .iter()
-            .find(|s| s.protocol == protocol && s.budget == budget && s.representation == rep)
-    };
     let best: Vec<f64> = budgets
         .iter()
         .map(|&b| {
@@ -203,6 +296,33 @@ fn table(out: &mut String, protocol: Protocol, budgets: &[LabelBudget], summarie
                 .fold(f64::NEG_INFINITY, f64::max)
         })
         .collect();
+    grid(out, protocol, budgets, summaries, |s, i| {
+        Some(cell(s, best[i]))
+    });
+}
+
+/// Balanced accuracy / macro-F1 of one classifying protocol, representations by budget.
+fn fair_table(
+    out: &mut String,
+    protocol: Protocol,
+    budgets: &[LabelBudget],
+    summaries: &[Summary],
+) {
+    grid(out, protocol, budgets, summaries, |s, _| {
+        let ([balanced, _], [f1, _]) = s.balanced_accuracy.zip(s.macro_f1)?;
+        Some(format!("{balanced:.4} / {f1:.4}"))
+    });
+}
+
+/// A table of one protocol: a row per representation, a column per budget, each cell what
+/// `show` makes of the summary (given the column's index), "–" where there is none.
+fn grid(
+    out: &mut String,
+    protocol: Protocol,
+    budgets: &[LabelBudget],
+    summaries: &[Summary],
+    show: impl Fn(&Summary, usize) -> Option<String>,
+) {
     let _ = write!(out, "| representation |");
     for b in budgets {
         let _ = write!(out, " {b} |");
@@ -220,14 +340,11 @@ fn table(out: &mut String, protocol: Protocol, budgets: &[LabelBudget], summarie
     for rep in representations(&measured) {
         let _ = write!(out, "| {rep} |");
         for (i, &b) in budgets.iter().enumerate() {
-            match find(&rep, b) {
-                Some(s) => {
-                    let _ = write!(out, " {} |", cell(s, best[i]));
-                }
-                None => {
-                    let _ = write!(out, " – |");
-                }
-            }
+            let shown = measured
+                .iter()
+                .find(|s| s.budget == b && s.representation == rep)
+                .and_then(|s| show(s, i));
+            let _ = write!(out, " {} |", shown.as_deref().unwrap_or("–"));
         }
         out.push('\n');
     }
@@ -297,7 +414,12 @@ fn cluster_table(out: &mut String, summaries: &[Summary]) {
 
 /// Sentences computed from the numbers: where self-supervision beats the baselines, and by how
 /// many points of accuracy.
-fn answer(budgets: &[LabelBudget], summaries: &[Summary], terms: &Terms) -> Vec<String> {
+fn answer(
+    budgets: &[LabelBudget],
+    summaries: &[Summary],
+    terms: &Terms,
+    chance: &Chance,
+) -> Vec<String> {
     let get = |rep: &str, protocol: Protocol, budget: LabelBudget| {
         summaries
             .iter()
@@ -312,7 +434,7 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary], terms: &Terms) -> Vec<
                     && s.budget == budget
                     && is_self_supervised(&s.representation)
             })
-            .max_by(|a, b| a.mean.total_cmp(&b.mean))
+            .max_by(|a, b| rank(a).total_cmp(&rank(b)))
     };
     // "beats X by 4.1 points" or "trails X by 2.0 points".
     let points = |a: f64, b: f64, label: &str| {
@@ -327,6 +449,16 @@ fn answer(budgets: &[LabelBudget], summaries: &[Summary], terms: &Terms) -> Vec<
     for &budget in budgets {
         let mut parts = Vec::new();
         if let Some(ssl) = best_ssl(Protocol::Linear, budget) {
+            if !chance.is_beaten_by(ssl) {
+                lines.push(format!(
+                    "With {}, no self-supervised encoder under a linear probe beats predicting \
+                     the commonest class (best: {}, accuracy {:.4}).",
+                    per_class(budget),
+                    ssl.representation,
+                    ssl.mean
+                ));
+                continue;
+            }
             let mut against = Vec::new();
             for &(rep, label) in terms.baselines {
                 if let Some(v) = get(rep, Protocol::Linear, budget) {
@@ -424,7 +556,66 @@ mod tests {
             mean,
             std: 0.01,
             seeds: 3,
+            balanced_accuracy: None,
+            macro_f1: None,
         }
+    }
+
+    /// Ten balanced classes.
+    fn even() -> Chance {
+        let names: Vec<String> = (0..10).map(|c| c.to_string()).collect();
+        let labels: Vec<u32> = (0..100).map(|i| i % 10).collect();
+        Chance::of(&labels, &names)
+    }
+
+    #[test]
+    fn the_commonest_class_and_its_share() {
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let chance = Chance::of(&[2, 0, 2, 1], &names);
+        assert_eq!((chance.commonest.as_str(), chance.share), ("c", 0.5));
+        assert_eq!(chance.balanced(), 1.0 / 3.0);
+        assert_eq!(
+            Chance::of(&[1, 0], &names).commonest,
+            "a",
+            "ties go to the lowest id"
+        );
+        assert_eq!(Chance::of(&[], &names).share, 0.0);
+    }
+
+    #[test]
+    fn nothing_is_crowned_that_does_no_better_than_the_commonest_class() {
+        let one = LabelBudget::PerClass(1);
+        let names: Vec<String> = (0..4).map(|c| c.to_string()).collect();
+        // Class 0 is 70% of the test set.
+        let labels: Vec<u32> = (0..100)
+            .map(|i| if i < 70 { 0 } else { i % 3 + 1 })
+            .collect();
+        let chance = Chance::of(&labels, &names);
+        let fair = |rep: &str, protocol, mean, balanced| Summary {
+            balanced_accuracy: Some([balanced, 0.0]),
+            macro_f1: Some([balanced - 0.05, 0.0]),
+            ..summary(rep, protocol, one, mean)
+        };
+        // Both score the commonest class's share; tf-idf's balanced accuracy is chance.
+        let summaries = vec![
+            fair("tf-idf", Protocol::Linear, 0.70, 0.25),
+            fair("mlm", Protocol::Linear, 0.70, 0.255),
+            fair("mlm", Protocol::Finetune, 0.55, 0.40),
+        ];
+        let report = render("t", "c", &[one], &summaries, &[], &TEXT_TERMS, &chance);
+        assert!(
+            report.contains(
+                "- 1 label per class: frozen features: none beats predicting the commonest class \
+                 (best: mlm, 0.7000, balanced 0.2550); trained end to end: **mlm** (fine-tuning \
+                 0.5500, balanced 0.4000)"
+            ),
+            "{report}"
+        );
+        assert!(report.contains("| mlm | 0.2550 / 0.2050 |"), "{report}");
+        assert!(
+            report.contains("With 1 label per class, no self-supervised encoder"),
+            "{report}"
+        );
     }
 
     #[test]
@@ -438,7 +629,7 @@ mod tests {
             summary("rotation", Protocol::Finetune, one, 0.55),
             summary("supervised cnn", Protocol::Supervised, one, 0.60),
         ];
-        let lines = answer(&[one], &summaries, &IMAGE_TERMS);
+        let lines = answer(&[one], &summaries, &IMAGE_TERMS, &even());
         assert_eq!(
             lines,
             [
@@ -448,7 +639,7 @@ mod tests {
               points."
             ]
         );
-        let report = render("t", "c", &[one], &summaries, &[], &IMAGE_TERMS);
+        let report = render("t", "c", &[one], &summaries, &[], &IMAGE_TERMS, &even());
         assert!(
             report.contains("| rotation | **0.5000 ± 0.0100** |"),
             "{report}"
@@ -459,7 +650,7 @@ mod tests {
     fn a_study_of_some_protocols_reports_only_those() {
         let one = LabelBudget::PerClass(1);
         let summaries = vec![summary("supervised cnn", Protocol::Supervised, one, 0.60)];
-        let report = render("t", "c", &[one], &summaries, &[], &IMAGE_TERMS);
+        let report = render("t", "c", &[one], &summaries, &[], &IMAGE_TERMS, &even());
         assert!(!report.contains("K-means"), "{report}");
         assert!(
             report.contains(
@@ -483,7 +674,7 @@ mod tests {
                 summary(rep, Protocol::ScanAri, all, scan - 0.1),
             ]);
         }
-        let report = render("t", "c", &[all], &summaries, &[], &IMAGE_TERMS);
+        let report = render("t", "c", &[all], &summaries, &[], &IMAGE_TERMS, &even());
         assert!(
             report.contains(
                 "| representation | K-means ACC | K-means NMI | K-means ARI | SCAN ACC | SCAN NMI | SCAN ARI |"
@@ -495,7 +686,7 @@ mod tests {
             report.contains("| byol | **0.5700 ± 0.0100** | **0.5800 ± 0.0100** |"),
             "{report}"
         );
-        let lines = answer(&[all], &summaries, &IMAGE_TERMS);
+        let lines = answer(&[all], &summaries, &IMAGE_TERMS, &even());
         assert!(
             lines.contains(
                 &"Without labels, SCAN on the best self-supervised embedding (byol) reaches NMI \

@@ -1,6 +1,8 @@
 //! The linear probe: multinomial logistic regression on standardised frozen features, with L2
 //! regularisation. Its strength and its number of iterations are chosen on a validation split
-//! carved from the labelled training examples, never on the test split.
+//! carved from the labelled training examples, never on the test split, by balanced accuracy;
+//! and each class weighs the same in the loss however many examples it has, so with unbalanced
+//! classes and few labels the probe does not settle on predicting the commonest class.
 //!
 //! Training is Adam on the device's matrix products (the gradient of the cross-entropy is written
 //! out, so no autodiff graph is kept): full-batch up to `batch_size` examples, and on seeded
@@ -94,12 +96,13 @@ pub struct FittedLinearProbe {
     classes: usize,
     pub l2: f32,
     pub iterations: usize,
-    pub validation_accuracy: f64,
+    /// Balanced accuracy on the validation split at the chosen strength and iteration.
+    pub validation_balanced_accuracy: f64,
 }
 
 impl LinearProbe {
     /// Fits on `train`, standardised with its own statistics, choosing the L2 strength and
-    /// iteration count by accuracy on `val`.
+    /// iteration count by balanced accuracy on `val`.
     pub fn fit(
         &self,
         train: Labelled<'_>,
@@ -131,9 +134,12 @@ impl LinearProbe {
             )));
         }
         if val.labels.is_empty() || val.features.len() != val.labels.len() * dim {
-            return Err(TrainError::config(
-                "linear probe: the validation split is empty or misshapen",
-            ));
+            return Err(TrainError::config(format!(
+                "linear probe: the validation split is empty or misshapen ({} values for {} \
+                     labels of {dim} features)",
+                val.features.len(),
+                val.labels.len()
+            )));
         }
         if let Some(&bad) = train
             .labels
@@ -155,13 +161,22 @@ impl LinearProbe {
         let x = design(train.features, &mean, &scale, dim, device);
         let xv = design(val.features, &mean, &scale, dim, device);
         let y = one_hot(train.labels, classes, device);
+        let weight = class_weights(train.labels, classes, device);
         let mut best: Option<FittedLinearProbe> = None;
         for &l2 in &self.l2 {
-            let (weights, iterations, accuracy) =
-                self.train_one(&x, &y, &xv, val.labels, l2, dim, classes, n, device);
+            let (weights, iterations, score) = self.train_one(
+                &x,
+                &y,
+                &weight,
+                &xv,
+                val.labels,
+                l2,
+                [dim, classes, n],
+                device,
+            );
             if best
                 .as_ref()
-                .is_none_or(|b| accuracy > b.validation_accuracy)
+                .is_none_or(|b| score > b.validation_balanced_accuracy)
             {
                 best = Some(FittedLinearProbe {
                     mean: mean.clone(),
@@ -171,25 +186,25 @@ impl LinearProbe {
                     classes,
                     l2,
                     iterations,
-                    validation_accuracy: accuracy,
+                    validation_balanced_accuracy: score,
                 });
             }
         }
         best.ok_or_else(|| TrainError::config("linear probe: no L2 strength to try"))
     }
 
-    /// Adam on one L2 strength; returns the weights at the best validation accuracy.
+    /// Adam on one L2 strength, each row's loss scaled by `weight` (`[n, 1]`); returns the
+    /// weights at the best validation balanced accuracy.
     #[allow(clippy::too_many_arguments)]
     fn train_one(
         &self,
         x: &Tensor<2>,
         y: &Tensor<2>,
+        weight: &Tensor<2>,
         xv: &Tensor<2>,
         val_labels: &[u32],
         l2: f32,
-        dim: usize,
-        classes: usize,
-        n: usize,
+        [dim, classes, n]: [usize; 3],
         device: &Device,
     ) -> (Vec<f32>, usize, f64) {
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
@@ -202,19 +217,27 @@ impl LinearProbe {
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [dim + 1, classes]), device);
         let xt = x.clone().transpose();
         let mut batches = Batches::new(n, self.batch_size);
-        let mut best = (host(&w), 0, accuracy(xv, &w, val_labels));
+        let mut best = (host(&w), 0, balanced(xv, &w, val_labels));
         for t in 1..=self.max_iterations {
-            let (xb, xbt, yb, rows) = if batches.is_full() {
-                (x.clone(), xt.clone(), y.clone(), n)
+            let (xb, xbt, yb, wb) = if batches.is_full() {
+                (x.clone(), xt.clone(), y.clone(), weight.clone())
             } else {
                 let chosen: Vec<i64> = batches.next_indices().iter().map(|&i| i as i64).collect();
                 let rows = chosen.len();
                 let index = Tensor::<1, Int>::from_data(TensorData::new(chosen, [rows]), device);
                 let xb = x.clone().select(0, index.clone());
-                (xb.clone(), xb.transpose(), y.clone().select(0, index), rows)
+                let yb = y.clone().select(0, index.clone());
+                (
+                    xb.clone(),
+                    xb.transpose(),
+                    yb,
+                    weight.clone().select(0, index),
+                )
             };
+            // The weighted mean of the rows' cross-entropies: sum_i w_i (p_i - y_i) / sum_i w_i.
+            let total = wb.clone().sum().into_scalar::<f32>().max(f32::MIN_POSITIVE);
             let p = softmax(xb.matmul(w.clone()), 1);
-            let grad = xbt.matmul(p - yb).div_scalar(rows as f32)
+            let grad = xbt.matmul((p - yb).mul(wb)).div_scalar(total)
                 + w.clone().mul(mask.clone()).mul_scalar(l2);
             m = m.mul_scalar(b1) + grad.clone().mul_scalar(1.0 - b1);
             v = v.mul_scalar(b2) + grad.powi_scalar(2).mul_scalar(1.0 - b2);
@@ -222,9 +245,9 @@ impl LinearProbe {
             let v_hat = v.clone().div_scalar(1.0 - b2.powi(t as i32));
             w = w - m_hat.div(v_hat.sqrt().add_scalar(eps)).mul_scalar(self.lr);
             if t % self.eval_every.max(1) == 0 || t == self.max_iterations {
-                let acc = accuracy(xv, &w, val_labels);
-                if acc > best.2 {
-                    best = (host(&w), t, acc);
+                let score = balanced(xv, &w, val_labels);
+                if score > best.2 {
+                    best = (host(&w), t, score);
                 }
             }
         }
@@ -349,15 +372,35 @@ fn predictions(x: &Tensor<2>, w: &Tensor<2>) -> Vec<u32> {
         .collect()
 }
 
-fn accuracy(x: &Tensor<2>, w: &Tensor<2>, labels: &[u32]) -> f64 {
-    let predicted = predictions(x, w);
-    let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
-    correct as f64 / labels.len().max(1) as f64
+/// Balanced accuracy of the probe `w` on `x`; with balanced classes, plain accuracy.
+fn balanced(x: &Tensor<2>, w: &Tensor<2>, labels: &[u32]) -> f64 {
+    pretext_baselines::metrics::balanced_accuracy(labels, &predictions(x, w)).unwrap_or(0.0)
+}
+
+/// Each row's loss weight, `n / (present classes x its class's count)`, as a `[n, 1]` column:
+/// every class present carries the same total weight (scikit-learn's `class_weight="balanced"`),
+/// and with balanced classes every weight is 1.
+fn class_weights(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
+    let mut count = vec![0usize; classes];
+    for &l in labels {
+        count[l as usize] += 1;
+    }
+    let present = count.iter().filter(|&&c| c > 0).count().max(1);
+    let n = labels.len() as f32;
+    let weights: Vec<f32> = labels
+        .iter()
+        .map(|&l| n / (present as f32 * count[l as usize] as f32))
+        .collect();
+    Tensor::from_data(TensorData::new(weights, [labels.len(), 1]), device)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labelled<'a>(features: &'a [f32], labels: &'a [u32]) -> Labelled<'a> {
+        Labelled { features, labels }
+    }
 
     /// Three Gaussian-ish clusters in 4-D made from a fixed sequence (no random generator).
     fn clusters(n: usize, offset: usize) -> (Vec<f32>, Vec<u32>) {
@@ -380,19 +423,7 @@ mod tests {
         let (xt, yt) = clusters(90, 0);
         let (xv, yv) = clusters(30, 1000);
         probe
-            .fit(
-                Labelled {
-                    features: &xt,
-                    labels: &yt,
-                },
-                Labelled {
-                    features: &xv,
-                    labels: &yv,
-                },
-                4,
-                3,
-                device,
-            )
+            .fit(labelled(&xt, &yt), labelled(&xv, &yv), 4, 3, device)
             .unwrap()
     }
 
@@ -424,16 +455,10 @@ mod tests {
         let (xs, ys) = clusters(60, 5000);
         let probe = LinearProbe::default();
         let fitted = fitted_on_clusters(&probe, &device);
-        assert_eq!(fitted.validation_accuracy, 1.0);
+        assert_eq!(fitted.validation_balanced_accuracy, 1.0);
         assert!(probe.l2.contains(&fitted.l2));
         assert!(fitted.iterations > 0);
-        let acc = fitted.accuracy(
-            Labelled {
-                features: &xs,
-                labels: &ys,
-            },
-            &device,
-        );
+        let acc = fitted.accuracy(labelled(&xs, &ys), &device);
         assert_eq!(acc, 1.0);
     }
 
@@ -446,20 +471,7 @@ mod tests {
         let (xv, yv) = clusters(30, 1000);
         let (xs, ys) = clusters(60, 5000);
         let fitted = LinearProbe::default()
-            .fit_standardised_on(
-                &pool,
-                Labelled {
-                    features: &xt,
-                    labels: &yt,
-                },
-                Labelled {
-                    features: &xv,
-                    labels: &yv,
-                },
-                4,
-                3,
-                &device,
-            )
+            .fit_standardised_on(&pool, labelled(&xt, &yt), labelled(&xv, &yv), 4, 3, &device)
             .unwrap();
         // The pool's statistics, not the three rows': feature j < 3 is centred near
         // 10 j + 2/3 (a third of the rows add 2), feature 3 near 30.
@@ -469,23 +481,14 @@ mod tests {
             fitted.mean
         );
         assert!((fitted.mean[3] - 30.0).abs() < 0.1, "{:?}", fitted.mean);
-        let test = Labelled {
-            features: &xs,
-            labels: &ys,
-        };
+        let test = labelled(&xs, &ys);
         let accuracy = fitted.accuracy(test, &device);
         assert!(accuracy > 0.95, "{accuracy}");
         let err = LinearProbe::default()
             .fit_standardised_on(
                 &pool[..5],
-                Labelled {
-                    features: &xt,
-                    labels: &yt,
-                },
-                Labelled {
-                    features: &xv,
-                    labels: &yv,
-                },
+                labelled(&xt, &yt),
+                labelled(&xv, &yv),
                 4,
                 3,
                 &device,
@@ -503,11 +506,8 @@ mod tests {
             ..LinearProbe::default()
         };
         let fitted = fitted_on_clusters(&probe, &device);
-        assert_eq!(fitted.validation_accuracy, 1.0);
-        let test = Labelled {
-            features: &xs,
-            labels: &ys,
-        };
+        assert_eq!(fitted.validation_balanced_accuracy, 1.0);
+        let test = labelled(&xs, &ys);
         assert_eq!(fitted.accuracy(test, &device), 1.0);
         let again = fitted_on_clusters(&probe, &device);
         assert_eq!(fitted.weights, again.weights, "the same batches every time");
@@ -521,6 +521,41 @@ mod tests {
         assert_eq!(seen.len(), 8, "one pass visits distinct rows");
     }
 
+    /// One feature: the commonest class (19 rows in 20) spread over [0, 2), the rare one over
+    /// [1.5, 2), so predicting the commonest class everywhere is right 95% of the time.
+    fn unbalanced(n: usize, offset: usize) -> (Vec<f32>, Vec<u32>) {
+        (0..n)
+            .map(|i| {
+                let u = (((i + offset) * 7919) % 1000) as f32 / 1000.0;
+                if i % 20 == 0 {
+                    (1.5 + 0.5 * u, 1)
+                } else {
+                    (2.0 * u, 0)
+                }
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn unbalanced_classes_do_not_collapse_to_the_commonest() {
+        let device = Device::flex();
+        let (xt, yt) = unbalanced(400, 0);
+        let (xv, yv) = unbalanced(200, 3000);
+        let (xs, ys) = unbalanced(400, 7000);
+        let weights: Vec<f32> = host(&class_weights(&yt, 2, &device));
+        // 380 rows of class 0 weigh 400 / (2 x 380) each, 20 of class 1 weigh 400 / (2 x 20).
+        assert!((weights[1] - 400.0 / 760.0).abs() < 1e-6, "{}", weights[1]);
+        assert!((weights[0] - 10.0).abs() < 1e-6, "{}", weights[0]);
+        let fitted = LinearProbe::default()
+            .fit(labelled(&xt, &yt), labelled(&xv, &yv), 1, 2, &device)
+            .unwrap();
+        let predicted = fitted.predict(&xs, &device);
+        let score = pretext_baselines::metrics::balanced_accuracy(&ys, &predicted).unwrap();
+        // Always predicting class 0 scores 0.5; the best threshold (1.5) scores 0.875.
+        assert!(score > 0.8, "balanced accuracy {score}");
+        assert!(fitted.validation_balanced_accuracy > 0.8);
+    }
+
     #[test]
     fn bad_inputs_are_errors() {
         let device = Device::flex();
@@ -529,16 +564,7 @@ mod tests {
             features: &[0.0, 1.0],
             labels: &[0],
         };
-        let e = probe.fit(
-            Labelled {
-                features: &[0.0],
-                labels: &[0],
-            },
-            ok,
-            2,
-            2,
-            &device,
-        );
+        let e = probe.fit(labelled(&[0.0], &[0]), ok, 2, 2, &device);
         assert!(
             e.unwrap_err()
                 .to_string()

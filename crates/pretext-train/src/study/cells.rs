@@ -33,13 +33,48 @@ impl CellKey {
     }
 }
 
-/// One measured number: a test accuracy.
+/// One measured number: a test accuracy (or a clustering score), with the balanced accuracy
+/// and macro-F1 of a classifier's predictions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     #[serde(flatten)]
     pub key: CellKey,
     pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balanced_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
     pub seconds: f64,
+}
+
+/// What a protocol measures for one cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    pub value: f64,
+    pub balanced_accuracy: Option<f64>,
+    pub macro_f1: Option<f64>,
+}
+
+impl Score {
+    /// A score with no class-wise companions (a clustering's NMI, say).
+    pub fn plain(value: f64) -> Self {
+        Self {
+            value,
+            balanced_accuracy: None,
+            macro_f1: None,
+        }
+    }
+
+    /// Accuracy, balanced accuracy and macro-F1 of predictions against the truth.
+    pub fn of_predictions(truth: &[u32], predicted: &[u32]) -> Result<Self> {
+        use pretext_baselines::metrics::{balanced_accuracy, macro_f1};
+        let right = truth.iter().zip(predicted).filter(|(t, p)| t == p).count();
+        Ok(Self {
+            value: right as f64 / truth.len().max(1) as f64,
+            balanced_accuracy: Some(balanced_accuracy(truth, predicted)?),
+            macro_f1: Some(macro_f1(truth, predicted)?),
+        })
+    }
 }
 
 /// The cells computed so far, backed by a JSON-lines file.
@@ -131,6 +166,8 @@ mod tests {
         let cell = Cell {
             key: CellKey::new("pixels", Protocol::Knn, LabelBudget::PerClass(10), 2),
             value: 0.75,
+            balanced_accuracy: Some(0.7),
+            macro_f1: None,
             seconds: 0.1,
         };
         log.append(&cell).unwrap();

@@ -11,10 +11,10 @@ use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi};
 use pretext_baselines::{Components, Fit, GaussianMixtureConfig, PcaConfig, Transform};
 use pretext_data::LabelBudget;
 
-use super::{Candidate, Features, Protocol, StudyConfig};
+use super::{Candidate, Features, Protocol, Score, StudyConfig};
 use crate::error::Result;
 use crate::probes::{
-    FittedLinearProbe, KnnProbe, Labelled, LinearProbe, cluster_probe, knn_accuracy, scan_probe,
+    FittedLinearProbe, KnnProbe, Labelled, LinearProbe, cluster_probe, scan_probe,
 };
 
 /// What every protocol of one candidate sees: its features and the study's splits.
@@ -80,14 +80,24 @@ impl Context<'_> {
     }
 
     /// Clusters of the test rows scored against the test labels: ACC, NMI and ARI.
-    fn scores(&self, assigned: &[u32]) -> Result<[f64; 3]> {
+    fn scores(&self, assigned: &[u32]) -> Result<Vec<Score>> {
         let labels = self.test_labels;
-        Ok([
+        Ok(clustering([
             hungarian_accuracy(labels, assigned)?,
             nmi(labels, assigned)?,
             ari(labels, assigned)?,
-        ])
+        ]))
     }
+
+    /// Accuracy, balanced accuracy and macro-F1 of predictions of the test rows.
+    fn classified(&self, predicted: &[u32]) -> Result<Vec<Score>> {
+        Ok(vec![Score::of_predictions(self.test_labels, predicted)?])
+    }
+}
+
+/// A clustering's ACC, NMI and ARI as the scores of its three protocols.
+fn clustering(scores: [f64; 3]) -> Vec<Score> {
+    scores.into_iter().map(Score::plain).collect()
 }
 
 /// One protocol of the study.
@@ -105,8 +115,8 @@ pub(super) trait Evaluation {
         false
     }
 
-    /// The values of [`Self::protocols`], in order, for one budget and seed.
-    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>>;
+    /// The scores of [`Self::protocols`], in order, for one budget and seed.
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>>;
 }
 
 /// The linear probe ([`LinearProbe`]), tuned on the validation split.
@@ -117,15 +127,9 @@ impl Evaluation for Linear {
         &[Protocol::Linear]
     }
 
-    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let fitted = ctx.probe(budget, seed)?;
-        Ok(vec![fitted.accuracy(
-            Labelled {
-                features: &ctx.features.test,
-                labels: ctx.test_labels,
-            },
-            ctx.device,
-        )])
+        ctx.classified(&fitted.predict(&ctx.features.test, ctx.device))
     }
 }
 
@@ -137,23 +141,14 @@ impl Evaluation for Knn {
         &[Protocol::Knn]
     }
 
-    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let knn = KnnProbe {
             k: ctx.config.knn_k,
             temperature: ctx.config.knn_temperature,
         };
         let (x, y) = ctx.subset(budget, seed);
         let f = ctx.features;
-        Ok(vec![knn_accuracy(
-            &knn,
-            &x,
-            &y,
-            &f.test,
-            ctx.test_labels,
-            f.dim,
-            ctx.classes,
-            ctx.device,
-        )])
+        ctx.classified(&knn.predict(&x, &y, &f.test, f.dim, ctx.classes, ctx.device))
     }
 }
 
@@ -173,7 +168,7 @@ impl Evaluation for KMeans {
         true
     }
 
-    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let f = ctx.features;
         let s = cluster_probe(
             &f.test,
@@ -184,7 +179,7 @@ impl Evaluation for KMeans {
             seed,
             ctx.device,
         )?;
-        Ok(vec![s.accuracy, s.nmi, s.ari])
+        Ok(clustering([s.accuracy, s.nmi, s.ari]))
     }
 }
 
@@ -202,7 +197,7 @@ impl Evaluation for Gmm {
         true
     }
 
-    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let f = ctx.features;
         let rows = ctx.test_labels.len();
         let x = Tensor::<2>::from_data(TensorData::new(f.test.clone(), [rows, f.dim]), ctx.device);
@@ -222,7 +217,7 @@ impl Evaluation for Gmm {
             .n_init(ctx.config.cluster_n_init)
             .seed(seed)
             .fit(&z)?;
-        Ok(ctx.scores(&fitted.labels)?.to_vec())
+        ctx.scores(&fitted.labels)
     }
 }
 
@@ -239,7 +234,7 @@ impl Evaluation for Scan {
         true
     }
 
-    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+    fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let f = ctx.features;
         let s = scan_probe(
             &f.pool,
@@ -251,7 +246,7 @@ impl Evaluation for Scan {
             seed,
             ctx.device,
         )?;
-        Ok(vec![s.accuracy, s.nmi, s.ari])
+        Ok(clustering([s.accuracy, s.nmi, s.ari]))
     }
 }
 
@@ -268,13 +263,13 @@ impl Evaluation for Finetune {
         candidate.is_pretrained()
     }
 
-    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<f64>> {
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let head = ctx.probe(budget, seed)?.head();
         let labelled = ctx.subsets[&(budget, seed)]
             .iter()
             .map(|&i| ctx.pool_indices[i])
             .collect();
-        Ok(vec![ctx.candidate.fine_tune(head, labelled, seed)?])
+        ctx.classified(&ctx.candidate.fine_tune(head, labelled, seed)?)
     }
 }
 

@@ -31,7 +31,8 @@ pub struct Start<'a> {
 }
 
 /// Trains the encoder of `start` with a new linear head on the images of `train` (the data's
-/// training split, shared across runs) at `labelled`, and returns the test accuracy.
+/// training split, shared across runs) at `labelled`, and returns its predicted class of each
+/// test image.
 pub fn train_and_test(
     start: Start<'_>,
     data: &ImageDataset,
@@ -40,7 +41,7 @@ pub fn train_and_test(
     config: &StudyConfig,
     seed: u64,
     device: &Device,
-) -> Result<f64> {
+) -> Result<Vec<u32>> {
     let Start {
         encoder,
         embedding_dim,
@@ -101,7 +102,24 @@ pub fn train_and_test(
     else {
         return Err(TrainError::config("fine-tuning builds a classifier"));
     };
-    Ok(accuracy(&classifier, test, &norm, device))
+    Ok(predict(&classifier, test, &norm, device))
+}
+
+/// The class `classifier` predicts for each of `set`'s images.
+pub fn predict(
+    classifier: &ClassifierModel,
+    set: &ImageSet,
+    norm: &Normalization,
+    device: &Device,
+) -> Vec<u32> {
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let mut out = Vec::with_capacity(set.len());
+    for chunk in indices.chunks(512) {
+        out.extend(predictions(
+            classifier.forward(set.images_tensor(chunk, norm, device)),
+        ));
+    }
+    out
 }
 
 /// Fraction of `set`'s images that `classifier` labels correctly (0 for an unlabelled set).
@@ -114,28 +132,27 @@ pub fn accuracy(
     let Some(labels) = set.labels.as_deref() else {
         return 0.0;
     };
-    let indices: Vec<usize> = (0..set.len()).collect();
-    let mut correct = 0;
-    for chunk in indices.chunks(512) {
-        let logits = classifier.forward(set.images_tensor(chunk, norm, device));
-        correct += correct_predictions(logits, chunk.iter().map(|&i| labels[i]));
-    }
-    correct as f64 / set.len().max(1) as f64
+    let predicted = predict(classifier, set, norm, device);
+    correct(&predicted, labels) as f64 / set.len().max(1) as f64
 }
 
-/// How many rows of `logits` `[n, classes]` have their largest value at the target class.
-pub(crate) fn correct_predictions(
-    logits: Tensor<2>,
-    targets: impl IntoIterator<Item = u32>,
-) -> usize {
-    let predicted = logits
+/// The class with the largest logit of each row of `logits` `[n, classes]`.
+pub(crate) fn predictions(logits: Tensor<2>) -> Vec<u32> {
+    logits
         .argmax(1)
         .into_data()
         .try_into_vec_as::<i64>()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p as u32)
+        .collect()
+}
+
+/// How many predictions equal their targets.
+pub(crate) fn correct(predicted: &[u32], targets: &[u32]) -> usize {
     predicted
         .iter()
         .zip(targets)
-        .filter(|&(&p, t)| p == i64::from(t))
+        .filter(|(p, t)| p == t)
         .count()
 }

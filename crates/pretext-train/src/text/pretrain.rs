@@ -27,7 +27,7 @@ use crate::model::seeded;
 use crate::observer::TrainObserver;
 use crate::run_dir::{RunDir, RunMode};
 use crate::schedule::ScheduleConfig;
-use crate::study::correct_predictions;
+use crate::study::{correct, predictions};
 use crate::trainer::{LoopSettings, Persistence, train_loop};
 
 pub const TOKENIZER: &str = "tokenizer.json";
@@ -297,14 +297,14 @@ fn fixed_masks(
 
 /// Share of the selected tokens that the model predicts exactly (top-1).
 pub fn masked_accuracy(model: &MlmModel, batches: &[MlmBatch], device: &Device) -> f64 {
-    let (mut correct, mut total) = (0usize, 0usize);
+    let (mut right, mut total) = (0usize, 0usize);
     for batch in batches {
         let t = batch.clone().into_tensors(device);
         let logits = model.logits(t.inputs.tokens, t.inputs.padding, t.positions);
-        correct += correct_predictions(logits, batch.targets.iter().copied());
+        right += correct(&predictions(logits), &batch.targets);
         total += batch.targets.len();
     }
-    correct as f64 / total.max(1) as f64
+    right as f64 / total.max(1) as f64
 }
 
 /// The `k` likeliest tokens for each `[MASK]` of `text`, with their probabilities.

@@ -27,7 +27,7 @@ use crate::projection::{PROJECTED_EXAMPLES, Projection, evenly_spaced, project_f
 use crate::run_dir::RunMode;
 use crate::study::{
     Baseline, Candidate, Cell, Features, StudyConfig, StudyLabels, StudyObserver, Summary,
-    correct_predictions, run_candidates, summarize,
+    predictions, run_candidates, summarize,
 };
 use crate::trainer::{LoopSettings, train_quietly};
 
@@ -157,7 +157,7 @@ impl Candidate for EncoderCandidate<'_> {
         })
     }
 
-    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<f64> {
+    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<Vec<u32>> {
         let classes = head.bias.len();
         let dim = head.weight.len() / classes.max(1);
         let device = self.device.clone().autodiff();
@@ -187,7 +187,7 @@ impl Candidate for EncoderCandidate<'_> {
 }
 
 /// Trains a text classifier on `labelled` training sequences for the study's number of steps
-/// and returns its test accuracy.
+/// and returns its predicted class of each test document.
 #[allow(clippy::too_many_arguments)]
 fn train_text_classifier(
     model: TaskModel,
@@ -199,7 +199,7 @@ fn train_text_classifier(
     encoder_lr_scale: f64,
     seed: u64,
     device: &Device,
-) -> Result<f64> {
+) -> Result<Vec<u32>> {
     let n = labelled.len();
     let loader = TextLoader::new(
         TextTask::Classify,
@@ -230,14 +230,13 @@ fn train_text_classifier(
     else {
         return Err(TrainError::config("text fine-tuning builds a classifier"));
     };
-    let mut correct = 0;
-    for (chunk, truth) in sequences.test.chunks(256).zip(test_labels.chunks(256)) {
+    let mut predicted = Vec::with_capacity(test_labels.len());
+    for chunk in sequences.test.chunks(256) {
         let batch: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let t = TokenBatch::pad(&batch).into_tensors(device);
-        let logits = classifier.forward(t.tokens, t.padding);
-        correct += correct_predictions(logits, truth.iter().copied());
+        predicted.extend(predictions(classifier.forward(t.tokens, t.padding)));
     }
-    Ok(correct as f64 / test_labels.len().max(1) as f64)
+    Ok(predicted)
 }
 
 /// TF-IDF features, optionally reduced by PCA, as a candidate.
@@ -303,7 +302,7 @@ impl Candidate for TfIdfCandidate<'_> {
         })
     }
 
-    fn fine_tune(&self, _: LinearHead, _: Vec<usize>, _: u64) -> Result<f64> {
+    fn fine_tune(&self, _: LinearHead, _: Vec<usize>, _: u64) -> Result<Vec<u32>> {
         Err(TrainError::config(
             "TF-IDF features have no encoder to fine-tune",
         ))
@@ -425,7 +424,7 @@ pub fn compare_text(
         device,
     };
     let candidates: Vec<&dyn Candidate> = vec![&tfidf, &tfidf_pca, &random, &mlm_cls, &mlm_mean];
-    let scratch = |labelled: Vec<usize>, seed: u64| -> Result<f64> {
+    let scratch = |labelled: Vec<usize>, seed: u64| -> Result<Vec<u32>> {
         let train_device = device.clone().autodiff();
         let classes = data.num_classes();
         let model = seeded(seed, &train_device, || {
