@@ -199,18 +199,20 @@ fn the_study_writes_its_report_and_resumes() {
 fn bad_comparison_requests_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     data_dir(dir.path());
-    // No test split.
-    let no_test = dir.path().join("no-test");
-    std::fs::create_dir(&no_test).unwrap();
-    for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"] {
-        std::fs::copy(dir.path().join(f), no_test.join(f)).unwrap();
-    }
+    // No labels.
+    let unlabelled = dir.path().join("unlabelled");
+    std::fs::create_dir(&unlabelled).unwrap();
+    std::fs::copy(
+        dir.path().join("train-images-idx3-ubyte"),
+        unlabelled.join("train-images-idx3-ubyte"),
+    )
+    .unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[study]\nseeds = 0\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec!["--data".into(), no_test.display().to_string()],
-            "has no test split",
+            vec!["--data".into(), unlabelled.display().to_string()],
+            "is not labelled with at least two classes",
         ),
         (
             vec!["--config".into(), bad.display().to_string()],
@@ -234,4 +236,63 @@ fn bad_comparison_requests_are_clear_errors() {
             .stderr(contains(needle))
             .stderr(contains("panicked").not());
     }
+}
+
+/// 8x8 images and no test split, as a new user's own data might come: the study carves a test
+/// split, runs the tasks that fit and names the one that does not.
+#[test]
+fn small_images_without_a_test_split_are_studied_with_what_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..60u32 {
+        let class = i % 3;
+        for y in 0..8u32 {
+            for x in 0..8u32 {
+                let on = match class {
+                    0 => x < 4,
+                    1 => y < 4,
+                    _ => (x + y) % 2 == 0,
+                };
+                pixels.push(if on {
+                    200
+                } else {
+                    ((i * 13 + x * 7 + y) % 40) as u8
+                });
+            }
+        }
+        labels.push(class as u8);
+    }
+    let data = dir.path().join("small");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        idx(&[60, 8, 8], &pixels),
+    )
+    .unwrap();
+    std::fs::write(data.join("train-labels-idx1-ubyte"), idx(&[60], &labels)).unwrap();
+    pretext()
+        .args(["data", "info", "--data"])
+        .arg(&data)
+        .assert()
+        .success()
+        .stdout(contains("12 test"))
+        .stdout(contains("a stratified 20% of the training images"));
+    let out = dir.path().join("study");
+    pretext()
+        .args(["compare", "--quick", "--tasks", "rotation,jigsaw", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(contains("skipping jigsaw: jigsaw tiles are"))
+        .stderr(contains("the test split is a stratified 20%"))
+        .stderr(contains("pretraining on batches of"))
+        .stderr(contains(
+            "skipping 100 labels per class: the smallest class has",
+        ))
+        .stdout(contains("Skipped jigsaw: jigsaw tiles are"))
+        .stdout(contains("| rotation |"));
+    assert!(out.join("pretrain/rotation/encoder.safetensors").exists());
+    assert!(!out.join("pretrain/jigsaw").exists());
 }

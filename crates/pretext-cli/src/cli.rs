@@ -63,6 +63,12 @@ pub struct FeatureArgs {
     /// For CSV tables: the column holding class labels (a header name, or a 1-based number).
     #[arg(long)]
     pub label_column: Option<String>,
+    /// Scale each column first, fitted on these rows and saved with the model: `standard`
+    /// (mean 0, standard deviation 1, scikit-learn's StandardScaler) for tables whose columns
+    /// have different units or ranges, `minmax` (to [0, 1], MinMaxScaler), or `none` (pixels
+    /// share one scale already).
+    #[arg(long, value_enum, default_value = "none")]
+    pub scale: ScaleArg,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// Write the fitted model, features and a JSON summary to this directory.
@@ -71,6 +77,13 @@ pub struct FeatureArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScaleArg {
+    None,
+    Standard,
+    Minmax,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +207,11 @@ pub struct DataArgs {
     /// Image folders only: the side, in pixels, images are cropped and resized to.
     #[arg(long, default_value_t = pretext_data::folder::DEFAULT_SIZE)]
     pub image_size: usize,
+    /// For labelled data that comes without a test split: the stratified, seeded fraction of
+    /// the training images held out as one (the same for every command, so pretraining never
+    /// sees them).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
 }
 
 /// Text data: how files are read and which entries are classes.
@@ -356,6 +374,11 @@ pub struct CompareArgs {
     /// Also evaluate the encoders of these finished pretraining runs.
     #[arg(long)]
     pub checkpoint: Vec<std::path::PathBuf>,
+    /// The pretext tasks to pretrain and compare, comma-separated (rotation, jigsaw, mae,
+    /// simclr, byol, moco-v3, vicreg, barlow-twins, denoise, autoencoder), instead of the
+    /// config's list.
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Option<Vec<pretext_data::TaskKind>>,
     /// Where the pretraining runs, the cells and the report go; an interrupted study resumes
     /// from what is there.
     #[arg(long, default_value = "runs/compare")]

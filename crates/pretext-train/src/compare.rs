@@ -6,16 +6,18 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use pretext_data::tasks::{AnyTask, JigsawConfig, TaskConfig};
 use pretext_data::{ImageDataset, TaskKind};
 use pretext_models::encoders::EncoderConfig;
 use pretext_models::encoders::EncoderKind;
 
-use crate::config::{PretrainConfig, default_encoder};
+use crate::config::{HeadsConfig, PretrainConfig, default_encoder};
 use crate::error::{Result, TrainError};
 use crate::export::{WEIGHTS, load_encoder, load_encoder_for};
+use crate::model::build_model;
 use crate::model::seeded;
 use crate::observer::TrainObserver;
-use crate::pretrain::pretrain;
+use crate::pretrain::{pretrain, pretraining_count};
 use crate::projection::{PROJECTED_EXAMPLES, Projection, project_test};
 use crate::run_dir::RunMode;
 use crate::study::{
@@ -114,6 +116,8 @@ pub struct CompareOutcome {
     pub pretraining: Vec<PretrainingCost>,
     /// Test features in two dimensions, per representation (PCA features excepted).
     pub projections: Vec<Projection>,
+    /// Tasks of the config that do not fit the data.
+    pub skipped: Vec<SkippedTask>,
 }
 
 /// What pretraining one task cost, from its run's metrics log.
@@ -204,12 +208,29 @@ pub fn compare(
         });
     }
     let mut pretraining = Vec::new();
+    let mut skipped = Vec::new();
     for &task in &config.tasks {
         let dir = out.join("pretrain").join(task.name());
+        let task_config = match fitted_task(task, data) {
+            Ok((task_config, adapted)) => {
+                if let Some(note) = adapted {
+                    observer.note(&note);
+                }
+                task_config
+            }
+            Err(reason) => {
+                observer.note(&format!("skipping {task}: {reason}"));
+                skipped.push(SkippedTask {
+                    task: task.name().to_string(),
+                    reason,
+                });
+                continue;
+            }
+        };
         if !dir.join(WEIGHTS).exists() {
             observer.note(&format!("pretraining {task} for {} epochs", config.epochs));
             let mut c = PretrainConfig {
-                task: pretext_data::tasks::TaskConfig::default_for(task),
+                task: task_config,
                 encoder: Some(default_encoder(task)),
                 epochs: config.epochs,
                 seed: config.seed,
@@ -217,6 +238,16 @@ pub fn compare(
             };
             c.loader.batch_size = config.batch_size;
             c.max_images = config.pretrain_images;
+            // Small data sets pretrain on one batch of everything rather than stopping.
+            let images = pretraining_count(&c, data)?;
+            if (1..c.loader.batch_size).contains(&images) {
+                observer.note(&format!(
+                    "{task}: {images} images are fewer than a batch of {}; pretraining on \
+                     batches of {images}",
+                    c.loader.batch_size
+                ));
+                c.loader.batch_size = images;
+            }
             pretrain(&c, data, device, &dir, RunMode::Resume, train_observer)?;
         }
         let (encoder, _) = load_encoder(&dir, device)?;
@@ -251,7 +282,65 @@ pub fn compare(
         summaries,
         pretraining,
         projections,
+        skipped,
     })
+}
+
+/// A task the study left out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedTask {
+    pub task: String,
+    pub reason: String,
+}
+
+/// The settings `task` pretrains with on `data`: its defaults, adapted where that is sound (a
+/// jigsaw grid of 2 x 2 when 3 x 3 tiles would be too small for the encoder), with a note saying
+/// so; or why it cannot run on this data.
+pub fn fitted_task(
+    task: TaskKind,
+    data: &ImageDataset,
+) -> std::result::Result<(TaskConfig, Option<String>), String> {
+    let shape = data.train.shape;
+    let fits = |config: &TaskConfig| -> std::result::Result<(), String> {
+        let built = AnyTask::build(config, shape).map_err(|e| e.to_string())?;
+        let encoder = default_encoder(task).with_input(shape.channels, shape.height, shape.width);
+        // Parameters initialise lazily: building the model allocates none of them.
+        build_model(
+            &built,
+            &encoder,
+            &HeadsConfig::default(),
+            data.num_classes(),
+            &Device::flex(),
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    };
+    let defaults = TaskConfig::default_for(task);
+    match fits(&defaults) {
+        Ok(()) => Ok((defaults, None)),
+        Err(reason) => {
+            if let TaskConfig::Jigsaw(j) = &defaults
+                && j.grid > 2
+            {
+                let smaller = TaskConfig::Jigsaw(JigsawConfig {
+                    grid: 2,
+                    permutations: j.permutations.min(24),
+                    ..j.clone()
+                });
+                if fits(&smaller).is_ok() {
+                    return Ok((
+                        smaller,
+                        Some(format!(
+                            "jigsaw: a {0}x{0} grid does not fit {shape} images ({reason}); \
+                             using a 2x2 grid of 24 permutations",
+                            j.grid
+                        )),
+                    ));
+                }
+            }
+            Err(reason)
+        }
+    }
 }
 
 #[cfg(test)]

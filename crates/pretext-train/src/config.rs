@@ -58,12 +58,14 @@ impl Default for PretrainConfig {
 }
 
 /// The encoder a task uses unless told otherwise: a ViT for MAE (it needs patch tokens), a CNN
-/// with global pooling for jigsaw (it trains on tiles and is evaluated on whole images), and the
-/// reference CNN otherwise.
+/// with global pooling for jigsaw (it trains on tiles and is evaluated on whole images), the
+/// reference CNN's convolutional trunk for the two-view methods (their projector is the head;
+/// the literature probes the backbone under it), and the reference CNN otherwise.
 pub fn default_encoder(task: TaskKind) -> EncoderConfig {
     match task {
         TaskKind::Mae => EncoderConfig::default_for(EncoderKind::Vit),
         TaskKind::Jigsaw => EncoderConfig::Cnn(CnnEncoderConfig::new().with_global_pool(true)),
+        t if t.uses_views() => EncoderConfig::Cnn(CnnEncoderConfig::new().with_fc(false)),
         _ => EncoderConfig::default_for(EncoderKind::Cnn),
     }
 }

@@ -61,6 +61,13 @@ pub fn held_out_split(
     )?))
 }
 
+/// How many images a run of `config` pretrains on: the training images less those held out
+/// ([`held_out_split`]), at most `max_images`.
+pub fn pretraining_count(config: &PretrainConfig, data: &ImageDataset) -> Result<usize> {
+    let pool = held_out_split(config, data)?.map_or(data.train.len(), |s| s.train.len());
+    Ok(config.max_images.map_or(pool, |m| m.min(pool)))
+}
+
 /// The run in `dir`'s held-out images as a data set: its training split is the images the run
 /// pretrained on and its test split the ones it held out ([`held_out_split`]), so settings can
 /// be chosen on them without touching the test split.
@@ -81,6 +88,7 @@ pub fn held_out_dataset(dir: &Path, data: &ImageDataset) -> Result<ImageDataset>
         train: data.train.select(&split.train),
         test: Some(data.train.select(&split.val)),
         classes: data.classes.clone(),
+        carved_test: None,
     })
 }
 

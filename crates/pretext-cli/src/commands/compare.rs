@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::read_config;
 use crate::cli::{CompareArgs, Modality};
-use crate::commands::data::load;
+use crate::commands::data::{carved_note, load};
 use crate::device::resolve;
 use crate::progress::Progress;
 use crate::report::{markdown, plots};
@@ -71,14 +71,18 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     if args.quick {
         config = config.quick();
     }
+    if let Some(tasks) = &args.tasks {
+        config.tasks = tasks.clone();
+    }
     let (spec, device) = resolve(args.device.device)?;
     let data = load(&args.data)?;
     if !args.quiet {
         eprintln!(
-            "comparing on {} ({} training, {} test images) on {spec}; results in {}",
+            "comparing on {} ({} training, {} test images{}) on {spec}; results in {}",
             data.name,
             data.train.len(),
             data.test.as_ref().map_or(0, |t| t.len()),
+            carved_note(&data),
             args.out.display()
         );
     }
@@ -102,20 +106,31 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
 
     let budgets = &config.study.budgets;
+    let skipped: String = outcome
+        .skipped
+        .iter()
+        .map(|s| format!(" Skipped {}: {}.", s.task, s.reason))
+        .collect();
     let context = format!(
-        "Data: {} ({} training images, {} test images, {} classes). {} seed(s); label subsets \
+        "Data: {} ({} training images, {} test images{}, {} classes). {} seed(s); label subsets \
          drawn per seed from the training set less a stratified {:.0}% validation split, which \
-         tunes the linear probe. Pretraining: {} epoch(s) per task. Device: {spec}. Wall time: \
-         {:.0} s.",
+         tunes the linear probe. Pretraining: {} epoch(s) per task.{skipped} Device: {spec}. \
+         Wall time: {:.0} s.",
         data.name,
         data.train.len(),
         data.test.as_ref().map_or(0, |t| t.len()),
+        carved_note(&data),
         data.num_classes(),
         config.study.seeds,
         config.study.validation_fraction * 100.0,
         config.epochs,
         started.elapsed().as_secs_f64()
     );
+    let test_labels = data
+        .test
+        .as_ref()
+        .and_then(|t| t.labels.as_deref())
+        .unwrap_or_default();
     let report = markdown::render(
         "pretext compare",
         &context,
@@ -123,6 +138,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &outcome.summaries,
         &outcome.pretraining,
         &markdown::IMAGE_TERMS,
+        &markdown::Chance::of(test_labels, &data.classes),
     );
     // "All labels" sits on the curves' x axis at the mean labelled images per class.
     let all_per_class = data.train.len() as f64 * (1.0 - config.study.validation_fraction)

@@ -62,22 +62,38 @@ pub fn task_from_file(path: &Path, kind: TaskKind) -> anyhow::Result<TaskConfig>
 pub fn load(args: &DataArgs) -> anyhow::Result<pretext_data::ImageDataset> {
     DataSource::parse(&args.data)
         .and_then(|source| source.with_image_size(args.image_size).load())
+        .and_then(|data| data.with_test_split(args.test_fraction))
         .with_context(|| format!("cannot load --data {}", args.data))
+}
+
+/// "(a stratified 20% of the training images, as the data has no test split)" when the test
+/// split was carved; empty otherwise.
+pub fn carved_note(data: &pretext_data::ImageDataset) -> String {
+    data.carved_test
+        .map(|f| {
+            format!(
+                " (the test split is a stratified {:.0}% of the training images, as the data \
+                 has none; --test-fraction sets it)",
+                f * 100.0
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Labelled text for `--data`: `fortunes` (also what the image default means for text) or a
 /// directory with one file or sub-directory per class.
 pub fn load_text(
-    data: &str,
+    data: &crate::cli::DataArgs,
     text: &crate::cli::TextArgs,
 ) -> anyhow::Result<pretext_data::text::TextDataset> {
+    let (data, test_fraction) = (data.data.as_str(), data.test_fraction);
     let spec = if data == pretext_data::embedded::EMBEDDED_NAMES[0] {
         "fortunes"
     } else {
         data
     };
     let data = pretext_data::text::TextSource::parse(spec, text.classes.clone())
-        .and_then(|source| source.load(text.options()))
+        .and_then(|source| source.load_split(text.options(), test_fraction))
         .with_context(|| format!("cannot load text --data {spec}"))?;
     if data.skipped > 0 {
         eprintln!(
@@ -104,6 +120,14 @@ pub fn render(s: &DatasetSummary) -> String {
     let mut out = String::new();
     let total: usize = s.splits.iter().map(|sp| sp.images).sum();
     let _ = writeln!(out, "data set     {}", s.name);
+    if let Some(f) = s.carved_test {
+        let _ = writeln!(
+            out,
+            "test split   a stratified {:.0}% of the training images, held out because the data \
+             has no test split (--test-fraction)",
+            f * 100.0
+        );
+    }
     let _ = writeln!(
         out,
         "images       {total} ({})",

@@ -24,10 +24,11 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new(args.quiet);
     if !args.quiet {
         eprintln!(
-            "pretraining {} on {} ({} training images) with the {} encoder on {spec}, {} epochs",
+            "pretraining {} on {} ({} training images{}) with the {} encoder on {spec}, {} epochs",
             config.task.kind(),
             data.name,
             data.train.len(),
+            crate::commands::data::carved_note(&data),
             config.resolved_encoder(data.train.shape).kind(),
             config.epochs
         );
@@ -83,7 +84,7 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
     );
     config.validate()?;
     let (spec, device) = resolve(args.device.device)?;
-    let data = load_text(&args.data.data, &args.text)?;
+    let data = load_text(&args.data, &args.text)?;
     let mut progress = Progress::new(args.quiet).for_text();
     if !args.quiet {
         eprintln!(

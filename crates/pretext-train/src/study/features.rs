@@ -86,11 +86,12 @@ impl Representation {
                         let z = pca.transform(&tensor(v))?;
                         Ok(z.into_data().try_into_vec_as::<f32>().unwrap_or_default())
                     };
+                    // Fewer than k when the pool's rank is lower (a few images).
                     Features {
                         pool: project(pool_x)?,
                         val: project(val_x)?,
                         test: project(test_x)?,
-                        dim: k,
+                        dim: pca.n_components,
                     }
                 }
             }

@@ -28,11 +28,11 @@ use crate::model::seeded;
 use crate::probes::{LinearHead, ScanConfig};
 use protocols::Evaluation;
 
-pub use cells::{Cell, CellKey, CellLog};
+pub use cells::{Cell, CellKey, CellLog, Score};
 pub use features::{Features, Representation};
-pub use training::accuracy;
-pub(crate) use training::correct_predictions;
 use training::{Start, train_and_test};
+pub use training::{accuracy, predict};
+pub(crate) use training::{correct, predictions};
 
 /// Settings of the study. Defaults: budgets 1, 10, 100 and all labels per class, 3 seeds,
 /// PCA to 50 components, kNN with k = 20, a 10% validation split.
@@ -252,6 +252,12 @@ pub struct Summary {
     pub mean: f64,
     pub std: f64,
     pub seeds: usize,
+    /// The classifying protocols' balanced accuracy and macro-F1, mean and standard deviation
+    /// over the same seeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balanced_accuracy: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<[f64; 2]>,
 }
 
 /// Reports progress: `done` of `total` cells, the one just finished.
@@ -278,15 +284,15 @@ pub trait Candidate {
     /// whole test split.
     fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features>;
     /// Fine-tunes the candidate's encoder with a linear head starting from `head` on the
-    /// training examples `labelled`; returns the test accuracy.
-    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<f64>;
+    /// training examples `labelled`; returns its predicted class of each test example.
+    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<Vec<u32>>;
 }
 
 /// The supervised baseline: a name and a run that trains from scratch on the training examples
-/// it is given (with a seed) and returns the test accuracy.
+/// it is given (with a seed) and returns its predicted class of each test example.
 pub struct Baseline<'a> {
     pub name: &'a str,
-    pub train: &'a dyn Fn(Vec<usize>, u64) -> Result<f64>,
+    pub train: &'a dyn Fn(Vec<usize>, u64) -> Result<Vec<u32>>,
 }
 
 /// The labels the study evaluates against.
@@ -322,7 +328,7 @@ pub fn run_study(
         .collect();
     let candidates: Vec<&dyn Candidate> = candidates.iter().map(|c| c as &dyn Candidate).collect();
     let supervised = SupervisedBaseline::new(data);
-    let scratch = |labelled: Vec<usize>, seed: u64| -> Result<f64> {
+    let scratch = |labelled: Vec<usize>, seed: u64| -> Result<Vec<u32>> {
         let encoder = seeded(seed, device, || Ok(supervised.encoder.init(device)?))?;
         let start = Start {
             encoder: &encoder,
@@ -373,7 +379,7 @@ impl Candidate for ImageCandidate<'_> {
             .features(self.data, pool, val, self.config, self.device)
     }
 
-    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<f64> {
+    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<Vec<u32>> {
         let Representation::Encoder { encoder, .. } = self.rep else {
             return Err(TrainError::config("only an encoder can be fine-tuned"));
         };
@@ -424,10 +430,36 @@ pub fn run_candidates(
     let pool_labels: Vec<u32> = split.train.iter().map(|&i| train_labels[i]).collect();
     let val_labels: Vec<u32> = split.val.iter().map(|&i| train_labels[i]).collect();
 
+    // A budget some class cannot fill is left out, not the whole study (small own data).
+    let smallest = (0..classes)
+        .map(|c| pool_labels.iter().filter(|&&l| l as usize == c).count())
+        .min()
+        .unwrap_or(0);
+    let budgets: Vec<LabelBudget> = config
+        .budgets
+        .iter()
+        .copied()
+        .filter(|&budget| match budget {
+            LabelBudget::PerClass(k) if k > smallest => {
+                observer.note(&format!(
+                    "skipping {budget} labels per class: the smallest class has {smallest} \
+                     labelled training images outside the validation split"
+                ));
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    if budgets.is_empty() {
+        return Err(TrainError::config(format!(
+            "no label budget fits: the smallest class has {smallest} labelled training images"
+        )));
+    }
+
     // Label subsets per (budget, seed), as indices into the pool.
     let mut subsets = BTreeMap::new();
     for seed in 0..config.seeds {
-        for &budget in &config.budgets {
+        for &budget in &budgets {
             let chosen = stratified_subset(&pool_labels, classes, budget, seed)?;
             subsets.insert((budget, seed), chosen);
         }
@@ -442,7 +474,7 @@ pub fn run_candidates(
                 let budgets = if unit.label_free() {
                     vec![LabelBudget::All]
                 } else {
-                    config.budgets.clone()
+                    budgets.clone()
                 };
                 runs.extend(budgets.into_iter().map(|b| (unit.as_ref(), b, seed)));
             }
@@ -459,8 +491,7 @@ pub fn run_candidates(
     let baseline_keys: Vec<CellKey> = match &baseline {
         Some(b) => (0..config.seeds)
             .flat_map(|seed| {
-                config
-                    .budgets
+                budgets
                     .iter()
                     .map(move |&budget| CellKey::new(b.name, Protocol::Supervised, budget, seed))
             })
@@ -500,10 +531,10 @@ pub fn run_candidates(
         };
         for (unit, budget, seed) in runs {
             let started = std::time::Instant::now();
-            let values = unit.evaluate(&ctx, budget, seed)?;
-            for (key, value) in keys(rep, unit, budget, seed).into_iter().zip(values) {
+            let scores = unit.evaluate(&ctx, budget, seed)?;
+            for (key, score) in keys(rep, unit, budget, seed).into_iter().zip(scores) {
                 if !log.contains(&key) {
-                    record(&mut log, observer, (&mut done, total), key, value, started)?;
+                    record(&mut log, observer, (&mut done, total), key, score, started)?;
                 }
             }
         }
@@ -518,8 +549,9 @@ pub fn run_candidates(
                 .iter()
                 .map(|&i| split.train[i])
                 .collect();
-            let value = (b.train)(labelled, key.seed)?;
-            record(&mut log, observer, (&mut done, total), key, value, started)?;
+            let predicted = (b.train)(labelled, key.seed)?;
+            let score = Score::of_predictions(test_labels, &predicted)?;
+            record(&mut log, observer, (&mut done, total), key, score, started)?;
         }
     }
     Ok(log.into_cells())
@@ -531,12 +563,14 @@ fn record(
     observer: &mut dyn StudyObserver,
     (done, total): (&mut usize, usize),
     key: CellKey,
-    value: f64,
+    score: Score,
     started: std::time::Instant,
 ) -> Result<()> {
     let cell = Cell {
         key,
-        value,
+        value: score.value,
+        balanced_accuracy: score.balanced_accuracy,
+        macro_f1: score.macro_f1,
         seconds: started.elapsed().as_secs_f64(),
     };
     log.append(&cell)?;
@@ -563,9 +597,19 @@ impl SupervisedBaseline {
 
 /// The test split and both splits' labels, which the study needs.
 pub fn check_data(data: &ImageDataset) -> Result<(&ImageSet, &[u32], &[u32])> {
+    let unlabelled = || {
+        TrainError::config(format!(
+            "{} is not labelled with at least two classes; the study needs labels to evaluate",
+            data.name
+        ))
+    };
+    if data.train.labels.is_none() || data.num_classes() < 2 {
+        return Err(unlabelled());
+    }
     let test = data.test.as_ref().ok_or_else(|| {
         TrainError::config(format!(
-            "{} has no test split; the study reports test accuracy",
+            "{} has no test split, and --test-fraction carved none (it is 0, or the classes are \
+             too small); the study reports test accuracy",
             data.name
         ))
     })?;
@@ -573,39 +617,50 @@ pub fn check_data(data: &ImageDataset) -> Result<(&ImageSet, &[u32], &[u32])> {
         (Some(train), Some(test_labels)) if data.num_classes() >= 2 => {
             Ok((test, train, test_labels))
         }
-        _ => Err(TrainError::config(format!(
-            "{} is not labelled with at least two classes; the study needs labels to evaluate",
-            data.name
-        ))),
+        _ => Err(unlabelled()),
     }
+}
+
+/// Mean and standard deviation (sample; 0 for one value) of `v`.
+fn mean_std(v: &[f64]) -> [f64; 2] {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n.max(1.0);
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    [mean, var.sqrt()]
 }
 
 /// Mean ± standard deviation (sample, over seeds) of every (representation, protocol, budget).
 pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
-    let mut groups: BTreeMap<(String, Protocol, LabelBudget), Vec<f64>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, Protocol, LabelBudget), Vec<&Cell>> = BTreeMap::new();
     for c in cells {
         groups
             .entry((c.key.representation.clone(), c.key.protocol, c.key.budget))
             .or_default()
-            .push(c.value);
+            .push(c);
     }
     groups
         .into_iter()
-        .map(|((representation, protocol, budget), v)| {
-            let n = v.len() as f64;
-            let mean = v.iter().sum::<f64>() / n;
-            let var = if v.len() > 1 {
-                v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)
-            } else {
-                0.0
+        .map(|((representation, protocol, budget), group)| {
+            let values: Vec<f64> = group.iter().map(|c| c.value).collect();
+            // Only when every seed has one: a partial set would be a different average.
+            let companion = |f: fn(&Cell) -> Option<f64>| {
+                let v: Option<Vec<f64>> = group.iter().map(|c| f(c)).collect();
+                v.map(|v| mean_std(&v))
             };
+            let [mean, std] = mean_std(&values);
             Summary {
                 representation,
                 protocol,
                 budget,
                 mean,
-                std: var.sqrt(),
-                seeds: v.len(),
+                std,
+                seeds: values.len(),
+                balanced_accuracy: companion(|c| c.balanced_accuracy),
+                macro_f1: companion(|c| c.macro_f1),
             }
         })
         .collect()
