@@ -63,11 +63,14 @@ fn every_shipped_config_builds_its_model_for_the_embedded_data() {
             PretrainConfig::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         config.validate().unwrap();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        assert_eq!(
-            config.task.kind().name(),
-            name,
-            "{name}: the file is named for its task"
-        );
+        // Recipes are named for what they are for; every other file for its task.
+        if name != "fashion-mnist-30min" {
+            assert_eq!(
+                config.task.kind().name(),
+                name,
+                "{name}: the file is named for its task"
+            );
+        }
         let task = AnyTask::build(&config.task, shape).unwrap();
         let encoder = config.resolved_encoder(shape);
         build_model(&task, &encoder, &config.heads, data.num_classes(), &device)
@@ -82,11 +85,16 @@ fn every_shipped_config_builds_its_model_for_the_embedded_data() {
         seen,
         [
             "autoencoder",
+            "barlow-twins",
+            "byol",
             "denoise",
+            "fashion-mnist-30min",
             "jigsaw",
             "mae",
+            "moco-v3",
             "rotation",
-            "simclr"
+            "simclr",
+            "vicreg"
         ]
     );
 }
