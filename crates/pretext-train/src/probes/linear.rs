@@ -295,12 +295,7 @@ impl FittedLinearProbe {
     /// Fraction of `test` classified correctly.
     pub fn accuracy(&self, test: Labelled<'_>, device: &Device) -> f64 {
         let predicted = self.predict(test.features, device);
-        let correct = predicted
-            .iter()
-            .zip(test.labels)
-            .filter(|(p, l)| p == l)
-            .count();
-        correct as f64 / test.labels.len().max(1) as f64
+        crate::study::correct(&predicted, test.labels) as f64 / test.labels.len().max(1) as f64
     }
 }
 
@@ -362,14 +357,7 @@ fn host(t: &Tensor<2>) -> Vec<f32> {
 }
 
 fn predictions(x: &Tensor<2>, w: &Tensor<2>) -> Vec<u32> {
-    let argmax: Tensor<2, Int> = x.clone().matmul(w.clone()).argmax(1);
-    argmax
-        .into_data()
-        .try_into_vec_as::<i64>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| p as u32)
-        .collect()
+    crate::study::predictions(x.clone().matmul(w.clone()))
 }
 
 /// Balanced accuracy of the probe `w` on `x`; with balanced classes, plain accuracy.

@@ -68,9 +68,8 @@ impl Score {
     /// Accuracy, balanced accuracy and macro-F1 of predictions against the truth.
     pub fn of_predictions(truth: &[u32], predicted: &[u32]) -> Result<Self> {
         use pretext_baselines::metrics::{balanced_accuracy, macro_f1};
-        let right = truth.iter().zip(predicted).filter(|(t, p)| t == p).count();
         Ok(Self {
-            value: right as f64 / truth.len().max(1) as f64,
+            value: super::correct(predicted, truth) as f64 / truth.len().max(1) as f64,
             balanced_accuracy: Some(balanced_accuracy(truth, predicted)?),
             macro_f1: Some(macro_f1(truth, predicted)?),
         })
