@@ -185,6 +185,34 @@ fn the_study_writes_its_report_and_resumes() {
             .stdout(contains("(2 seeds"));
     }
     assert!(pretrained.join("probes.jsonl").exists());
+    // Other protocol settings from a file: measured afresh and cached apart.
+    let settings = dir.path().join("scan.toml");
+    std::fs::write(&settings, "[study.scan]\nhead_hidden = 16\nheads = 2\n").unwrap();
+    let probe_with = |file: &std::path::Path| {
+        pretext()
+            .args(["probe", "--protocol", "scan", "--seeds", "1", "--settings"])
+            .arg(file)
+            .arg("--checkpoint")
+            .arg(&pretrained)
+            .arg("--data")
+            .arg(dir.path())
+            .assert()
+    };
+    probe_with(&settings).success().stdout(contains("SCAN ACC"));
+    let apart: Vec<_> = std::fs::read_dir(&pretrained)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.starts_with("probes-") && name.ends_with(".jsonl")
+        })
+        .collect();
+    assert_eq!(apart.len(), 1);
+    std::fs::write(&settings, "[study.scan]\nheads = 0\n").unwrap();
+    probe_with(&settings)
+        .code(1)
+        .stderr(contains("scan.toml"))
+        .stderr(contains("heads"));
 
     // An interruption that lost the last cells: the rerun computes only those.
     let kept: Vec<&str> = cells.lines().take(45).collect();

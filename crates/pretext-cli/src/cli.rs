@@ -434,6 +434,11 @@ pub struct ProbeArgs {
     /// (`validation`), on which settings are chosen without looking at the test split.
     #[arg(long, value_enum, default_value = "test")]
     pub on: EvalSplitArg,
+    /// The protocols' settings: a TOML file with a `[study]` table, such as a `compare`
+    /// config (its budgets, seeds and protocols give way to the flags here). Cells measured
+    /// with other settings than the defaults are cached apart.
+    #[arg(long)]
+    pub settings: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]

@@ -132,19 +132,42 @@ impl MlpHead {
 /// one with the lowest loss): one matrix product computes them all.
 #[derive(Module, Debug)]
 pub struct ClusteringHeads {
+    /// Every head's first layer side by side: `input -> heads * width`.
     linear: Linear,
+    /// With a hidden layer, each head's own `hidden -> clusters` layer.
+    outputs: Vec<Linear>,
     #[module(skip)]
     clusters: usize,
     #[module(skip)]
     heads: usize,
+    #[module(skip)]
+    hidden: usize,
 }
 
 impl ClusteringHeads {
-    pub fn new(input: usize, clusters: usize, heads: usize, device: &Device) -> Self {
+    /// `heads` independent heads from `input` features to `clusters` logits: linear when
+    /// `hidden` is 0, otherwise `input -> hidden -> ReLU -> clusters`.
+    pub fn new(
+        input: usize,
+        clusters: usize,
+        heads: usize,
+        hidden: usize,
+        device: &Device,
+    ) -> Self {
+        let width = if hidden == 0 { clusters } else { hidden };
+        let outputs = if hidden == 0 {
+            Vec::new()
+        } else {
+            (0..heads)
+                .map(|_| LinearConfig::new(hidden, clusters).init(device))
+                .collect()
+        };
         Self {
-            linear: LinearConfig::new(input, clusters * heads).init(device),
+            linear: LinearConfig::new(input, width * heads).init(device),
+            outputs,
             clusters,
             heads,
+            hidden,
         }
     }
 
@@ -155,8 +178,16 @@ impl ClusteringHeads {
     /// Each head's cluster logits, `heads` tensors of `[batch, clusters]`.
     pub fn forward(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
         let all = self.linear.forward(x);
-        (0..self.heads)
-            .map(|h| all.clone().narrow(1, h * self.clusters, self.clusters))
+        if self.hidden == 0 {
+            return (0..self.heads)
+                .map(|h| all.clone().narrow(1, h * self.clusters, self.clusters))
+                .collect();
+        }
+        let all = relu(all);
+        self.outputs
+            .iter()
+            .enumerate()
+            .map(|(h, out)| out.forward(all.clone().narrow(1, h * self.hidden, self.hidden)))
             .collect()
     }
 }
@@ -164,6 +195,21 @@ impl ClusteringHeads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clustering_heads_are_linear_or_have_a_hidden_layer_each() {
+        let device = Device::flex();
+        let x = Tensor::ones([5, 12], &device);
+        let linear = ClusteringHeads::new(12, 3, 4, 0, &device);
+        assert_eq!(linear.num_params(), 12 * 12 + 12);
+        let hidden = ClusteringHeads::new(12, 3, 4, 8, &device);
+        assert_eq!(hidden.num_params(), 12 * 32 + 32 + 4 * (8 * 3 + 3));
+        for heads in [linear, hidden] {
+            let out = heads.forward(x.clone());
+            assert_eq!(out.len(), 4);
+            assert!(out.iter().all(|t| t.dims() == [5, 3]));
+        }
+    }
 
     #[test]
     fn widths_set_the_shapes_and_norms_replace_biases() {

@@ -1,6 +1,7 @@
 //! `pretext probe`: one protocol, one label budget, several seeds, for one pretrained encoder.
 
 use anyhow::Context;
+use pretext_train::compare::CompareConfig;
 use pretext_train::export::load_encoder_for;
 use pretext_train::pretrain::held_out_dataset;
 use pretext_train::study::{
@@ -34,12 +35,31 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         ProtocolArg::Gmm => Protocol::Gmm,
         ProtocolArg::Scan => Protocol::Scan,
     };
+    let settings = match &args.settings {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            CompareConfig::from_toml(&text)
+                .map(|c| c.study)
+                .and_then(|study| study.validate().map(|()| study))
+                .with_context(|| format!("{} is not a valid settings file", path.display()))?
+        }
+        None => StudyConfig::default(),
+    };
     let config = StudyConfig {
         budgets: vec![args.labels_per_class],
         seeds: args.seeds,
         protocols: vec![protocol],
-        ..StudyConfig::default()
+        ..settings
     };
+    config.validate()?;
+    if let Some(digest) = settings_digest(&config) {
+        let stem = cache
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("probes");
+        cache = cache.with_file_name(format!("{stem}-{digest}.jsonl"));
+    }
     let name = description.task.name().to_string();
     let representation = Representation::Encoder {
         name: name.clone(),
@@ -86,4 +106,20 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A digest of the protocols' settings when they differ from the defaults, so cells measured
+/// under other settings are cached apart (the flags' budgets, seeds and protocols aside).
+fn settings_digest(config: &StudyConfig) -> Option<String> {
+    let defaults = StudyConfig::default();
+    let comparable = StudyConfig {
+        budgets: defaults.budgets.clone(),
+        seeds: defaults.seeds,
+        protocols: defaults.protocols.clone(),
+        ..config.clone()
+    };
+    (comparable != defaults).then(|| {
+        let text = toml::to_string(&comparable).unwrap_or_default();
+        format!("{:08x}", crc32fast::hash(text.as_bytes()))
+    })
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi};
 use pretext_baselines::tsne::nearest_neighbours;
-use pretext_baselines::{Components, Fit, PcaConfig, PcaSolver, Transform};
+use pretext_baselines::{Components, Fit, Pca, PcaConfig, PcaSolver, Transform};
 use pretext_models::heads::ClusteringHeads;
 use pretext_models::losses::scan_loss;
 
@@ -32,14 +32,29 @@ use crate::error::{Result, TrainError};
 use crate::model::seeded;
 use crate::probes::linear::standardisation;
 
-/// Settings of SCAN. Defaults: 20 neighbours, 10 heads, entropy weight 5 (the paper's CIFAR
-/// settings), 30 epochs of batches of 256 at Adam's 1e-3 with weight decay 1e-4, neighbours
-/// mined on 128 principal components, then 10 epochs of self-labelling above 0.99.
+/// What SCAN's heads read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScanInput {
+    /// The standardised features themselves.
+    Features,
+    /// The space the neighbours were mined in: the features' first principal components, each
+    /// row scaled to a common length.
+    Components,
+}
+
+/// Settings of SCAN. Defaults: 20 neighbours, 10 linear heads on the standardised features,
+/// entropy weight 5 (the paper's CIFAR settings), 30 epochs of batches of 256 at Adam's 1e-3
+/// with weight decay 1e-4, neighbours mined on 128 principal components, then 10 epochs of
+/// self-labelling above 0.99.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
     pub neighbours: usize,
     pub heads: usize,
+    /// Each head's hidden width (0: a linear head).
+    pub head_hidden: usize,
+    pub head_input: ScanInput,
     pub entropy_weight: f32,
     pub epochs: usize,
     pub batch_size: usize,
@@ -57,6 +72,8 @@ impl Default for ScanConfig {
         Self {
             neighbours: 20,
             heads: 10,
+            head_hidden: 0,
+            head_input: ScanInput::Features,
             entropy_weight: 5.0,
             epochs: 30,
             batch_size: 256,
@@ -152,7 +169,22 @@ pub fn scan_probe(
             .collect()
     };
     let x = standardise(pool);
-    let neighbours = mine(&x, dim, config, seed, device)?;
+    let space = MiningSpace::fit(&x, dim, config, seed, device)?;
+    let mined = space.project(&x, device)?;
+    let neighbours = nearest(&mined, space.dim, config.neighbours, device);
+    let (x, test, dim) = match config.head_input {
+        ScanInput::Features => (x, standardise(test), dim),
+        ScanInput::Components => {
+            // Unit rows times the square root of their width: coordinates of about unit size.
+            let lengthen = |mut v: Vec<f32>| {
+                let s = (space.dim as f32).sqrt();
+                v.iter_mut().for_each(|a| *a *= s);
+                v
+            };
+            let test = space.project(&standardise(test), device)?;
+            (lengthen(mined), lengthen(test), space.dim)
+        }
+    };
     let train_device = device.clone().autodiff();
     let fitted = Clustering {
         x: &x,
@@ -167,7 +199,7 @@ pub fn scan_probe(
     let logits = fitted
         .heads
         .valid()
-        .forward(tensor(standardise(test), dim, device))
+        .forward(tensor(test, dim, device))
         .swap_remove(fitted.head);
     let assigned: Vec<u32> = logits
         .argmax(1)
@@ -194,48 +226,67 @@ fn tensor(values: Vec<f32>, dim: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [rows, dim]), device)
 }
 
-/// Each row's `config.neighbours` nearest others by cosine similarity, `[rows * neighbours]`.
-fn mine(
-    x: &[f32],
-    dim: usize,
-    config: &ScanConfig,
-    seed: u64,
-    device: &Device,
-) -> Result<Vec<u32>> {
-    let unit = |mut v: Vec<f32>, d: usize| {
-        for row in v.chunks_exact_mut(d) {
-            let norm = row.iter().map(|a| a * a).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                row.iter_mut().for_each(|a| *a /= norm);
-            }
+/// Unit rows scaled to unit length.
+fn unit(mut v: Vec<f32>, dim: usize) -> Vec<f32> {
+    for row in v.chunks_exact_mut(dim) {
+        let norm = row.iter().map(|a| a * a).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|a| *a /= norm);
         }
-        v
-    };
-    let mut z = tensor(unit(x.to_vec(), dim), dim, device);
-    let rows = x.len() / dim;
-    if dim > config.mining_components {
+    }
+    v
+}
+
+/// Where neighbours are mined: unit rows, on their first principal components when the
+/// features are wider than `mining_components`, scaled to unit length again.
+struct MiningSpace {
+    pca: Option<Pca>,
+    dim: usize,
+    input: usize,
+}
+
+impl MiningSpace {
+    fn fit(x: &[f32], dim: usize, config: &ScanConfig, seed: u64, device: &Device) -> Result<Self> {
+        if dim <= config.mining_components {
+            return Ok(Self {
+                pca: None,
+                dim,
+                input: dim,
+            });
+        }
         let pca = PcaConfig::new(Components::Count(config.mining_components))
             .solver(PcaSolver::Randomized)
             .seed(seed)
-            .fit(&z)?;
-        let projected = pca.transform(&z)?;
-        let values = projected
+            .fit(&tensor(unit(x.to_vec(), dim), dim, device))?;
+        Ok(Self {
+            pca: Some(pca),
+            dim: config.mining_components,
+            input: dim,
+        })
+    }
+
+    fn project(&self, rows: &[f32], device: &Device) -> Result<Vec<f32>> {
+        let rows = unit(rows.to_vec(), self.input);
+        let Some(pca) = &self.pca else {
+            return Ok(rows);
+        };
+        let projected = pca
+            .transform(&tensor(rows, self.input, device))?
             .into_data()
             .try_into_vec_as::<f32>()
             .unwrap_or_default();
-        z = tensor(
-            unit(values, config.mining_components),
-            config.mining_components,
-            device,
-        );
+        Ok(unit(projected, self.dim))
     }
-    // On unit rows, Euclidean order is cosine order.
-    let found = nearest_neighbours(&z, config.neighbours);
-    let mut out = Vec::with_capacity(rows * config.neighbours);
+}
+
+/// Each unit row's `k` nearest others (cosine order), `[rows * k]`.
+fn nearest(z: &[f32], dim: usize, k: usize, device: &Device) -> Vec<u32> {
+    let found = nearest_neighbours(&tensor(z.to_vec(), dim, device), k);
+    let mut out = Vec::with_capacity(found.len() * k);
     for row in found {
         out.extend(row.iter().map(|nb| nb.index as u32));
     }
-    Ok(out)
+    out
 }
 
 /// The clustering step and self-labelling on standardised training features.
@@ -275,6 +326,7 @@ impl Clustering<'_> {
                 self.dim,
                 self.clusters,
                 c.heads,
+                c.head_hidden,
                 self.device,
             ))
         })?;
@@ -457,6 +509,20 @@ mod tests {
         assert!(s.head < 3 && s.entropy > 0.9, "{s:?}");
         assert!(s.confident > 0, "{s:?}");
         assert_eq!(run(), s, "seeded");
+    }
+
+    #[test]
+    fn hidden_heads_on_the_mining_components_find_the_clusters_too() {
+        let device = Device::flex();
+        let (pool, _) = blobs(300, 0);
+        let (test, labels) = blobs(90, 5000);
+        let config = ScanConfig {
+            head_hidden: 16,
+            head_input: ScanInput::Components,
+            ..small()
+        };
+        let s = scan_probe(&pool, &test, &labels, 8, 3, &config, 7, &device).unwrap();
+        assert!(s.accuracy > 0.95 && s.nmi > 0.85, "{s:?}");
     }
 
     #[test]
