@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         checkpoint_every_steps: None,
         encoder_lr_scale: 1.0,
         momentum: pretext_train::schedule::DEFAULT_MOMENTUM,
+        replicas: None,
     };
     let model = train_loop(
         model,

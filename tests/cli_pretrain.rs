@@ -233,3 +233,99 @@ fn bad_pretraining_requests_are_clear_errors() {
         assert!(!out.exists(), "{args:?} left {}", out.display());
     }
 }
+
+/// The float32 values of a version-1 `.npy` file.
+#[cfg(feature = "ndarray")]
+fn npy_values(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Two replicas on different backends (flex's and ndarray's CPU devices) train what one
+/// device trains on the whole batch, SimCLR's negatives gathered across them, and resume
+/// from their checkpoints.
+#[cfg(feature = "ndarray")]
+#[test]
+fn pretraining_on_two_devices_matches_one_device_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let config = dir.path().join("simclr.toml");
+    // No batch norm: replicas normalise by their own shard's statistics.
+    std::fs::write(
+        &config,
+        "[task]\nkind = \"simclr\"\n[encoder]\nkind = \"cnn\"\nchannels = [8]\n\
+         embedding_dim = 16\nbatch_norm = false\n",
+    )
+    .unwrap();
+    let run = |name: &str, devices: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend_from_slice(devices);
+        pretrain(dir.path(), &out, &args).success();
+        let embeddings = dir.path().join(format!("{name}.npy"));
+        pretext()
+            .args(["embed", "--split", "train", "--device", "flex", "--data"])
+            .arg(dir.path())
+            .arg("--checkpoint")
+            .arg(&out)
+            .arg("--out")
+            .arg(&embeddings)
+            .assert()
+            .success();
+        (out, npy_values(&embeddings))
+    };
+    let (_, one) = run("one", &["--device", "flex"]);
+    let (two_dir, two) = run("two", &["--devices", "flex,ndarray"]);
+    assert_eq!(one.len(), two.len());
+    let worst = one
+        .iter()
+        .zip(&two)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-3, "the embeddings differ by {worst}");
+    // Extended by an epoch, still on both devices, from the run's last checkpoint.
+    pretext()
+        .args([
+            "pretrain",
+            "--epochs",
+            "3",
+            "--quiet",
+            "--batch-size",
+            "8",
+            "--resume",
+        ])
+        .args(["--devices", "flex,ndarray", "--data"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&two_dir)
+        .assert()
+        .success()
+        .stdout(contains("encoder.safetensors"));
+    let log = std::fs::read_to_string(two_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.matches("\"kind\":\"epoch\"").count(), 3, "{log}");
+}
+
+/// A device of `--devices` that cannot run (no such adapter) is a clear error before the run
+/// starts, not a panic in the middle of it.
+#[cfg(feature = "wgpu")]
+#[test]
+fn an_unavailable_device_in_the_list_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let out = dir.path().join("run");
+    pretrain(
+        dir.path(),
+        &out,
+        &["--task", "rotation", "--devices", "flex,wgpu:discrete:7"],
+    )
+    .code(1)
+    .stderr(contains("device wgpu:discrete:7 is unavailable"))
+    .stderr(contains("panicked").not());
+    assert!(!out.exists());
+}

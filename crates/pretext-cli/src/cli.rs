@@ -337,6 +337,13 @@ pub struct PretrainArgs {
     pub seed: Option<u64>,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Data-parallel pretraining on several devices, comma-separated (`cuda:0,cuda:1`,
+    /// `wgpu:0,wgpu:1`): every batch is split into equal shards, one per device, and the batch
+    /// size, learning rate and schedule stay the config's whatever their number. The first is
+    /// the main device, which holds the model, the optimizer and the checkpoints. Instead of
+    /// --device; image tasks only.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Option<Vec<DeviceSpec>>,
     /// The run directory.
     #[arg(long)]
     pub out: std::path::PathBuf,
@@ -368,6 +375,10 @@ pub struct CompareArgs {
     pub text: TextArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Pretrain data-parallel on several devices, comma-separated, as `pretrain --devices`
+    /// does; the probes run on the first. Instead of --device.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Option<Vec<DeviceSpec>>,
     /// One seed, one pretraining epoch, a shorter linear probe: a few minutes on a laptop.
     #[arg(long)]
     pub quick: bool,

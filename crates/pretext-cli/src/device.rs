@@ -111,6 +111,8 @@ pub enum DeviceError {
         "no backend is compiled into this build; enable one of the features flex, ndarray, wgpu or cuda"
     )]
     NoBackend,
+    #[error("device {0} is unavailable: it failed to hold a tensor (see `pretext devices`)")]
+    Unavailable(String),
 }
 
 impl FromStr for DeviceSpec {
@@ -231,6 +233,53 @@ pub fn resolve(spec: Option<DeviceSpec>) -> Result<(DeviceSpec, Device), DeviceE
     };
     let device = spec.device()?;
     Ok((spec, device))
+}
+
+/// Runs `f`, turning a panic inside a driver into `None` without printing its backtrace.
+pub fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(f).ok();
+    std::panic::set_hook(hook);
+    result
+}
+
+/// Whether `device` holds a tensor and gives it back: a missing adapter or a failing driver
+/// becomes an error naming the device before a run starts, not a panic in the middle of it.
+fn check(spec: &DeviceSpec, device: &Device) -> Result<(), DeviceError> {
+    let device = device.clone();
+    let answered = quietly(move || {
+        let values = [1.0f32, 2.0, 3.0];
+        let t = burn::tensor::Tensor::<1>::from_floats(values, &device);
+        t.into_data().try_to_vec::<f32>().ok() == Some(values.to_vec())
+    });
+    match answered {
+        Some(true) => Ok(()),
+        _ => Err(DeviceError::Unavailable(spec.to_string())),
+    }
+}
+
+/// `--device` or a `--devices` list as devices, in order; the default device when neither is
+/// given. Each device of a list is checked first.
+pub fn resolve_all(
+    single: Option<DeviceSpec>,
+    list: Option<&[DeviceSpec]>,
+) -> Result<(Vec<DeviceSpec>, Vec<Device>), DeviceError> {
+    match list.filter(|l| !l.is_empty()) {
+        Some(list) => {
+            let mut devices = Vec::with_capacity(list.len());
+            for spec in list {
+                let device = spec.device()?;
+                check(spec, &device)?;
+                devices.push(device);
+            }
+            Ok((list.to_vec(), devices))
+        }
+        None => {
+            let (spec, device) = resolve(single)?;
+            Ok((vec![spec], vec![device]))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::export::{WEIGHTS, load_encoder, load_encoder_for};
 use crate::model::build_model;
 use crate::model::seeded;
 use crate::observer::TrainObserver;
-use crate::pretrain::{pretrain, pretraining_count};
+use crate::pretrain::{pretrain_on, pretraining_count};
 use crate::projection::{PROJECTED_EXAMPLES, Projection, project_test};
 use crate::run_dir::RunMode;
 use crate::study::{
@@ -176,17 +176,20 @@ impl PretrainingCost {
 
 /// Pretrains each task of `config` not given in `pretrained` (into `out/pretrain/<task>`,
 /// resuming an interrupted run), builds the representations and runs the study into
-/// `out/cells.jsonl`.
+/// `out/cells.jsonl`. Pretraining is data-parallel over `devices`; the rest runs on the first.
 pub fn compare(
     config: &CompareConfig,
     data: &ImageDataset,
     pretrained: &[PathBuf],
-    device: &Device,
+    devices: &[Device],
     out: &Path,
     train_observer: &mut dyn TrainObserver,
     observer: &mut dyn StudyObserver,
 ) -> Result<CompareOutcome> {
     config.study.validate()?;
+    let device = devices
+        .first()
+        .ok_or_else(|| TrainError::config("the study needs a device"))?;
     crate::study::check_data(data)?;
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let shape = data.train.shape;
@@ -248,7 +251,7 @@ pub fn compare(
                 ));
                 c.loader.batch_size = images;
             }
-            pretrain(&c, data, device, &dir, RunMode::Resume, train_observer)?;
+            pretrain_on(&c, data, devices, &dir, RunMode::Resume, train_observer)?;
         }
         let (encoder, _) = load_encoder(&dir, device)?;
         pretraining.push(PretrainingCost::of(task.name(), &dir));

@@ -17,6 +17,7 @@ use crate::export::{EncoderDescription, export_encoder};
 use crate::model::{build_model, seeded};
 use crate::observer::TrainObserver;
 use crate::probes::{KnnProbe, knn_accuracy};
+use crate::replicas::Replicas;
 use crate::run_dir::{PERMUTATIONS, RunDir, RunMode};
 use crate::trainer::{LoopSettings, Persistence, train_loop};
 use pretext_data::tasks::AnyTask;
@@ -101,7 +102,31 @@ pub fn pretrain(
     mode: RunMode,
     observer: &mut dyn TrainObserver,
 ) -> Result<PretrainOutcome> {
+    pretrain_on(
+        config,
+        data,
+        std::slice::from_ref(device),
+        out,
+        mode,
+        observer,
+    )
+}
+
+/// [`pretrain`] data-parallel on `devices` (see [`crate::replicas`]): each takes an equal
+/// shard of every batch of the config's size. The first device is the main one: the model,
+/// the optimizer, the checkpoints and the kNN monitor live there.
+pub fn pretrain_on(
+    config: &PretrainConfig,
+    data: &ImageDataset,
+    devices: &[Device],
+    out: &Path,
+    mode: RunMode,
+    observer: &mut dyn TrainObserver,
+) -> Result<PretrainOutcome> {
     config.validate()?;
+    let device = devices
+        .first()
+        .ok_or_else(|| TrainError::config("pretraining needs a device"))?;
     let shape = data.train.shape;
     let task = AnyTask::build(&config.task, shape)?;
     let encoder_config = config.resolved_encoder(shape);
@@ -193,7 +218,12 @@ pub fn pretrain(
         extension: run.extension(),
         resume,
     };
-    let settings = LoopSettings::from(config);
+    let settings = LoopSettings {
+        replicas: (devices.len() > 1)
+            .then(|| Replicas::new(devices.iter().map(|d| d.clone().autodiff()).collect()))
+            .transpose()?,
+        ..LoopSettings::from(config)
+    };
     let model = train_loop(
         model,
         &loader,

@@ -23,6 +23,7 @@ use crate::error::{Result, TrainError};
 use crate::metrics::MetricsLog;
 use crate::observer::{EmbeddingSpread, EpochReport, StepReport, TrainObserver};
 use crate::optimizer::build_optimizer;
+use crate::replicas::Replicas;
 use crate::schedule::{MomentumSchedule, Schedule, ScheduleConfig};
 
 /// The settings the loop itself uses.
@@ -43,6 +44,8 @@ pub struct LoopSettings {
     /// The momentum target's moving average, `[base, final]` over the run (models with a
     /// target only).
     pub momentum: [f64; 2],
+    /// Data-parallel replicas, the loop's device first; `None` trains on that device alone.
+    pub replicas: Option<Replicas>,
 }
 
 impl From<&PretrainConfig> for LoopSettings {
@@ -57,6 +60,7 @@ impl From<&PretrainConfig> for LoopSettings {
             checkpoint_every_steps: c.checkpoint.every_steps,
             encoder_lr_scale: 1.0,
             momentum: c.heads.momentum,
+            replicas: None,
         }
     }
 }
@@ -84,6 +88,7 @@ impl LoopSettings {
             checkpoint_every_steps: None,
             encoder_lr_scale,
             momentum: crate::schedule::DEFAULT_MOMENTUM,
+            replicas: None,
         }
     }
 }
@@ -339,10 +344,19 @@ pub fn train_loop(
         let mut window = (Instant::now(), 0usize);
         for (b, batch) in (state.batch..).zip(loader.epoch_from(epoch, state.batch)) {
             let examples = batch.examples();
-            let StepLoss {
-                loss,
-                embedding_std,
-            } = task_output(&model, batch.into_tensors(device))?;
+            let (
+                StepLoss {
+                    loss,
+                    embedding_std,
+                },
+                sharded,
+            ) = match settings.replicas.as_ref().filter(|r| r.len() > 1) {
+                Some(replicas) => {
+                    let (out, sharded) = replicas.forward(&model, batch)?;
+                    (out, Some(sharded))
+                }
+                None => (task_output(&model, batch.into_tensors(device))?, None),
+            };
             let value = scalar(&loss);
             let embedding_std = embedding_std.map(|(std, dim)| {
                 let std = scalar(&std);
@@ -368,7 +382,10 @@ pub fn train_loop(
             } else {
                 loss
             };
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = match sharded {
+                Some(sharded) => sharded.gradients(loss.backward(), &model, device),
+                None => GradientsParams::from_grads(loss.backward(), &model),
+            };
             accumulator.accumulate(&model, grads);
             pending += 1;
             loss_sum += value;
@@ -383,6 +400,9 @@ pub fn train_loop(
                     model,
                     accumulator.grads(),
                 );
+                if let Some(replicas) = &settings.replicas {
+                    model = replicas.home(model);
+                }
                 if model.has_target() {
                     model = model.update_target(momentum.at(state.step));
                 }

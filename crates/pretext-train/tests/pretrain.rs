@@ -15,7 +15,7 @@ use pretext_train::config::{HeadsConfig, OptimizerConfig};
 use pretext_train::model::{build_model, seeded};
 use pretext_train::optimizer::build_optimizer;
 use pretext_train::trainer::task_loss;
-use pretext_train::{PretrainConfig, RunMode, StepReport, TrainObserver, pretrain};
+use pretext_train::{PretrainConfig, RunMode, StepReport, TrainObserver, pretrain, pretrain_on};
 
 /// `n` 16x16 images of three classes of simple shapes with noise, so tasks have structure.
 fn dataset(n: usize) -> ImageDataset {
@@ -188,6 +188,46 @@ fn quiet(
         mode,
         &mut pretext_train::Silent,
     )
+}
+
+/// Data-parallel replicas train what one device trains on the whole batch: the shards'
+/// losses average to the batch's, and SimCLR's NT-Xent runs over the gathered projections, so
+/// every negative of the batch counts. (Batch norm is left out: replicas normalise by their
+/// own shard's statistics.)
+#[test]
+fn replicas_train_the_parameters_one_device_trains_on_the_whole_batch() {
+    let data = dataset(48);
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [TaskKind::Rotation, TaskKind::Simclr, TaskKind::Mae] {
+        let mut c = config(kind, 1);
+        if kind != TaskKind::Mae {
+            c.encoder = Some(EncoderConfig::Cnn(
+                CnnEncoderConfig::new()
+                    .with_channels(vec![8, 16])
+                    .with_embedding_dim(32)
+                    .with_batch_norm(false),
+            ));
+        }
+        let run = |devices: &[Device], name: &str| {
+            let out = dir.path().join(format!("{kind}-{name}"));
+            let mut silent = pretext_train::Silent;
+            pretrain_on(&c, &data, devices, &out, RunMode::New, &mut silent).unwrap();
+            parameters(&out, &device)
+        };
+        let one = run(std::slice::from_ref(&device), "one");
+        // Batches of 8 in shards of 3, 3 and 2.
+        let three = run(&[device.clone(), device.clone(), device.clone()], "three");
+        assert_eq!(one.len(), three.len());
+        for ((name, x), (_, y)) in one.iter().zip(&three) {
+            let worst = x
+                .iter()
+                .zip(y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{kind}: {name} differs by {worst}");
+        }
+    }
 }
 
 /// Panics at the given optimizer step, as a crash would stop the run there.
@@ -444,6 +484,7 @@ fn max_steps_stops_mid_epoch_after_exactly_that_many_steps() {
         checkpoint_every_steps: None,
         encoder_lr_scale: 1.0,
         momentum: pretext_train::schedule::DEFAULT_MOMENTUM,
+        replicas: None,
     };
     let mut steps = Steps(Vec::new());
     train_loop(

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::read_config;
 use crate::cli::{CompareArgs, Modality};
 use crate::commands::data::{carved_note, load};
-use crate::device::resolve;
+use crate::device::resolve_all;
 use crate::progress::Progress;
 use crate::report::{markdown, plots};
 
@@ -74,7 +74,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     if let Some(tasks) = &args.tasks {
         config.tasks = tasks.clone();
     }
-    let (spec, device) = resolve(args.device.device)?;
+    let (specs, devices) = resolve_all(args.device.device, args.devices.as_deref())?;
+    let spec = specs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let data = load(&args.data)?;
     if !args.quiet {
         eprintln!(
@@ -95,7 +100,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &config,
         &data,
         &args.checkpoint,
-        &device,
+        &devices,
         &args.out,
         &mut train_progress,
         &mut study_progress,

@@ -6,6 +6,8 @@ use anyhow::Context;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::cli::DeviceArgs;
+#[cfg(feature = "wgpu")]
+use crate::device::quietly;
 use crate::device::{Backend, resolve};
 
 pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
@@ -102,16 +104,6 @@ fn device_value(debug: &str) -> Option<String> {
 #[cfg(not(feature = "wgpu"))]
 fn list_gpu_adapters() {
     println!("wgpu adapters: not listed (build with --features wgpu)");
-}
-
-/// Runs `f`, turning a panic inside a driver into `None` without printing its backtrace.
-#[cfg(feature = "wgpu")]
-fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(f).ok();
-    std::panic::set_hook(hook);
-    result
 }
 
 #[cfg(test)]

@@ -3,22 +3,32 @@
 use anyhow::Context;
 use pretext_data::tasks::TaskConfig;
 use pretext_models::encoders::EncoderConfig;
-use pretext_train::{PretrainConfig, RunMode, pretrain};
+use pretext_train::{PretrainConfig, RunMode, pretrain_on};
 
 use pretext_train::text::{MlmPretrainConfig, pretrain_mlm};
 
 use super::read_config;
 use crate::cli::{PretrainArgs, PretrainTask};
 use crate::commands::data::{load, load_text};
-use crate::device::resolve;
+use crate::device::{resolve, resolve_all};
 use crate::progress::Progress;
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     if args.task == Some(PretrainTask::Mlm) {
+        if args.devices.is_some() {
+            anyhow::bail!(
+                "--devices trains image tasks; masked-token pretraining runs on one device"
+            );
+        }
         return run_mlm(&args);
     }
     let config = resolve_config(&args)?;
-    let (spec, device) = resolve(args.device.device)?;
+    let (specs, devices) = resolve_all(args.device.device, args.devices.as_deref())?;
+    let spec = specs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let data = load(&args.data)?;
     let mode = mode(&args);
     let mut progress = Progress::new(args.quiet);
@@ -33,7 +43,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
             config.epochs
         );
     }
-    let outcome = pretrain(&config, &data, &device, &args.out, mode, &mut progress)
+    let outcome = pretrain_on(&config, &data, &devices, &args.out, mode, &mut progress)
         .with_context(|| format!("pretraining into {} failed", args.out.display()))?;
     println!("run directory  {}", outcome.run_dir.display());
     println!(

@@ -15,6 +15,7 @@ mod denoise;
 mod jigsaw;
 mod masking;
 mod rotation;
+mod shards;
 mod supervised;
 mod views;
 
@@ -31,6 +32,7 @@ pub use denoise::{Corruption, DenoiseBatch, DenoiseConfig, DenoiseTask, DenoiseT
 pub use jigsaw::{JigsawBatch, JigsawConfig, JigsawTask, JigsawTensors, PermutationSet};
 pub use masking::{MaskedBatch, MaskedTensors, MaskingConfig, MaskingTask};
 pub use rotation::{RotationConfig, RotationMode, RotationTask};
+pub use shards::shard_ranges;
 pub use supervised::SupervisedTask;
 pub use views::{ViewsBatch, ViewsConfig, ViewsTask, ViewsTensors};
 

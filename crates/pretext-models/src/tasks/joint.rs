@@ -85,6 +85,53 @@ pub struct JointOutput {
     pub embedding_dim: usize,
 }
 
+/// The projections of a batch of view pairs, each `[first views; second views]`: the online
+/// projector's, and for methods with a target the predictor's and the target's.
+#[derive(Debug, Clone)]
+pub struct JointProjections {
+    pub online: Tensor<2>,
+    pub predicted: Option<Tensor<2>>,
+    pub target: Option<Tensor<2>>,
+}
+
+impl JointProjections {
+    /// Shards' projections as the batch's, on `device`: every shard's first views in shard
+    /// order, then their second views, as the whole batch would have made them. The moves
+    /// are differentiable, so each shard's replica receives its part of the gradient.
+    pub fn gather(shards: Vec<JointProjections>, device: &Device) -> JointProjections {
+        fn join(parts: Vec<Tensor<2>>, device: &Device) -> Tensor<2> {
+            let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+            for t in parts {
+                let n = t.dims()[0] / 2;
+                let t = t.to_device(device);
+                firsts.push(t.clone().narrow(0, 0, n));
+                seconds.push(t.narrow(0, n, n));
+            }
+            firsts.extend(seconds);
+            Tensor::cat(firsts, 0)
+        }
+        let optional = |parts: Vec<Option<Tensor<2>>>| {
+            parts
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(|p| join(p, device))
+        };
+        let mut online = Vec::new();
+        let mut predicted = Vec::new();
+        let mut target = Vec::new();
+        for s in shards {
+            online.push(s.online);
+            predicted.push(s.predicted);
+            target.push(s.target);
+        }
+        JointProjections {
+            online: join(online, device),
+            predicted: optional(predicted),
+            target: optional(target),
+        }
+    }
+}
+
 impl JointEmbeddingModel {
     /// A new model around an encoder built from `encoder`.
     pub fn new(
@@ -135,13 +182,44 @@ impl JointEmbeddingModel {
 
     /// The loss of a batch of view pairs (`first[i]` and `second[i]` come from one image).
     pub fn loss(&self, first: Tensor<4>, second: Tensor<4>) -> JointOutput {
-        let n = first.dims()[0];
+        self.loss_of(self.project(first, second))
+    }
+
+    /// What the loss needs of a batch (or of one replica's shard of it) of view pairs.
+    pub fn project(&self, first: Tensor<4>, second: Tensor<4>) -> JointProjections {
         let views = Tensor::cat(vec![first, second], 0);
         let z = self.projector.forward(self.encoder.forward(views.clone()));
+        let (predicted, target) = match (&self.predictor, &self.target) {
+            (Some(predictor), Some(target)) => {
+                // The target takes no gradient: its parameters are frozen copies, and its
+                // output is detached besides.
+                let k = target
+                    .projector
+                    .forward(target.encoder.forward(views))
+                    .detach();
+                (Some(predictor.forward(z.clone())), Some(k))
+            }
+            _ => (None, None),
+        };
+        JointProjections {
+            online: z,
+            predicted,
+            target,
+        }
+    }
+
+    /// The loss of a batch's projections, gathered from its shards or made in one piece.
+    pub fn loss_of(&self, projections: JointProjections) -> JointOutput {
+        let JointProjections {
+            online: z,
+            predicted,
+            target,
+        } = projections;
+        let n = z.dims()[0] / 2;
         let halves = |t: Tensor<2>| (t.clone().narrow(0, 0, n), t.narrow(0, n, n));
         let embedding_dim = z.dims()[1];
         let embedding_std = normalized_std(z.clone().narrow(0, 0, n).detach());
-        let loss = match (&self.loss, &self.predictor, &self.target) {
+        let loss = match (&self.loss, predicted, target) {
             (JointLoss::Simclr { temperature }, _, _) => {
                 let (z1, z2) = halves(z);
                 nt_xent(z1, z2, *temperature)
@@ -154,15 +232,8 @@ impl JointEmbeddingModel {
                 let (z1, z2) = halves(z);
                 barlow_twins_loss(z1, z2, *lambda)
             }
-            (method, Some(predictor), Some(target)) => {
-                let (p1, p2) = halves(predictor.forward(z));
-                // The target takes no gradient: its parameters are frozen copies, and its
-                // output is detached besides.
-                let k = target
-                    .projector
-                    .forward(target.encoder.forward(views))
-                    .detach();
-                let (k1, k2) = halves(k);
+            (method, Some(p), Some(k)) => {
+                let ((p1, p2), (k1, k2)) = (halves(p), halves(k));
                 match method {
                     JointLoss::MocoV3 { temperature } => {
                         info_nce(p1, k2, *temperature) + info_nce(p2, k1, *temperature)

@@ -12,7 +12,9 @@ use burn::module::{Module, ParamGroup};
 pub use autoencoder::AutoencoderModel;
 pub use classifier::ClassifierModel;
 pub use jigsaw::JigsawModel;
-pub use joint::{JointEmbeddingConfig, JointEmbeddingModel, JointLoss, JointOutput};
+pub use joint::{
+    JointEmbeddingConfig, JointEmbeddingModel, JointLoss, JointOutput, JointProjections,
+};
 pub use mae::{MaeDecoder, MaeInput, MaeModel};
 
 use crate::encoders::Encoder;

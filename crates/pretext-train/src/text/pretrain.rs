@@ -224,6 +224,7 @@ pub fn pretrain_mlm(
         checkpoint_every_steps: config.checkpoint.every_steps,
         encoder_lr_scale: 1.0,
         momentum: crate::schedule::DEFAULT_MOMENTUM,
+        replicas: None,
     };
     let persistence = Persistence {
         checkpoints: run.checkpoints(config.checkpoint.keep),
