@@ -40,6 +40,24 @@ pub enum Command {
     /// One cell of the study: evaluate a pretrained encoder by one protocol at one label budget,
     /// over several seeds (results cached in the run directory's probes.jsonl).
     Probe(ProbeArgs),
+    /// Host this machine's device for remote training (`--device remote:ws://HOST:PORT`
+    /// elsewhere) until Ctrl+C; every client must present the token. Feature `remote`.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The device to host, and the token clients must present (`--token-file`, or
+    /// `PRETEXT_REMOTE_TOKEN`).
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The address to listen on: 127.0.0.1 serves this machine only; 0.0.0.0 every interface
+    /// of a trusted network (WebSocket is unencrypted).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// The TCP port; 0 picks a free one (printed when serving starts).
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,9 +287,14 @@ impl std::str::FromStr for PretrainTask {
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
     /// Backend and device: flex, ndarray, wgpu[:N|:cpu|:integrated:N], vulkan[…], metal,
-    /// webgpu, cuda[:N]. Defaults to the first compiled-in CPU backend.
+    /// webgpu, cuda[:N], or remote:ws://HOST:PORT (a `pretext serve`). Defaults to the first
+    /// compiled-in CPU backend.
     #[arg(long)]
     pub device: Option<DeviceSpec>,
+    /// The token remote devices' servers require (its first line); without it,
+    /// `PRETEXT_REMOTE_TOKEN`.
+    #[arg(long)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use burn::tensor::Device;
 
+use crate::cli::DeviceArgs;
+
 /// A backend of Burn's runtime dispatch, and the cargo feature that compiles it in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -15,10 +17,11 @@ pub enum Backend {
     Metal,
     WebGpu,
     Cuda,
+    Remote,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 7] = [
+    pub const ALL: [Backend; 8] = [
         Backend::Flex,
         Backend::NdArray,
         Backend::Wgpu,
@@ -26,6 +29,7 @@ impl Backend {
         Backend::Metal,
         Backend::WebGpu,
         Backend::Cuda,
+        Backend::Remote,
     ];
 
     /// The name on the command line, which is also the cargo feature's name.
@@ -38,6 +42,7 @@ impl Backend {
             Backend::Metal => "metal",
             Backend::WebGpu => "webgpu",
             Backend::Cuda => "cuda",
+            Backend::Remote => "remote",
         }
     }
 
@@ -52,6 +57,7 @@ impl Backend {
             Backend::Metal => "wgpu pinned to Metal (macOS)",
             Backend::WebGpu => "wgpu pinned to the browser's WebGPU",
             Backend::Cuda => "NVIDIA GPUs through CUDA",
+            Backend::Remote => "another machine's device, served by `pretext serve`",
         }
     }
 
@@ -65,12 +71,13 @@ impl Backend {
             Backend::Metal => cfg!(feature = "metal"),
             Backend::WebGpu => cfg!(feature = "webgpu"),
             Backend::Cuda => cfg!(feature = "cuda"),
+            Backend::Remote => cfg!(feature = "remote"),
         }
     }
 }
 
-/// Which adapter of a GPU backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which adapter of a GPU backend, or which server of the remote backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Adapter {
     /// The backend's own choice (a high-performance GPU when there is one).
     Default,
@@ -80,10 +87,12 @@ pub enum Adapter {
     Virtual(usize),
     /// A software adapter such as Mesa's lavapipe.
     Cpu,
+    /// The WebSocket address of a `pretext serve` (`remote:ws://HOST:PORT`).
+    Server(String),
 }
 
 /// A parsed `--device` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSpec {
     pub backend: Backend,
     pub adapter: Adapter,
@@ -113,6 +122,15 @@ pub enum DeviceError {
     NoBackend,
     #[error("device {0} is unavailable: it failed to hold a tensor (see `pretext devices`)")]
     Unavailable(String),
+    #[error("invalid remote device '{0}': expected remote:ws://HOST:PORT")]
+    BadServer(String),
+    #[error(
+        "cannot use {device}: {reason} (the token comes from --token-file or \
+         PRETEXT_REMOTE_TOKEN and must be the server's)"
+    )]
+    Remote { device: String, reason: String },
+    #[error("cannot read the token file {path}: {reason}")]
+    Token { path: String, reason: String },
 }
 
 impl FromStr for DeviceSpec {
@@ -121,6 +139,18 @@ impl FromStr for DeviceSpec {
     fn from_str(s: &str) -> Result<Self, DeviceError> {
         let lower = s.trim().to_ascii_lowercase();
         let (name, rest) = lower.split_once(':').unwrap_or((&lower, ""));
+        if name == Backend::Remote.name() {
+            let valid = rest
+                .strip_prefix("ws://")
+                .is_some_and(|a| !a.is_empty() && !a.contains(char::is_whitespace));
+            if !valid {
+                return Err(DeviceError::BadServer(s.trim().to_string()));
+            }
+            return Ok(DeviceSpec {
+                backend: Backend::Remote,
+                adapter: Adapter::Server(rest.to_string()),
+            });
+        }
         let backend = Backend::ALL
             .into_iter()
             .find(|b| b.name() == name)
@@ -132,7 +162,7 @@ impl FromStr for DeviceSpec {
         let index = |v: &str| v.parse::<usize>().map_err(|_| bad());
         let adapter = match (backend, rest.split_once(':')) {
             (_, _) if rest.is_empty() => Adapter::Default,
-            (Backend::Flex | Backend::NdArray, _) => return Err(bad()),
+            (Backend::Flex | Backend::NdArray | Backend::Remote, _) => return Err(bad()),
             (Backend::Cuda, None) => Adapter::Discrete(index(rest)?),
             (Backend::Cuda, Some(_)) => return Err(bad()),
             (_, None) if rest == "cpu" => Adapter::Cpu,
@@ -150,8 +180,9 @@ impl FromStr for DeviceSpec {
 impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.backend.name())?;
-        match self.adapter {
+        match &self.adapter {
             Adapter::Default => Ok(()),
+            Adapter::Server(address) => write!(f, ":{address}"),
             Adapter::Discrete(n) if self.backend == Backend::Cuda => write!(f, ":{n}"),
             Adapter::Discrete(n) => write!(f, ":discrete:{n}"),
             Adapter::Integrated(n) => write!(f, ":integrated:{n}"),
@@ -181,6 +212,12 @@ impl DeviceSpec {
 
     /// The Burn device, or an error naming the feature to enable.
     pub fn device(&self) -> Result<Device, DeviceError> {
+        self.device_with(None)
+    }
+
+    /// [`device`](Self::device), presenting `token` to a remote device's server (which
+    /// connects before this returns).
+    pub fn device_with(&self, token: Option<&str>) -> Result<Device, DeviceError> {
         if !self.backend.compiled() {
             return Err(DeviceError::NotCompiled(self.backend.name()));
         }
@@ -207,6 +244,20 @@ impl DeviceSpec {
                 Adapter::Discrete(n) => n,
                 _ => 0,
             })),
+            #[cfg(feature = "remote")]
+            Backend::Remote => {
+                use burn::remote::RemoteHost;
+                let Adapter::Server(address) = &self.adapter else {
+                    return Err(DeviceError::BadServer(self.to_string()));
+                };
+                let host = RemoteHost::websocket(address).with_credential(token.unwrap_or(""));
+                Device::remote_options(&host)
+                    .init()
+                    .map_err(|e| DeviceError::Remote {
+                        device: self.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
             #[allow(unreachable_patterns)]
             other => Err(DeviceError::NotCompiled(other.name())),
         }
@@ -220,28 +271,98 @@ impl DeviceSpec {
             Adapter::Discrete(n) => DeviceKind::DiscreteGpu(n),
             Adapter::Integrated(n) => DeviceKind::IntegratedGpu(n),
             Adapter::Virtual(n) => DeviceKind::VirtualGpu(n),
-            Adapter::Cpu => DeviceKind::Cpu,
+            Adapter::Cpu | Adapter::Server(_) => DeviceKind::Cpu,
         }
     }
 }
 
-/// Resolves an optional `--device` to a Burn device.
-pub fn resolve(spec: Option<DeviceSpec>) -> Result<(DeviceSpec, Device), DeviceError> {
-    let spec = match spec {
-        Some(spec) => spec,
+/// The token presented to remote devices' servers (and required by `pretext serve`): the
+/// first line of `--token-file`, else `PRETEXT_REMOTE_TOKEN`.
+pub fn remote_token(args: &DeviceArgs) -> Result<Option<String>, DeviceError> {
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path).map_err(|e| DeviceError::Token {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let token = text.lines().next().unwrap_or("").trim().to_string();
+        if token.is_empty() {
+            return Err(DeviceError::Token {
+                path: path.display().to_string(),
+                reason: "its first line is empty".into(),
+            });
+        }
+        return Ok(Some(token));
+    }
+    Ok(std::env::var(TOKEN_VARIABLE)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
+}
+
+/// The environment variable holding the remote token when `--token-file` is not given.
+pub const TOKEN_VARIABLE: &str = "PRETEXT_REMOTE_TOKEN";
+
+/// `--device` as a spec and its device; the default device when none is named.
+pub fn resolve(args: &DeviceArgs) -> Result<(DeviceSpec, Device), DeviceError> {
+    let spec = match &args.device {
+        Some(spec) => spec.clone(),
         None => DeviceSpec::default_compiled()?,
     };
-    let device = spec.device()?;
+    let device = spec.device_with(remote_token(args)?.as_deref())?;
     Ok((spec, device))
 }
 
 /// Runs `f`, turning a panic inside a driver into `None` without printing its backtrace.
 pub fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    caught(f).ok()
+}
+
+/// Runs `f`, turning a panic into its message without printing it or its backtrace.
+fn caught<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(f).ok();
+    let result = std::panic::catch_unwind(f);
     std::panic::set_hook(hook);
-    result
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
+/// Runs training on `specs`' devices. Where a device can fail under the run (several
+/// devices, or a remote one whose server can go away), Burn panics on the failed read: that
+/// becomes an error with its message and where the last checkpoint is, not a crash.
+pub fn guarded<T>(
+    specs: &[DeviceSpec],
+    checkpoints: &std::path::Path,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let fragile = specs.len() > 1 || specs.iter().any(|s| s.backend == Backend::Remote);
+    if !fragile {
+        return f();
+    }
+    caught(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|message| {
+        let first = message.lines().next().unwrap_or_default().to_string();
+        let cause = message
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Err(anyhow::anyhow!(
+            "a device failed ({first}{}); training stopped; the last good checkpoint is kept \
+             in {} (resume with --resume, on other devices if need be)",
+            if cause != first {
+                format!(": {cause}")
+            } else {
+                String::new()
+            },
+            checkpoints.display()
+        ))
+    })
 }
 
 /// Whether `device` holds a tensor and gives it back: a missing adapter or a failing driver
@@ -262,21 +383,22 @@ fn check(spec: &DeviceSpec, device: &Device) -> Result<(), DeviceError> {
 /// `--device` or a `--devices` list as devices, in order; the default device when neither is
 /// given. Each device of a list is checked first.
 pub fn resolve_all(
-    single: Option<DeviceSpec>,
+    args: &DeviceArgs,
     list: Option<&[DeviceSpec]>,
 ) -> Result<(Vec<DeviceSpec>, Vec<Device>), DeviceError> {
     match list.filter(|l| !l.is_empty()) {
         Some(list) => {
+            let token = remote_token(args)?;
             let mut devices = Vec::with_capacity(list.len());
             for spec in list {
-                let device = spec.device()?;
+                let device = spec.device_with(token.as_deref())?;
                 check(spec, &device)?;
                 devices.push(device);
             }
             Ok((list.to_vec(), devices))
         }
         None => {
-            let (spec, device) = resolve(single)?;
+            let (spec, device) = resolve(args)?;
             Ok((vec![spec], vec![device]))
         }
     }
@@ -326,6 +448,29 @@ mod tests {
                 matches!(err, DeviceError::BadAdapter { .. }),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn remote_devices_are_websocket_addresses() {
+        let spec: DeviceSpec = "remote:ws://gpu-1:3000".parse().unwrap();
+        assert_eq!(
+            spec,
+            DeviceSpec {
+                backend: Backend::Remote,
+                adapter: Adapter::Server("ws://gpu-1:3000".into()),
+            }
+        );
+        assert_eq!(spec.to_string(), "remote:ws://gpu-1:3000");
+        assert_eq!(spec.to_string().parse::<DeviceSpec>().unwrap(), spec);
+        for bad in [
+            "remote",
+            "remote:",
+            "remote:http://gpu:3000",
+            "remote:ws://",
+        ] {
+            let err = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(matches!(err, DeviceError::BadServer(_)), "{bad}: {err}");
         }
     }
 

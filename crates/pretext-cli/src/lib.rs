@@ -47,5 +47,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(args) => commands::compare::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Probe(args) => commands::probe::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     }
 }

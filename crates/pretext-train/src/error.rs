@@ -43,6 +43,18 @@ pub enum TrainError {
     },
 
     #[error(
+        "a device failed at epoch {epoch}, step {step} ({reason}); training stopped; the last \
+         good checkpoint is kept in {} (resume with --resume, on other devices if need be)",
+        dir.display()
+    )]
+    DeviceFailed {
+        reason: String,
+        epoch: u64,
+        step: u64,
+        dir: PathBuf,
+    },
+
+    #[error(
         "{} already holds a different run; pass --resume to continue it or --force to replace it",
         dir.display()
     )]

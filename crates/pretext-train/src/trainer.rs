@@ -213,14 +213,15 @@ pub fn task_output(model: &TaskModel, batch: AnyTensors) -> Result<StepLoss> {
     })
 }
 
-/// The one-element loss as a number.
-fn scalar(loss: &Tensor<1>) -> f64 {
-    loss.clone()
-        .into_data()
+/// The one-element loss as a number, or why the device could not give it (a remote device's
+/// server gone, a driver failure).
+fn scalar(loss: &Tensor<1>) -> std::result::Result<f64, String> {
+    let data = loss.clone().try_into_data().map_err(|e| e.to_string())?;
+    Ok(data
         .try_into_vec_as::<f64>()
         .ok()
         .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN)
+        .unwrap_or(f64::NAN))
 }
 
 /// Trains `model` (built on `device`, an autodiff device) on `loader`'s batches for
@@ -357,19 +358,31 @@ pub fn train_loop(
                 }
                 None => (task_output(&model, batch.into_tensors(device))?, None),
             };
-            let value = scalar(&loss);
-            let embedding_std = embedding_std.map(|(std, dim)| {
-                let std = scalar(&std);
-                std_sum += std;
-                stds += 1;
-                embedding_dim = dim;
-                std
-            });
-            if !value.is_finite() {
-                let dir = persistence
+            let dir = || {
+                persistence
                     .as_ref()
                     .map(|p| p.checkpoints.dir().to_path_buf())
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+            };
+            let failed = |reason: String| TrainError::DeviceFailed {
+                reason,
+                epoch: epoch + 1,
+                step: state.step,
+                dir: dir(),
+            };
+            let value = scalar(&loss).map_err(failed)?;
+            let embedding_std = match embedding_std {
+                Some((std, dim)) => {
+                    let std = scalar(&std).map_err(failed)?;
+                    std_sum += std;
+                    stds += 1;
+                    embedding_dim = dim;
+                    Some(std)
+                }
+                None => None,
+            };
+            if !value.is_finite() {
+                let dir = dir();
                 return Err(TrainError::Diverged {
                     loss: value,
                     epoch: epoch + 1,

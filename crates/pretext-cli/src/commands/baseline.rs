@@ -45,7 +45,7 @@ fn parse_components(s: &str) -> anyhow::Result<Components> {
 /// fast), loads the features and scales them as `--scale` says (writing the fitted scaler to
 /// `scaler.json` in the output directory).
 fn setup(input: &FeatureArgs) -> anyhow::Result<(DeviceSpec, Features)> {
-    let (spec, device) = resolve(input.device.device)?;
+    let (spec, device) = resolve(&input.device)?;
     if let Some(dir) = &input.out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;

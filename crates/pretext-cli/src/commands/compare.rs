@@ -12,7 +12,7 @@ use serde_json::json;
 use super::read_config;
 use crate::cli::{CompareArgs, Modality};
 use crate::commands::data::{carved_note, load};
-use crate::device::resolve_all;
+use crate::device::{guarded, resolve_all};
 use crate::progress::Progress;
 use crate::report::{markdown, plots};
 
@@ -74,7 +74,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     if let Some(tasks) = &args.tasks {
         config.tasks = tasks.clone();
     }
-    let (specs, devices) = resolve_all(args.device.device, args.devices.as_deref())?;
+    let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
     let spec = specs
         .iter()
         .map(ToString::to_string)
@@ -96,15 +96,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         bar: None,
         quiet: args.quiet,
     };
-    let outcome = compare(
-        &config,
-        &data,
-        &args.checkpoint,
-        &devices,
-        &args.out,
-        &mut train_progress,
-        &mut study_progress,
-    )
+    let outcome = guarded(&specs, &args.out.join("pretrain"), || {
+        Ok(compare(
+            &config,
+            &data,
+            &args.checkpoint,
+            &devices,
+            &args.out,
+            &mut train_progress,
+            &mut study_progress,
+        )?)
+    })
     .with_context(|| format!("the comparison in {} failed", args.out.display()))?;
     if let Some(bar) = study_progress.bar.take() {
         bar.finish_and_clear();

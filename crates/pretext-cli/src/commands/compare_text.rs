@@ -32,7 +32,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     if args.devices.is_some() {
         anyhow::bail!("--devices pretrains image tasks; the text study runs on one device");
     }
-    let (spec, device) = resolve(args.device.device)?;
+    let (spec, device) = resolve(&args.device)?;
     let data = load_text(&args.data, &args.text)?;
     if !args.quiet {
         eprintln!(

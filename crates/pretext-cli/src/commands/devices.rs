@@ -28,8 +28,8 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("cpu: {threads} hardware threads");
     list_gpu_adapters();
-    if let Some(spec) = args.device {
-        let (spec, device) = resolve(Some(spec))?;
+    if args.device.is_some() {
+        let (spec, device) = resolve(&args)?;
         let ms = smoke_test(&device).with_context(|| format!("device {spec} failed its check"))?;
         println!("{spec}: ok, a 256x256 matmul round trip took {ms:.1} ms");
     }

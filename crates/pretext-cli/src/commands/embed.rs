@@ -13,7 +13,7 @@ use crate::commands::data::load;
 use crate::device::resolve;
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
-    let (_, device) = resolve(args.device.device)?;
+    let (_, device) = resolve(&args.device)?;
     let data = load(&args.data)?;
     let set = match args.split {
         SplitArg::Train => &data.train,

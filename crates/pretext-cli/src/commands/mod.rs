@@ -9,6 +9,7 @@ pub mod embed;
 pub mod features;
 pub mod pretrain;
 pub mod probe;
+pub mod serve;
 
 /// The config in `path` read by `parse` (which may also validate it), or the defaults without
 /// one; errors name the file and say it is not a valid `what`.

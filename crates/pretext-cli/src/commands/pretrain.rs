@@ -10,7 +10,7 @@ use pretext_train::text::{MlmPretrainConfig, pretrain_mlm};
 use super::read_config;
 use crate::cli::{PretrainArgs, PretrainTask};
 use crate::commands::data::{load, load_text};
-use crate::device::{resolve, resolve_all};
+use crate::device::{guarded, resolve, resolve_all};
 use crate::progress::Progress;
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
@@ -23,7 +23,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         return run_mlm(&args);
     }
     let config = resolve_config(&args)?;
-    let (specs, devices) = resolve_all(args.device.device, args.devices.as_deref())?;
+    let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
     let spec = specs
         .iter()
         .map(ToString::to_string)
@@ -43,8 +43,18 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
             config.epochs
         );
     }
-    let outcome = pretrain_on(&config, &data, &devices, &args.out, mode, &mut progress)
-        .with_context(|| format!("pretraining into {} failed", args.out.display()))?;
+    let checkpoints = args.out.join("checkpoints");
+    let outcome = guarded(&specs, &checkpoints, || {
+        Ok(pretrain_on(
+            &config,
+            &data,
+            &devices,
+            &args.out,
+            mode,
+            &mut progress,
+        )?)
+    })
+    .with_context(|| format!("pretraining into {} failed", args.out.display()))?;
     println!("run directory  {}", outcome.run_dir.display());
     println!(
         "encoder        {} parameters, {:.1} MFLOPs per image",
@@ -93,7 +103,7 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
         &mut config.seed,
     );
     config.validate()?;
-    let (spec, device) = resolve(args.device.device)?;
+    let (spec, device) = resolve(&args.device)?;
     let data = load_text(&args.data, &args.text)?;
     let mut progress = Progress::new(args.quiet).for_text();
     if !args.quiet {

@@ -17,7 +17,7 @@ struct Quiet;
 impl StudyObserver for Quiet {}
 
 pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
-    let (_, device) = resolve(args.device.device)?;
+    let (_, device) = resolve(&args.device)?;
     let mut data = load(&args.data)?;
     // Each split keeps its own cache of cells.
     let mut cache = args.checkpoint.join("probes.jsonl");

@@ -1,0 +1,262 @@
+//! End to end: `pretext serve` hosts a device on 127.0.0.1 for token holders only; remote
+//! devices train as local ones do, alone or data-parallel.
+#![cfg(feature = "remote")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use common::{idx_split, pretext};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+/// A `pretext serve` child on a free port of 127.0.0.1, killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(token_file: &Path) -> Server {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pretext"))
+        .args(["serve", "--device", "flex", "--port", "0", "--token-file"])
+        .arg(token_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "serving flex on ws://127.0.0.1:PORT; …"
+    let address = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches(';')
+        .to_string();
+    Server { child, address }
+}
+
+fn token(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{value}\n")).unwrap();
+    path
+}
+
+/// The float32 values of a version-1 `.npy` file.
+fn npy_values(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn only_clients_with_the_token_get_in_and_garbage_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let right = token(dir.path(), "right", "s3cret-token");
+    let wrong = token(dir.path(), "wrong", "guess");
+    let server = serve(&right);
+    let device = format!("remote:{}", server.address);
+    let check = |extra: &[&std::ffi::OsStr]| {
+        pretext()
+            .args(["devices", "--device", &device])
+            .args(extra)
+            .env_remove("PRETEXT_REMOTE_TOKEN")
+            .assert()
+    };
+    for refused in [vec![], vec!["--token-file".as_ref(), wrong.as_os_str()]] {
+        check(&refused)
+            .code(1)
+            .stderr(contains(format!("cannot use {device}")))
+            .stderr(contains("panicked").not());
+    }
+    // Bytes that are no WebSocket handshake, then a handshake cut short.
+    let port = server.address.rsplit(':').next().unwrap();
+    for garbage in [
+        &b"\x00\xffnot a websocket\r\n\r\n"[..],
+        b"GET /session HTTP/1.1\r\n",
+    ] {
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        let _ = stream.write_all(garbage);
+    }
+    check(&["--token-file".as_ref(), right.as_os_str()])
+        .success()
+        .stdout(contains(format!("{device}: ok")));
+    pretext()
+        .args(["devices", "--device", &device])
+        .env("PRETEXT_REMOTE_TOKEN", "s3cret-token")
+        .assert()
+        .success();
+}
+
+#[test]
+fn serving_needs_a_token() {
+    pretext()
+        .args(["serve", "--device", "flex", "--port", "0"])
+        .env_remove("PRETEXT_REMOTE_TOKEN")
+        .assert()
+        .code(1)
+        .stderr(contains("needs a token"));
+}
+
+/// Two servers train, data-parallel, what one local device trains, and the run resumes on them.
+#[test]
+fn two_served_devices_pretrain_as_one_local_device() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_split(dir.path(), "train", 40, 16, 16, 2);
+    let right = token(dir.path(), "token", "s3cret-token");
+    let config = dir.path().join("simclr.toml");
+    // No batch norm: replicas normalise by their own shard's statistics.
+    std::fs::write(
+        &config,
+        "epochs = 1\n[task]\nkind = \"simclr\"\n[encoder]\nkind = \"cnn\"\nchannels = [8]\n\
+         embedding_dim = 16\nbatch_norm = false\n[loader]\nbatch_size = 8\n",
+    )
+    .unwrap();
+    let (a, b) = (serve(&right), serve(&right));
+    let run = |name: &str, devices: &[&str]| {
+        let out = dir.path().join(name);
+        pretext()
+            .args(["pretrain", "--quiet", "--token-file"])
+            .arg(&right)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .args(devices)
+            .assert()
+            .success();
+        let embeddings = dir.path().join(format!("{name}.npy"));
+        pretext()
+            .args(["embed", "--split", "train", "--device", "flex", "--data"])
+            .arg(dir.path())
+            .arg("--checkpoint")
+            .arg(&out)
+            .arg("--out")
+            .arg(&embeddings)
+            .assert()
+            .success();
+        (out, npy_values(&embeddings))
+    };
+    let remote = format!("remote:{},remote:{}", a.address, b.address);
+    let (_, local) = run("local", &["--device", "flex"]);
+    let (out, served) = run("served", &["--devices", &remote]);
+    let worst = local
+        .iter()
+        .zip(&served)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert_eq!(local.len(), served.len());
+    assert!(worst < 1e-3, "the embeddings differ by {worst}");
+    pretext()
+        .args([
+            "pretrain",
+            "--quiet",
+            "--resume",
+            "--epochs",
+            "2",
+            "--token-file",
+        ])
+        .arg(&right)
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .args(["--devices", &remote])
+        .assert()
+        .success();
+}
+
+/// A served device that goes away in the middle of a run ends it, without a hang, and the
+/// run's last checkpoint resumes on a local device.
+#[test]
+fn a_server_that_goes_away_ends_the_run_and_it_resumes_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_split(dir.path(), "train", 40, 16, 16, 2);
+    let right = token(dir.path(), "token", "s3cret-token");
+    let config = dir.path().join("rotation.toml");
+    std::fs::write(
+        &config,
+        "epochs = 40\n[task]\nkind = \"rotation\"\n[encoder]\nkind = \"cnn\"\nchannels = [8]\n\
+         embedding_dim = 16\n[loader]\nbatch_size = 8\n[checkpoint]\nevery_steps = 2\n",
+    )
+    .unwrap();
+    let a = serve(&right);
+    let b = serve(&right);
+    let out = dir.path().join("run");
+    let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("pretext"))
+        .args(["pretrain", "--quiet", "--token-file"])
+        .arg(&right)
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--devices",
+            &format!("remote:{},remote:{}", a.address, b.address),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(start.elapsed().as_secs() < 180, "no {what} after 3 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let checkpoints = out.join("checkpoints");
+    waited(
+        "checkpoint",
+        Box::new(|| std::fs::read_dir(&checkpoints).is_ok_and(|mut d| d.next().is_some())),
+    );
+    drop(b);
+    let mut status = None;
+    waited(
+        "end of the run",
+        Box::new(|| {
+            status = run.try_wait().unwrap();
+            status.is_some()
+        }),
+    );
+    assert!(!status.unwrap().success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("a device failed") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(!out.join("encoder.safetensors").exists());
+    pretext()
+        .args([
+            "pretrain", "--quiet", "--resume", "--device", "flex", "--config",
+        ])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("encoder.safetensors"));
+}
