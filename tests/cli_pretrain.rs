@@ -4,6 +4,8 @@
 mod common;
 
 use common::{idx, pretext};
+#[cfg(feature = "ndarray")]
+use common::{largest_difference, train_embeddings};
 use std::path::Path;
 
 use predicates::prelude::*;
@@ -234,17 +236,6 @@ fn bad_pretraining_requests_are_clear_errors() {
     }
 }
 
-/// The float32 values of a version-1 `.npy` file.
-#[cfg(feature = "ndarray")]
-fn npy_values(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    bytes[10 + header..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 /// Two replicas on different backends (flex's and ndarray's CPU devices) train what one
 /// device trains on the whole batch, SimCLR's negatives gathered across them, and resume
 /// from their checkpoints.
@@ -266,26 +257,11 @@ fn pretraining_on_two_devices_matches_one_device_and_resumes() {
         let mut args = vec!["--config", config.to_str().unwrap()];
         args.extend_from_slice(devices);
         pretrain(dir.path(), &out, &args).success();
-        let embeddings = dir.path().join(format!("{name}.npy"));
-        pretext()
-            .args(["embed", "--split", "train", "--device", "flex", "--data"])
-            .arg(dir.path())
-            .arg("--checkpoint")
-            .arg(&out)
-            .arg("--out")
-            .arg(&embeddings)
-            .assert()
-            .success();
-        (out, npy_values(&embeddings))
+        (out.clone(), train_embeddings(dir.path(), &out))
     };
     let (_, one) = run("one", &["--device", "flex"]);
     let (two_dir, two) = run("two", &["--devices", "flex,ndarray"]);
-    assert_eq!(one.len(), two.len());
-    let worst = one
-        .iter()
-        .zip(&two)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = largest_difference(&one, &two);
     assert!(worst < 1e-3, "the embeddings differ by {worst}");
     // Extended by an epoch, still on both devices, from the run's last checkpoint.
     pretext()

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::{idx_split, pretext};
+use common::{idx_split, largest_difference, pretext, train_embeddings};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -53,14 +53,23 @@ fn token(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
     path
 }
 
-/// The float32 values of a version-1 `.npy` file.
-fn npy_values(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    bytes[10 + header..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+/// `pretext pretrain` of `config` on the IDX data in `dir` into `out`, presenting `token`.
+fn pretrain(dir: &Path, config: &Path, token: &Path, out: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("pretext"));
+    cmd.args(["pretrain", "--quiet", "--token-file"])
+        .arg(token)
+        .arg("--config")
+        .arg(config)
+        .arg("--data")
+        .arg(dir)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
+/// [`pretrain`] run to its end, for assertions.
+fn pretrain_run(dir: &Path, config: &Path, token: &Path, out: &Path) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(pretrain(dir, config, token, out))
 }
 
 #[test]
@@ -129,57 +138,19 @@ fn two_served_devices_pretrain_as_one_local_device() {
     let (a, b) = (serve(&right), serve(&right));
     let run = |name: &str, devices: &[&str]| {
         let out = dir.path().join(name);
-        pretext()
-            .args(["pretrain", "--quiet", "--token-file"])
-            .arg(&right)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data")
-            .arg(dir.path())
-            .arg("--out")
-            .arg(&out)
+        pretrain_run(dir.path(), &config, &right, &out)
             .args(devices)
             .assert()
             .success();
-        let embeddings = dir.path().join(format!("{name}.npy"));
-        pretext()
-            .args(["embed", "--split", "train", "--device", "flex", "--data"])
-            .arg(dir.path())
-            .arg("--checkpoint")
-            .arg(&out)
-            .arg("--out")
-            .arg(&embeddings)
-            .assert()
-            .success();
-        (out, npy_values(&embeddings))
+        (out.clone(), train_embeddings(dir.path(), &out))
     };
     let remote = format!("remote:{},remote:{}", a.address, b.address);
     let (_, local) = run("local", &["--device", "flex"]);
     let (out, served) = run("served", &["--devices", &remote]);
-    let worst = local
-        .iter()
-        .zip(&served)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    assert_eq!(local.len(), served.len());
+    let worst = largest_difference(&local, &served);
     assert!(worst < 1e-3, "the embeddings differ by {worst}");
-    pretext()
-        .args([
-            "pretrain",
-            "--quiet",
-            "--resume",
-            "--epochs",
-            "2",
-            "--token-file",
-        ])
-        .arg(&right)
-        .arg("--config")
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
-        .args(["--devices", &remote])
+    pretrain_run(dir.path(), &config, &right, &out)
+        .args(["--resume", "--epochs", "2", "--devices", &remote])
         .assert()
         .success();
 }
@@ -201,15 +172,7 @@ fn a_server_that_goes_away_ends_the_run_and_it_resumes_locally() {
     let a = serve(&right);
     let b = serve(&right);
     let out = dir.path().join("run");
-    let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("pretext"))
-        .args(["pretrain", "--quiet", "--token-file"])
-        .arg(&right)
-        .arg("--config")
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
+    let mut run = pretrain(dir.path(), &config, &right, &out)
         .args([
             "--devices",
             &format!("remote:{},remote:{}", a.address, b.address),
@@ -247,15 +210,8 @@ fn a_server_that_goes_away_ends_the_run_and_it_resumes_locally() {
         "{stderr}"
     );
     assert!(!out.join("encoder.safetensors").exists());
-    pretext()
-        .args([
-            "pretrain", "--quiet", "--resume", "--device", "flex", "--config",
-        ])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
+    pretrain_run(dir.path(), &config, &right, &out)
+        .args(["--resume", "--device", "flex"])
         .assert()
         .success()
         .stdout(contains("encoder.safetensors"));

@@ -72,3 +72,34 @@ pub fn idx_split(dir: &std::path::Path, split: &str, n: u32, h: u32, w: u32, cla
     )
     .unwrap();
 }
+
+/// The training split's embeddings by the encoder exported into `run` (written beside it by
+/// `pretext embed` on flex), as float32 values.
+pub fn train_embeddings(data: &std::path::Path, run: &std::path::Path) -> Vec<f32> {
+    let path = run.with_extension("npy");
+    pretext()
+        .args(["embed", "--split", "train", "--device", "flex", "--data"])
+        .arg(data)
+        .arg("--checkpoint")
+        .arg(run)
+        .arg("--out")
+        .arg(&path)
+        .assert()
+        .success();
+    let bytes = std::fs::read(&path).unwrap();
+    // A version-1 .npy file: magic, version, header length, header, then the values.
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The largest absolute difference between two lists of the same length.
+pub fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}

@@ -380,6 +380,15 @@ fn check(spec: &DeviceSpec, device: &Device) -> Result<(), DeviceError> {
     }
 }
 
+/// Devices as the console and reports name them: `flex`, or `cuda:0, cuda:1`.
+pub fn describe(specs: &[DeviceSpec]) -> String {
+    specs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `--device` or a `--devices` list as devices, in order; the default device when neither is
 /// given. Each device of a list is checked first.
 pub fn resolve_all(

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::read_config;
 use crate::cli::{CompareArgs, Modality};
 use crate::commands::data::{carved_note, load};
-use crate::device::{guarded, resolve_all};
+use crate::device::{describe, guarded, resolve_all};
 use crate::progress::Progress;
 use crate::report::{markdown, plots};
 
@@ -75,11 +75,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         config.tasks = tasks.clone();
     }
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
-    let spec = specs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let spec = describe(&specs);
     let data = load(&args.data)?;
     if !args.quiet {
         eprintln!(

@@ -10,7 +10,7 @@ use pretext_train::text::{MlmPretrainConfig, pretrain_mlm};
 use super::read_config;
 use crate::cli::{PretrainArgs, PretrainTask};
 use crate::commands::data::{load, load_text};
-use crate::device::{guarded, resolve, resolve_all};
+use crate::device::{describe, guarded, resolve, resolve_all};
 use crate::progress::Progress;
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
@@ -24,11 +24,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     }
     let config = resolve_config(&args)?;
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
-    let spec = specs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let spec = describe(&specs);
     let data = load(&args.data)?;
     let mode = mode(&args);
     let mut progress = Progress::new(args.quiet);
