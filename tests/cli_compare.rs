@@ -184,7 +184,17 @@ fn the_study_writes_its_report_and_resumes() {
             .stdout(contains(needle))
             .stdout(contains("(2 seeds"));
     }
-    assert!(pretrained.join("probes.jsonl").exists());
+    let caches = || {
+        std::fs::read_dir(&pretrained)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.starts_with("probes-") && name.ends_with(".jsonl")
+            })
+            .count()
+    };
+    assert_eq!(caches(), 1);
     // Other protocol settings from a file: measured afresh and cached apart.
     let settings = dir.path().join("scan.toml");
     std::fs::write(&settings, "[study.scan]\nhead_hidden = 16\nheads = 2\n").unwrap();
@@ -199,15 +209,7 @@ fn the_study_writes_its_report_and_resumes() {
             .assert()
     };
     probe_with(&settings).success().stdout(contains("SCAN ACC"));
-    let apart: Vec<_> = std::fs::read_dir(&pretrained)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.starts_with("probes-") && name.ends_with(".jsonl")
-        })
-        .collect();
-    assert_eq!(apart.len(), 1);
+    assert_eq!(caches(), 2);
     std::fs::write(&settings, "[study.scan]\nheads = 0\n").unwrap();
     probe_with(&settings)
         .code(1)

@@ -38,7 +38,7 @@ pub enum Command {
     /// beside it as `<stem>-labels.npy`).
     Embed(EmbedArgs),
     /// One cell of the study: evaluate a pretrained encoder by one protocol at one label budget,
-    /// over several seeds (results cached in the run directory's probes.jsonl).
+    /// over several seeds (results cached in the run directory's probes-<settings>.jsonl).
     Probe(ProbeArgs),
     /// Host this machine's device for remote training (`--device remote:ws://HOST:PORT`
     /// elsewhere) until Ctrl+C; every client must present the token. Feature `remote`.
@@ -469,8 +469,8 @@ pub struct ProbeArgs {
     #[arg(long, value_enum, default_value = "test")]
     pub on: EvalSplitArg,
     /// The protocols' settings: a TOML file with a `[study]` table, such as a `compare`
-    /// config (its budgets, seeds and protocols give way to the flags here). Cells measured
-    /// with other settings than the defaults are cached apart.
+    /// config (its budgets, seeds and protocols give way to the flags here). Cells are cached
+    /// per settings.
     #[arg(long)]
     pub settings: Option<std::path::PathBuf>,
     #[command(flatten)]

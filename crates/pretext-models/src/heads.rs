@@ -175,6 +175,18 @@ impl ClusteringHeads {
         self.heads
     }
 
+    /// Every head's cluster logits at once, `[batch, heads, clusters]`.
+    pub fn forward_all(&self, x: Tensor<2>) -> Tensor<3> {
+        if self.hidden == 0 {
+            let batch = x.dims()[0];
+            return self
+                .linear
+                .forward(x)
+                .reshape([batch, self.heads, self.clusters]);
+        }
+        Tensor::stack(self.forward(x), 1)
+    }
+
     /// Each head's cluster logits, `heads` tensors of `[batch, clusters]`.
     pub fn forward(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
         let all = self.linear.forward(x);

@@ -156,13 +156,32 @@ pub struct ScanLoss {
 
 /// [`ScanLoss`] of cluster logits `[batch, clusters]` for anchors and one neighbour of each.
 pub fn scan_loss(anchors: Tensor<2>, neighbours: Tensor<2>, entropy_weight: f32) -> ScanLoss {
-    let p_anchor = softmax(anchors, 1);
-    let p_neighbour = softmax(neighbours, 1);
-    let agreement = (p_anchor.clone() * p_neighbour).sum_dim(1);
+    scan_losses(
+        anchors.unsqueeze_dim(1),
+        neighbours.unsqueeze_dim(1),
+        entropy_weight,
+    )
+}
+
+/// [`ScanLoss`] of several heads at once, from logits `[batch, heads, clusters]`: each part is
+/// `[heads]`, one value per head.
+pub fn scan_losses(anchors: Tensor<3>, neighbours: Tensor<3>, entropy_weight: f32) -> ScanLoss {
+    let heads = anchors.dims()[1];
+    let p_anchor = softmax(anchors, 2);
+    let p_neighbour = softmax(neighbours, 2);
+    let agreement = (p_anchor.clone() * p_neighbour).sum_dim(2);
     // SCAN clamps the products away from zero before the log, as here.
-    let consistency = agreement.clamp_min(1e-7).log().mean().neg().reshape([1]);
+    let consistency = agreement
+        .clamp_min(1e-7)
+        .log()
+        .mean_dim(0)
+        .neg()
+        .reshape([heads]);
     let mean = p_anchor.mean_dim(0).clamp_min(1e-8);
-    let entropy = (mean.clone() * mean.log()).sum().neg().reshape([1]);
+    let entropy = (mean.clone() * mean.log())
+        .sum_dim(2)
+        .neg()
+        .reshape([heads]);
     ScanLoss {
         total: consistency.clone() - entropy.clone().mul_scalar(entropy_weight),
         consistency,
@@ -204,7 +223,7 @@ pub fn mse<const D: usize>(predictions: Tensor<D>, targets: Tensor<D>) -> Tensor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, Distribution};
 
     fn t2(values: &[f32], rows: usize, device: &Device) -> Tensor<2> {
         Tensor::from_data(
@@ -303,6 +322,21 @@ mod tests {
             let (got, want) = (scalar(got), want(key));
             let tolerance = 1e-5 * want.abs().max(1.0);
             assert!((got - want).abs() < tolerance, "{key}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn each_head_of_the_batched_scan_loss_is_its_own_scan_loss() {
+        let device = Device::flex();
+        let a = Tensor::<3>::random([6, 3, 4], Distribution::Normal(0.0, 1.0), &device);
+        let n = Tensor::<3>::random([6, 3, 4], Distribution::Normal(0.0, 1.0), &device);
+        let all = scan_losses(a.clone(), n.clone(), 2.0);
+        let values = |t: Tensor<1>| t.into_data().try_into_vec_as::<f32>().unwrap();
+        let totals = values(all.total);
+        for (h, total) in totals.into_iter().enumerate() {
+            let head = |t: &Tensor<3>| t.clone().narrow(1, h, 1).reshape([6, 4]);
+            let one = scan_loss(head(&a), head(&n), 2.0);
+            assert!((values(one.total)[0] - total).abs() < 1e-6, "head {h}");
         }
     }
 

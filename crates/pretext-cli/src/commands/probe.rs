@@ -53,13 +53,11 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         ..settings
     };
     config.validate()?;
-    if let Some(digest) = settings_digest(&config) {
-        let stem = cache
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("probes");
-        cache = cache.with_file_name(format!("{stem}-{digest}.jsonl"));
-    }
+    let stem = cache
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("probes");
+    cache = cache.with_file_name(format!("{stem}-{}.jsonl", settings_digest(&config)));
     let name = description.task.name().to_string();
     let representation = Representation::Encoder {
         name: name.clone(),
@@ -108,18 +106,17 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A digest of the protocols' settings when they differ from the defaults, so cells measured
-/// under other settings are cached apart (the flags' budgets, seeds and protocols aside).
-fn settings_digest(config: &StudyConfig) -> Option<String> {
+/// A digest of the protocols' settings (the flags' budgets, seeds and protocols aside), which
+/// names the cache: cells measured under other settings, or under earlier defaults, are never
+/// taken for these.
+fn settings_digest(config: &StudyConfig) -> String {
     let defaults = StudyConfig::default();
     let comparable = StudyConfig {
-        budgets: defaults.budgets.clone(),
+        budgets: defaults.budgets,
         seeds: defaults.seeds,
-        protocols: defaults.protocols.clone(),
+        protocols: defaults.protocols,
         ..config.clone()
     };
-    (comparable != defaults).then(|| {
-        let text = toml::to_string(&comparable).unwrap_or_default();
-        format!("{:08x}", crc32fast::hash(text.as_bytes()))
-    })
+    let text = toml::to_string(&comparable).unwrap_or_default();
+    format!("{:08x}", crc32fast::hash(text.as_bytes()))
 }
