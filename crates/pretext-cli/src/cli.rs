@@ -364,7 +364,7 @@ pub struct PretrainArgs {
     /// `wgpu:0,wgpu:1`): every batch is split into equal shards, one per device, and the batch
     /// size, learning rate and schedule stay the config's whatever their number. The first is
     /// the main device, which holds the model, the optimizer and the checkpoints. Instead of
-    /// --device; image tasks only.
+    /// --device.
     #[arg(long, value_delimiter = ',', conflicts_with = "device")]
     pub devices: Option<Vec<DeviceSpec>>,
     /// The run directory.

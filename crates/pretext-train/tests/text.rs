@@ -7,7 +7,7 @@ use pretext_data::text::{TextDataset, TextSet, TokenizerConfig, TokenizerKind};
 use pretext_models::text::TextEncoderConfig;
 use pretext_train::config::OptimizerConfig;
 use pretext_train::schedule::ScheduleConfig;
-use pretext_train::text::{MlmPretrainConfig, fill_mask, load_mlm, pretrain_mlm};
+use pretext_train::text::{MlmPretrainConfig, fill_mask, load_mlm, pretrain_mlm, pretrain_mlm_on};
 use pretext_train::{RunMode, Silent};
 
 /// Two classes of formulaic sentences: every masked word is predictable from its context.
@@ -170,4 +170,32 @@ fn character_tokens_and_bad_settings() {
         !dir.path().join("bad").exists(),
         "a bad config leaves no run behind"
     );
+}
+
+/// Masked-token pretraining on replicas trains what one device trains on the whole batch:
+/// the shards' losses are weighted by their masked tokens.
+#[test]
+fn replicas_pretrain_the_masked_token_model_one_device_trains() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus();
+    let run = |devices: &[Device], name: &str| {
+        let out = dir.path().join(name);
+        pretrain_mlm_on(&config(3), &data, devices, &out, RunMode::New, &mut Silent).unwrap();
+        let loaded = load_mlm(&out, &device).unwrap();
+        fill_mask(
+            &loaded.model,
+            &loaded.tokenizer,
+            "the dog lay on the [MASK]",
+            5,
+            &device,
+        )
+        .remove(0)
+    };
+    let one = run(std::slice::from_ref(&device), "one");
+    let three = run(&[device.clone(), device.clone(), device.clone()], "three");
+    for ((a, p), (b, q)) in one.iter().zip(&three) {
+        assert_eq!(a, b);
+        assert!((p - q).abs() < 1e-4, "{a}: {p} against {q}");
+    }
 }

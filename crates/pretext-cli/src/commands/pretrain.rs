@@ -5,21 +5,16 @@ use pretext_data::tasks::TaskConfig;
 use pretext_models::encoders::EncoderConfig;
 use pretext_train::{PretrainConfig, RunMode, pretrain_on};
 
-use pretext_train::text::{MlmPretrainConfig, pretrain_mlm};
+use pretext_train::text::{MlmPretrainConfig, pretrain_mlm_on};
 
 use super::read_config;
 use crate::cli::{PretrainArgs, PretrainTask};
 use crate::commands::data::{load, load_text};
-use crate::device::{describe, guarded, resolve, resolve_all};
+use crate::device::{describe, guarded, resolve_all};
 use crate::progress::Progress;
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     if args.task == Some(PretrainTask::Mlm) {
-        if args.devices.is_some() {
-            anyhow::bail!(
-                "--devices trains image tasks; masked-token pretraining runs on one device"
-            );
-        }
         return run_mlm(&args);
     }
     let config = resolve_config(&args)?;
@@ -99,7 +94,8 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
         &mut config.seed,
     );
     config.validate()?;
-    let (spec, device) = resolve(&args.device)?;
+    let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
+    let spec = describe(&specs);
     let data = load_text(&args.data, &args.text)?;
     let mut progress = Progress::new(args.quiet).for_text();
     if !args.quiet {
@@ -112,14 +108,17 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
             config.epochs
         );
     }
-    let outcome = pretrain_mlm(
-        &config,
-        &data,
-        &device,
-        &args.out,
-        mode(args),
-        &mut progress,
-    )
+    let checkpoints = args.out.join("checkpoints");
+    let outcome = guarded(&specs, &checkpoints, || {
+        Ok(pretrain_mlm_on(
+            &config,
+            &data,
+            &devices,
+            &args.out,
+            mode(args),
+            &mut progress,
+        )?)
+    })
     .with_context(|| format!("pretraining into {} failed", args.out.display()))?;
     println!("run directory  {}", outcome.run_dir.display());
     println!(

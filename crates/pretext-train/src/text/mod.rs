@@ -7,7 +7,7 @@ mod tfidf;
 
 pub use pretrain::{
     LoadedMlm, MlmOutcome, MlmPretrainConfig, TextEncoderDescription, fill_mask, load_mlm,
-    masked_accuracy, pretrain_mlm,
+    masked_accuracy, pretrain_mlm, pretrain_mlm_on,
 };
 pub use study::{FilledMask, TextCompareConfig, TextCompareOutcome, compare_text};
 pub use tfidf::TfIdf;

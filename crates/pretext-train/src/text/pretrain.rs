@@ -25,6 +25,7 @@ use crate::config::{CheckpointConfig, OptimizerConfig};
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
 use crate::observer::TrainObserver;
+use crate::replicas::Replicas;
 use crate::run_dir::{RunDir, RunMode};
 use crate::schedule::ScheduleConfig;
 use crate::study::{correct, predictions};
@@ -152,7 +153,30 @@ pub fn pretrain_mlm(
     mode: RunMode,
     observer: &mut dyn TrainObserver,
 ) -> Result<MlmOutcome> {
+    pretrain_mlm_on(
+        config,
+        data,
+        std::slice::from_ref(device),
+        out,
+        mode,
+        observer,
+    )
+}
+
+/// [`pretrain_mlm`] data-parallel on `devices` (see [`crate::replicas`]); the first device
+/// holds the model, the optimizer and the checkpoints.
+pub fn pretrain_mlm_on(
+    config: &MlmPretrainConfig,
+    data: &TextDataset,
+    devices: &[Device],
+    out: &Path,
+    mode: RunMode,
+    observer: &mut dyn TrainObserver,
+) -> Result<MlmOutcome> {
     config.validate()?;
+    let device = devices
+        .first()
+        .ok_or_else(|| TrainError::config("pretraining needs a device"))?;
     let documents = data.pretraining_documents();
     // Reuse the run's tokenizer when resuming (training is deterministic, but a saved one is
     // the one the checkpoints were trained with).
@@ -224,7 +248,9 @@ pub fn pretrain_mlm(
         checkpoint_every_steps: config.checkpoint.every_steps,
         encoder_lr_scale: 1.0,
         momentum: crate::schedule::DEFAULT_MOMENTUM,
-        replicas: None,
+        replicas: (devices.len() > 1)
+            .then(|| Replicas::new(devices.iter().map(|d| d.clone().autodiff()).collect()))
+            .transpose()?,
     };
     let persistence = Persistence {
         checkpoints: run.checkpoints(config.checkpoint.keep),
