@@ -219,9 +219,7 @@ pub fn pretrain_on(
         resume,
     };
     let settings = LoopSettings {
-        replicas: (devices.len() > 1)
-            .then(|| Replicas::new(devices.iter().map(|d| d.clone().autodiff()).collect()))
-            .transpose()?,
+        replicas: Replicas::data_parallel(devices),
         ..LoopSettings::from(config)
     };
     let model = train_loop(

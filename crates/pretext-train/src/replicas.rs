@@ -33,12 +33,12 @@ pub struct Sharded {
 }
 
 impl Replicas {
-    /// Replicas on `devices` (autodiff devices), the main one first.
-    pub fn new(devices: Vec<Device>) -> Result<Self> {
-        if devices.is_empty() {
-            return Err(TrainError::config("data-parallel training needs a device"));
-        }
-        Ok(Self { devices })
+    /// Replicas on `devices` (made autodiff devices) when there are several; `None` for one,
+    /// which the loop trains on by itself.
+    pub fn data_parallel(devices: &[Device]) -> Option<Self> {
+        (devices.len() > 1).then(|| Self {
+            devices: devices.iter().map(|d| d.clone().autodiff()).collect(),
+        })
     }
 
     pub fn main(&self) -> &Device {

@@ -248,9 +248,7 @@ pub fn pretrain_mlm_on(
         checkpoint_every_steps: config.checkpoint.every_steps,
         encoder_lr_scale: 1.0,
         momentum: crate::schedule::DEFAULT_MOMENTUM,
-        replicas: (devices.len() > 1)
-            .then(|| Replicas::new(devices.iter().map(|d| d.clone().autodiff()).collect()))
-            .transpose()?,
+        replicas: Replicas::data_parallel(devices),
     };
     let persistence = Persistence {
         checkpoints: run.checkpoints(config.checkpoint.keep),
