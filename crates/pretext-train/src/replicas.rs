@@ -45,14 +45,6 @@ impl Replicas {
         &self.devices[0]
     }
 
-    pub fn len(&self) -> usize {
-        self.devices.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
-    }
-
     /// After a step the model's running statistics may sit on a replica's device (forking
     /// moves them): brings the whole model back to the main device.
     pub fn home(&self, model: TaskModel) -> TaskModel {

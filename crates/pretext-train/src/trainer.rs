@@ -351,7 +351,7 @@ pub fn train_loop(
                     embedding_std,
                 },
                 sharded,
-            ) = match settings.replicas.as_ref().filter(|r| r.len() > 1) {
+            ) = match &settings.replicas {
                 Some(replicas) => {
                     let (out, sharded) = replicas.forward(&model, batch)?;
                     (out, Some(sharded))

@@ -30,7 +30,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         config = config.quick();
     }
     if args.devices.is_some() {
-        anyhow::bail!("--devices pretrains image tasks; the text study runs on one device");
+        anyhow::bail!(
+            "the text study runs on one device; `pretrain --task mlm --devices` pretrains its \
+             encoder on several"
+        );
     }
     let (spec, device) = resolve(&args.device)?;
     let data = load_text(&args.data, &args.text)?;

@@ -32,7 +32,6 @@ pub use denoise::{Corruption, DenoiseBatch, DenoiseConfig, DenoiseTask, DenoiseT
 pub use jigsaw::{JigsawBatch, JigsawConfig, JigsawTask, JigsawTensors, PermutationSet};
 pub use masking::{MaskedBatch, MaskedTensors, MaskingConfig, MaskingTask};
 pub use rotation::{RotationConfig, RotationMode, RotationTask};
-pub use shards::shard_ranges;
 pub use supervised::SupervisedTask;
 pub use views::{ViewsBatch, ViewsConfig, ViewsTask, ViewsTensors};
 

@@ -9,7 +9,7 @@ use crate::text::{MlmBatch, TextClassBatch, TokenBatch};
 
 /// `n` rows in at most `parts` contiguous near-equal ranges (the first `n % parts` one row
 /// longer); none is empty.
-pub fn shard_ranges(n: usize, parts: usize) -> Vec<Range<usize>> {
+fn shard_ranges(n: usize, parts: usize) -> Vec<Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
     let (size, extra) = (n / parts, n % parts);
     let mut start = 0;
