@@ -1,5 +1,5 @@
-//! End to end: `pretext serve` hosts a device on 127.0.0.1 for token holders only; remote
-//! devices train as local ones do, alone or data-parallel.
+//! End to end: `pretext serve` hosts a device on 127.0.0.1 for token holders only, over
+//! WebSocket or Iroh; remote devices train as local ones do, alone or data-parallel.
 #![cfg(feature = "remote")]
 
 mod common;
@@ -15,7 +15,11 @@ use predicates::str::contains;
 /// A `pretext serve` child on a free port of 127.0.0.1, killed when dropped.
 struct Server {
     child: Child,
+    /// What follows `remote:` in a device naming it: `ws://127.0.0.1:PORT` or
+    /// `iroh://ID@127.0.0.1:PORT`.
     address: String,
+    /// The first line the server printed.
+    announcement: String,
 }
 
 impl Drop for Server {
@@ -26,9 +30,27 @@ impl Drop for Server {
 }
 
 fn serve(token_file: &Path) -> Server {
+    serve_with(token_file, &[])
+}
+
+/// A server over Iroh, relays off, keeping its id in `identity`.
+fn serve_iroh(token_file: &Path, identity: &Path) -> Server {
+    serve_with(
+        token_file,
+        &[
+            "--transport".as_ref(),
+            "iroh".as_ref(),
+            "--identity-file".as_ref(),
+            identity.as_os_str(),
+        ],
+    )
+}
+
+fn serve_with(token_file: &Path, extra: &[&std::ffi::OsStr]) -> Server {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pretext"))
         .args(["serve", "--device", "flex", "--port", "0", "--token-file"])
         .arg(token_file)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -37,14 +59,24 @@ fn serve(token_file: &Path) -> Server {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    // "serving flex on ws://127.0.0.1:PORT; …"
+    // "serving flex on ws://127.0.0.1:PORT; …" or "… use --device
+    // remote:iroh://ID@HOST:PORT, …"
     let address = line
         .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
+        .find_map(|w| {
+            w.starts_with("ws://").then_some(w).or_else(|| {
+                w.strip_prefix("remote:")
+                    .filter(|a| a.starts_with("iroh://"))
+            })
+        })
         .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches(';')
-        .to_string();
-    Server { child, address }
+        .trim_end_matches([';', ','])
+        .replace("@HOST:", "@127.0.0.1:");
+    Server {
+        child,
+        address,
+        announcement: line,
+    }
 }
 
 fn token(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
@@ -215,4 +247,54 @@ fn a_server_that_goes_away_ends_the_run_and_it_resumes_locally() {
         .assert()
         .success()
         .stdout(contains("encoder.safetensors"));
+}
+
+/// Over Iroh the server keeps its id across restarts, refuses a wrong token, survives stray
+/// datagrams, and trains what a local device trains.
+#[test]
+fn an_iroh_server_keeps_its_id_and_trains_as_a_local_device() {
+    let dir = tempfile::tempdir().unwrap();
+    idx_split(dir.path(), "train", 40, 16, 16, 2);
+    let right = token(dir.path(), "token", "s3cret-token");
+    let wrong = token(dir.path(), "wrong", "guess");
+    let identity = dir.path().join("server.key");
+    let id = |server: &Server| server.address.split('@').next().unwrap().to_string();
+    let first = id(&serve_iroh(&right, &identity));
+    let server = serve_iroh(&right, &identity);
+    assert_eq!(id(&server), first, "{}", server.announcement);
+    assert!(server.announcement.contains("relays disabled"));
+    let device = format!("remote:{}", server.address);
+    pretext()
+        .args(["devices", "--device", &device, "--token-file"])
+        .arg(&wrong)
+        .assert()
+        .code(1)
+        .stderr(contains(format!("cannot use {device}")))
+        .stderr(contains("panicked").not());
+    let port = server.address.rsplit(':').next().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for garbage in [&b"\x00\xffnot a QUIC packet"[..], &[0xc0; 1200]] {
+        socket
+            .send_to(garbage, format!("127.0.0.1:{port}"))
+            .unwrap();
+    }
+    let config = dir.path().join("rotation.toml");
+    std::fs::write(
+        &config,
+        "epochs = 1\n[task]\nkind = \"rotation\"\n[encoder]\nkind = \"cnn\"\nchannels = [8]\n\
+         embedding_dim = 16\n[loader]\nbatch_size = 8\n",
+    )
+    .unwrap();
+    let run = |name: &str, device: &str| {
+        let out = dir.path().join(name);
+        pretrain_run(dir.path(), &config, &right, &out)
+            .args(["--device", device])
+            .assert()
+            .success();
+        train_embeddings(dir.path(), &out)
+    };
+    let local = run("local", "flex");
+    let served = run("served", &device);
+    let worst = largest_difference(&local, &served);
+    assert!(worst < 1e-3, "the embeddings differ by {worst}");
 }

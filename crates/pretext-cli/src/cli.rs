@@ -40,8 +40,9 @@ pub enum Command {
     /// One cell of the study: evaluate a pretrained encoder by one protocol at one label budget,
     /// over several seeds (results cached in the run directory's probes-<settings>.jsonl).
     Probe(ProbeArgs),
-    /// Host this machine's device for remote training (`--device remote:ws://HOST:PORT`
-    /// elsewhere) until Ctrl+C; every client must present the token. Feature `remote`.
+    /// Host this machine's device for remote training (`--device remote:ws://HOST:PORT` or
+    /// `remote:iroh://ID@HOST:PORT` elsewhere) until Ctrl+C; every client must present the
+    /// token. Feature `remote`.
     Serve(ServeArgs),
 }
 
@@ -51,13 +52,41 @@ pub struct ServeArgs {
     /// `PRETEXT_REMOTE_TOKEN`).
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// The address to listen on: 127.0.0.1 serves this machine only; 0.0.0.0 every interface
-    /// of a trusted network (WebSocket is unencrypted).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: std::net::IpAddr,
-    /// The TCP port; 0 picks a free one (printed when serving starts).
+    /// How clients reach the server: `websocket` (`remote:ws://HOST:PORT`; unencrypted, for
+    /// trusted networks) or `iroh` (`remote:iroh://ID@HOST:PORT`; the server is authenticated
+    /// by its id and the traffic encrypted, for any network).
+    #[arg(long, value_enum, default_value = "websocket")]
+    pub transport: ServeTransport,
+    /// WebSocket only: the address to listen on (default 127.0.0.1, this machine only; 0.0.0.0
+    /// every interface of a trusted network). Iroh listens on every interface.
+    #[arg(long)]
+    pub host: Option<std::net::IpAddr>,
+    /// The TCP port (WebSocket) or UDP port (Iroh); 0 picks a free one (printed when serving
+    /// starts).
     #[arg(long, default_value_t = 3000)]
     pub port: u16,
+    /// Iroh only: the file holding the server's secret key, created on first use (readable by
+    /// its owner only), so the id clients dial stays the same across restarts. Without it the
+    /// server takes a new id each start.
+    #[arg(long)]
+    pub identity_file: Option<std::path::PathBuf>,
+    /// Iroh only: `disabled` (clients dial HOST:PORT directly; nothing goes through a third
+    /// party) or `public` (n0's public relays too, so clients behind NAT find the server by its
+    /// id alone: `remote:iroh://ID`).
+    #[arg(long, value_enum, default_value = "disabled")]
+    pub relays: IrohRelaysArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IrohRelaysArg {
+    Disabled,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeTransport {
+    Websocket,
+    Iroh,
 }
 
 #[derive(Debug, Subcommand)]

@@ -87,7 +87,7 @@ pub enum Adapter {
     Virtual(usize),
     /// A software adapter such as Mesa's lavapipe.
     Cpu,
-    /// The WebSocket address of a `pretext serve` (`remote:ws://HOST:PORT`).
+    /// Where a `pretext serve` listens: `ws://HOST:PORT`, or `iroh://ID[@HOST:PORT]`.
     Server(String),
 }
 
@@ -122,7 +122,10 @@ pub enum DeviceError {
     NoBackend,
     #[error("device {0} is unavailable: it failed to hold a tensor (see `pretext devices`)")]
     Unavailable(String),
-    #[error("invalid remote device '{0}': expected remote:ws://HOST:PORT")]
+    #[error(
+        "invalid remote device '{0}': expected remote:ws://HOST:PORT or \
+         remote:iroh://SERVER-ID[@HOST:PORT] (the id `pretext serve --transport iroh` prints)"
+    )]
     BadServer(String),
     #[error(
         "cannot use {device}: {reason} (the token comes from --token-file or \
@@ -140,10 +143,7 @@ impl FromStr for DeviceSpec {
         let lower = s.trim().to_ascii_lowercase();
         let (name, rest) = lower.split_once(':').unwrap_or((&lower, ""));
         if name == Backend::Remote.name() {
-            let valid = rest
-                .strip_prefix("ws://")
-                .is_some_and(|a| !a.is_empty() && !a.contains(char::is_whitespace));
-            if !valid {
+            if ServerAddress::parse(rest).is_none() {
                 return Err(DeviceError::BadServer(s.trim().to_string()));
             }
             return Ok(DeviceSpec {
@@ -246,17 +246,21 @@ impl DeviceSpec {
             })),
             #[cfg(feature = "remote")]
             Backend::Remote => {
-                use burn::remote::RemoteHost;
-                let Adapter::Server(address) = &self.adapter else {
-                    return Err(DeviceError::BadServer(self.to_string()));
+                let remote = |reason: String| DeviceError::Remote {
+                    device: self.to_string(),
+                    reason,
                 };
-                let host = RemoteHost::websocket(address).with_credential(token.unwrap_or(""));
+                let host = match &self.adapter {
+                    Adapter::Server(address) => ServerAddress::parse(address),
+                    _ => None,
+                }
+                .ok_or_else(|| DeviceError::BadServer(self.to_string()))?
+                .host()
+                .map_err(remote)?
+                .with_credential(token.unwrap_or(""));
                 Device::remote_options(&host)
                     .init()
-                    .map_err(|e| DeviceError::Remote {
-                        device: self.to_string(),
-                        reason: e.to_string(),
-                    })
+                    .map_err(|e| remote(e.to_string()))
             }
             #[allow(unreachable_patterns)]
             other => Err(DeviceError::NotCompiled(other.name())),
@@ -272,6 +276,62 @@ impl DeviceSpec {
             Adapter::Integrated(n) => DeviceKind::IntegratedGpu(n),
             Adapter::Virtual(n) => DeviceKind::VirtualGpu(n),
             Adapter::Cpu | Adapter::Server(_) => DeviceKind::Cpu,
+        }
+    }
+}
+
+/// Where a remote device's server listens, as `remote:` devices write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerAddress<'a> {
+    /// `ws://HOST:PORT`: unencrypted, for trusted networks.
+    WebSocket(&'a str),
+    /// `iroh://ID`, found through n0's public relays, or `iroh://ID@HOST:PORT`, dialled
+    /// directly with no relay; authenticated (the id is the server's public key) and encrypted.
+    Iroh {
+        id: &'a str,
+        address: Option<&'a str>,
+    },
+}
+
+impl<'a> ServerAddress<'a> {
+    fn parse(text: &'a str) -> Option<Self> {
+        let plain = |a: &str| !a.is_empty() && !a.contains(char::is_whitespace);
+        if let Some(address) = text.strip_prefix("ws://") {
+            return plain(address).then_some(Self::WebSocket(text));
+        }
+        let rest = text.strip_prefix("iroh://")?;
+        let (id, address) = match rest.split_once('@') {
+            Some((id, address)) => (id, Some(address)),
+            None => (rest, None),
+        };
+        // An Iroh endpoint id: a 32-byte public key in hexadecimal.
+        let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        let address_ok = address.is_none_or(|a| plain(a) && a.rsplit_once(':').is_some());
+        (is_id && address_ok).then_some(Self::Iroh { id, address })
+    }
+
+    /// Burn's description of the server, resolving a host name to every address it has (the
+    /// server may listen on only one of IPv4 and IPv6).
+    #[cfg(feature = "remote")]
+    fn host(self) -> Result<burn::remote::RemoteHost, String> {
+        use burn::remote::{EndpointId, IrohHost, IrohRelays, RemoteHost};
+        use std::net::ToSocketAddrs;
+        match self {
+            Self::WebSocket(url) => Ok(RemoteHost::websocket(url)),
+            Self::Iroh { id, address } => {
+                let id: EndpointId = id.parse().map_err(|e| format!("bad server id: {e}"))?;
+                let mut host = IrohHost::new(id);
+                if let Some(address) = address {
+                    let resolved = address
+                        .to_socket_addrs()
+                        .map_err(|e| format!("cannot resolve {address}: {e}"))?;
+                    host = host.with_relays(IrohRelays::Disabled);
+                    for socket in resolved {
+                        host = host.with_address(socket);
+                    }
+                }
+                Ok(RemoteHost::iroh(host))
+            }
         }
     }
 }
@@ -457,6 +517,29 @@ mod tests {
                 matches!(err, DeviceError::BadAdapter { .. }),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn remote_devices_are_iroh_ids_with_or_without_an_address() {
+        let id = "4f".repeat(32);
+        for text in [
+            format!("remote:iroh://{id}"),
+            format!("remote:iroh://{id}@gpu-1:7000"),
+        ] {
+            let spec: DeviceSpec = text.parse().unwrap();
+            assert_eq!(spec.backend, Backend::Remote);
+            assert_eq!(spec.to_string(), text);
+        }
+        for bad in [
+            "remote:iroh://".to_string(),
+            "remote:iroh://abc".to_string(),
+            format!("remote:iroh://{}", "g".repeat(64)),
+            format!("remote:iroh://{id}@"),
+            format!("remote:iroh://{id}@gpu-1"),
+        ] {
+            let err = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(matches!(err, DeviceError::BadServer(_)), "{bad}: {err}");
         }
     }
 
