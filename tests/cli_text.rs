@@ -1,4 +1,4 @@
-//! End to end on text: `pretext pretrain --task mlm` and `pretext compare --modality text` on a
+//! End to end on text: `pretext pretrain --task mlm` and `--task simcse`, and `pretext compare --modality text` on a
 //! small generated corpus (one fortune-format file per class), and bad text input.
 
 mod common;
@@ -78,6 +78,7 @@ fn study_config() -> String {
         .join("\n");
     format!(
         r#"
+tasks = ["mlm", "simcse"]
 tfidf_features = 50
 fill_masks = ["the judge and the [MASK]"]
 
@@ -136,6 +137,7 @@ fn the_text_study_writes_its_report_and_resumes() {
         "random transformer",
         "mlm (cls)",
         "mlm (mean)",
+        "simcse (mean)",
         "transformer from scratch",
     ] {
         assert!(
@@ -155,14 +157,18 @@ fn the_text_study_writes_its_report_and_resumes() {
         assert!(svg.contains(element), "{figure}.svg");
     }
     assert!(out.join("pretrain/mlm/tokenizer.json").exists());
+    assert!(out.join("pretrain/simcse/encoder.safetensors").exists());
+    assert!(report.contains("Held-out views matched by the simcse encoder"));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(
         results["classes"],
         serde_json::json!(["space", "food", "law"])
     );
-    let accuracy = results["masked_accuracy"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&accuracy));
+    for measure in ["masked_accuracy", "views_matched"] {
+        let value = results[measure].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&value), "{measure} {value}");
+    }
     let summaries = results["summaries"].as_array().unwrap();
     for s in summaries {
         let mean = s["mean"].as_f64().unwrap();
@@ -182,10 +188,11 @@ fn the_text_study_writes_its_report_and_resumes() {
         })
         .unwrap();
     assert!(tfidf_all["mean"].as_f64().unwrap() > 0.8, "{tfidf_all}");
-    // Per seed: 5 representations x 3 budgets x 2 probes, 3 clustering scores each,
-    // fine-tuning of the mean-pooled MLM encoder and the from-scratch baseline on 3 budgets.
+    // Per seed: 6 representations x 3 budgets x 2 probes, 3 clustering scores each,
+    // fine-tuning of the mean-pooled MLM and SimCSE encoders and the from-scratch baseline on
+    // 3 budgets.
     let cells = || std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
-    let expected = 5 * 6 + 5 * 3 + 3 + 3;
+    let expected = 6 * 6 + 6 * 3 + 2 * 3 + 3;
     assert_eq!(cells().lines().count(), expected);
     // Resumed: every cell is reused and the report is written again.
     run().success().stdout(contains("## linear probe"));
@@ -229,6 +236,23 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
     // The run exists: starting it again is refused; --resume finishes at once.
     pretrain().assert().failure().stderr(contains("--resume"));
     pretrain().arg("--resume").assert().success();
+
+    // Contrastive views from the same config: the encoder alone is exported.
+    let views = dir.path().join("views");
+    pretext()
+        .args([
+            "pretrain", "--task", "simcse", "--quiet", "--epochs", "1", "--config",
+        ])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&views)
+        .assert()
+        .success()
+        .stdout(contains("views matched"));
+    assert!(views.join("encoder.safetensors").exists());
+    assert!(!views.join("mlm.safetensors").exists());
 
     // Invalid UTF-8 names the file and the byte offset; --lossy skips the document.
     std::fs::write(

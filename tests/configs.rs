@@ -8,7 +8,7 @@ use pretext_data::tasks::AnyTask;
 use pretext_train::PretrainConfig;
 use pretext_train::compare::CompareConfig;
 use pretext_train::model::build_model;
-use pretext_train::text::{MlmPretrainConfig, TextCompareConfig};
+use pretext_train::text::{TextCompareConfig, TextPretrainConfig, TextTaskKind};
 
 #[test]
 fn every_shipped_config_builds_its_model_for_the_embedded_data() {
@@ -34,12 +34,26 @@ fn every_shipped_config_builds_its_model_for_the_embedded_data() {
             continue;
         }
         if stem == "mlm" {
-            let mlm = MlmPretrainConfig::from_toml(&text)
+            let mlm = TextPretrainConfig::from_toml(&text)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(
                 mlm,
-                MlmPretrainConfig::default(),
+                TextPretrainConfig::default(),
                 "mlm.toml spells out the defaults"
+            );
+            continue;
+        }
+        if stem == "simcse" {
+            let simcse = TextPretrainConfig::from_toml(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            simcse.validate().unwrap();
+            assert_eq!(
+                simcse,
+                TextPretrainConfig {
+                    task: TextTaskKind::Simcse,
+                    ..TextPretrainConfig::default()
+                },
+                "simcse.toml spells out the defaults with task = \"simcse\""
             );
             continue;
         }

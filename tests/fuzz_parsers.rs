@@ -243,7 +243,7 @@ proptest! {
         if let Ok(c) = CompareConfig::from_toml(&text) {
             let _ = c.study.validate();
         }
-        if let Ok(c) = pretext_train::text::MlmPretrainConfig::from_toml(&text) {
+        if let Ok(c) = pretext_train::text::TextPretrainConfig::from_toml(&text) {
             let _ = c.validate();
         }
         if let Ok(c) = pretext_train::text::TextCompareConfig::from_toml(&text) {

@@ -292,23 +292,23 @@ pub enum Modality {
     Text,
 }
 
-/// A pretraining task: an image pretext task or masked-token prediction on text.
+/// A pretraining task: an image pretext task or a text one (masked tokens, contrastive views).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PretrainTask {
     Image(pretext_data::TaskKind),
-    Mlm,
+    Text(pretext_train::text::TextTaskKind),
 }
 
 impl std::str::FromStr for PretrainTask {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "mlm" {
-            return Ok(PretrainTask::Mlm);
+        if let Ok(task) = s.parse() {
+            return Ok(PretrainTask::Text(task));
         }
         s.parse()
             .map(PretrainTask::Image)
-            .map_err(|e: pretext_data::DataError| format!("{e}, or mlm"))
+            .map_err(|e: pretext_data::DataError| format!("{e}, or on text mlm or simcse"))
     }
 }
 
@@ -361,9 +361,10 @@ pub struct DataPreviewArgs {
 
 #[derive(Debug, Args)]
 pub struct PretrainArgs {
-    /// The pretext task: rotation, jigsaw, mae, simclr, denoise, autoencoder, or mlm (masked
-    /// tokens, on text: `--data fortunes` or a directory of text files); defaults to the config
-    /// file's, else rotation.
+    /// The pretext task: rotation, jigsaw, mae, simclr, byol, moco-v3, vicreg, barlow-twins,
+    /// denoise, autoencoder, or on text (`--data fortunes` or a directory of text files) mlm
+    /// (masked tokens) or simcse (contrastive views); defaults to the config file's, else
+    /// rotation.
     #[arg(long)]
     pub task: Option<PretrainTask>,
     /// The encoder: mlp, cnn, resnet or vit; defaults to the config file's, else the task's
@@ -437,11 +438,11 @@ pub struct CompareArgs {
     /// Also evaluate the encoders of these finished pretraining runs.
     #[arg(long)]
     pub checkpoint: Vec<std::path::PathBuf>,
-    /// The pretext tasks to pretrain and compare, comma-separated (rotation, jigsaw, mae,
-    /// simclr, byol, moco-v3, vicreg, barlow-twins, denoise, autoencoder), instead of the
-    /// config's list.
+    /// The pretext tasks to pretrain and compare, comma-separated, instead of the config's
+    /// list: rotation, jigsaw, mae, simclr, byol, moco-v3, vicreg, barlow-twins, denoise,
+    /// autoencoder; with `--modality text`, mlm and simcse.
     #[arg(long, value_delimiter = ',')]
-    pub tasks: Option<Vec<pretext_data::TaskKind>>,
+    pub tasks: Option<Vec<PretrainTask>>,
     /// Where the pretraining runs, the cells and the report go; an interrupted study resumes
     /// from what is there.
     #[arg(long, default_value = "runs/compare")]

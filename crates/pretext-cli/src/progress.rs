@@ -24,10 +24,10 @@ impl Progress {
         }
     }
 
-    /// Labels for text: masked-token accuracy, sequences per second.
-    pub fn for_text(self) -> Self {
+    /// Labels for text: the task's held-out measure, sequences per second.
+    pub fn for_text(self, monitor: &'static str) -> Self {
         Self {
-            monitor: "masked-token accuracy",
+            monitor,
             unit: "seq/s",
             ..self
         }

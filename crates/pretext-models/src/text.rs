@@ -50,6 +50,8 @@ pub struct TextEncoderConfig {
     mlp_ratio: usize = 4,
     /// Pooling of the representation (the classifier and exported features).
     pooling: Pooling = Pooling::Mean,
+    /// Dropout in the blocks while training (0: none). SimCSE's views differ by it.
+    dropout: f64 = 0.0,
 }
 }
 
@@ -76,6 +78,9 @@ impl TextEncoderConfig {
                 self.dim, self.heads
             ));
         }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("dropout = {} must lie in [0, 1)", self.dropout));
+        }
         Ok(())
     }
 
@@ -100,7 +105,14 @@ impl TextEncoderConfig {
                 std: 0.02,
             }
             .init([self.max_len, self.dim], device),
-            blocks: transformer(self.dim, self.heads, self.depth, self.mlp_ratio, device),
+            blocks: transformer(
+                self.dim,
+                self.heads,
+                self.depth,
+                self.mlp_ratio,
+                self.dropout,
+                device,
+            ),
             norm: LayerNormConfig::new(self.dim).init(device),
             dim: self.dim,
             max_len: self.max_len,
@@ -285,5 +297,39 @@ impl TextClassifierModel {
         targets: Tensor<1, Int>,
     ) -> Tensor<1> {
         cross_entropy(self.forward(tokens, padding), targets)
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    fn pooled(encoder: &TextEncoder, device: &Device) -> Vec<f32> {
+        let tokens = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![2i64, 7, 9, 11, 3, 2, 8, 3, 0, 0], [2, 5]),
+            device,
+        );
+        let padding = tokens.clone().equal_elem(0);
+        encoder
+            .forward(tokens, padding)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    }
+
+    /// SimCSE's two passes differ only by dropout: active in training, off for features.
+    #[test]
+    fn dropout_makes_training_passes_differ_and_features_repeat() {
+        let device = Device::flex();
+        let train = device.clone().autodiff();
+        let config = TextEncoderConfig::new().with_vocab_size(16).with_dim(16);
+        let with = config.clone().with_dropout(0.3).init(&train).unwrap();
+        assert_ne!(pooled(&with, &train), pooled(&with, &train));
+        let features = with.valid();
+        assert_eq!(pooled(&features, &device), pooled(&features, &device));
+        let without = config.init(&train).unwrap();
+        assert_eq!(pooled(&without, &train), pooled(&without, &train));
     }
 }

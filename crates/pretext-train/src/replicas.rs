@@ -4,9 +4,9 @@
 //! made; one backward pass reaches every replica, and burn-optim's [`MultiGradientsParams`]
 //! sums their gradients onto the main device, where the optimizer steps the one model.
 //!
-//! The two-view methods gather their projections, so contrastive negatives and VICReg's and
-//! Barlow Twins' batch statistics span the whole batch; other tasks average their shards'
-//! losses by the terms each holds. Either way the gradient is the whole batch's, as on one
+//! The two-view methods (SimCSE on text too) gather their projections, so contrastive
+//! negatives and VICReg's and Barlow Twins' batch statistics span the whole batch; other tasks
+//! average their shards' losses by the terms each holds. Either way the gradient is the whole batch's, as on one
 //! device. Batch normalisation is the exception: each replica normalises by its own shard's
 //! statistics (Burn 0.22 has no synchronised batch norm), and the running statistics take one
 //! update per shard.
@@ -19,7 +19,7 @@ use pretext_data::tasks::{AnyBatch, AnyTensors};
 use pretext_models::tasks::{JointProjections, TaskModel};
 
 use crate::error::{Result, TrainError};
-use crate::trainer::{StepLoss, task_output};
+use crate::trainer::{StepLoss, task_output, token_views};
 
 /// The devices a run trains on, the main one first (all autodiff devices).
 #[derive(Debug, Clone)]
@@ -68,19 +68,29 @@ impl Replicas {
             replicas.push((model.clone().fork(device), device.clone()));
             replicas.last().map(|(r, _)| r.clone())
         };
-        let output = if let TaskModel::Joint(joint) = model {
+        let output = if matches!(model, TaskModel::Joint(_) | TaskModel::TextContrastive(_)) {
             let mut parts = Vec::with_capacity(shards.len());
             for (shard, device) in shards.into_iter().zip(&self.devices) {
-                let (Some(TaskModel::Joint(m)), AnyTensors::Views(v)) =
-                    (fork(device), shard.into_tensors(device))
-                else {
-                    return Err(TrainError::config(
-                        "the model was built for another task than the data loader's",
-                    ));
-                };
-                parts.push(m.project(v.first, v.second));
+                parts.push(match (fork(device), shard.into_tensors(device)) {
+                    (Some(TaskModel::Joint(m)), AnyTensors::Views(v)) => {
+                        m.project(v.first, v.second)
+                    }
+                    (Some(TaskModel::TextContrastive(m)), AnyTensors::TextViews(v)) => {
+                        m.project(token_views(&v.first), token_views(&v.second))
+                    }
+                    _ => {
+                        return Err(TrainError::config(
+                            "the model was built for another task than the data loader's",
+                        ));
+                    }
+                });
             }
-            let out = joint.loss_of(JointProjections::gather(parts, main));
+            let gathered = JointProjections::gather(parts, main);
+            let out = match model {
+                TaskModel::TextContrastive(m) => m.loss_of(gathered),
+                TaskModel::Joint(m) => m.loss_of(gathered),
+                _ => return Err(TrainError::config("a joint loss without a joint model")),
+            };
             StepLoss {
                 loss: out.loss,
                 embedding_std: Some((out.embedding_std, out.embedding_dim)),

@@ -14,7 +14,8 @@ use burn::tensor::{Bytes, Device, Tensor};
 
 use pretext_data::BatchSource;
 use pretext_data::tasks::AnyTensors;
-use pretext_models::tasks::{MaeInput, TaskModel};
+use pretext_data::text::TokenTensors;
+use pretext_models::tasks::{MaeInput, TaskModel, TokenViews};
 use pretext_models::text::MlmInput;
 
 use crate::checkpoint::{Checkpoint, CheckpointDir, TrainState};
@@ -174,8 +175,16 @@ pub fn task_loss(model: &TaskModel, batch: AnyTensors) -> Result<Tensor<1>> {
 
 /// [`task_loss`] with the collapse monitor.
 pub fn task_output(model: &TaskModel, batch: AnyTensors) -> Result<StepLoss> {
-    if let (TaskModel::Joint(m), AnyTensors::Views(b)) = (model, &batch) {
-        let out = m.loss(b.first.clone(), b.second.clone());
+    let joint = match (model, &batch) {
+        (TaskModel::Joint(m), AnyTensors::Views(b)) => {
+            Some(m.loss(b.first.clone(), b.second.clone()))
+        }
+        (TaskModel::TextContrastive(m), AnyTensors::TextViews(b)) => {
+            Some(m.loss(token_views(&b.first), token_views(&b.second)))
+        }
+        _ => None,
+    };
+    if let Some(out) = joint {
         return Ok(StepLoss {
             loss: out.loss,
             embedding_std: Some((out.embedding_std, out.embedding_dim)),
@@ -211,6 +220,14 @@ pub fn task_output(model: &TaskModel, batch: AnyTensors) -> Result<StepLoss> {
         loss,
         embedding_std: None,
     })
+}
+
+/// One side of a batch of text views as the model takes it.
+pub(crate) fn token_views(t: &TokenTensors) -> TokenViews {
+    TokenViews {
+        tokens: t.tokens.clone(),
+        padding: t.padding.clone(),
+    }
 }
 
 /// The one-element loss as a number, or why the device could not give it (a remote device's

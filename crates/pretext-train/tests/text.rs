@@ -1,14 +1,23 @@
-//! Masked-token pretraining learns a tiny corpus, exports what the study needs, and resumes.
+//! Text pretraining (masked tokens, contrastive views) learns a tiny corpus, exports what the
+//! study needs, resumes, and trains on replicas what one device trains.
 
 use burn::tensor::Device;
 
 use pretext_data::LoaderConfig;
-use pretext_data::text::{TextDataset, TextSet, TokenizerConfig, TokenizerKind};
+use pretext_data::text::{
+    TextDataset, TextSet, TextViewsBatch, TextViewsConfig, TokenizerConfig, TokenizerKind,
+    encode_documents,
+};
 use pretext_models::text::TextEncoderConfig;
 use pretext_train::config::OptimizerConfig;
 use pretext_train::schedule::ScheduleConfig;
-use pretext_train::text::{MlmPretrainConfig, fill_mask, load_mlm, pretrain_mlm, pretrain_mlm_on};
+use pretext_train::text::{
+    TextPretrainConfig, TextTaskKind, fill_mask, load_mlm, load_text_encoder, pretrain_text,
+    pretrain_text_on, views_matched,
+};
 use pretext_train::{RunMode, Silent};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Two classes of formulaic sentences: every masked word is predictable from its context.
 fn corpus() -> TextDataset {
@@ -38,8 +47,8 @@ fn corpus() -> TextDataset {
     }
 }
 
-fn config(epochs: u64) -> MlmPretrainConfig {
-    MlmPretrainConfig {
+fn config(epochs: u64) -> TextPretrainConfig {
+    TextPretrainConfig {
         tokenizer: TokenizerConfig {
             kind: TokenizerKind::Wordpiece,
             vocab_size: 60,
@@ -67,7 +76,7 @@ fn config(epochs: u64) -> MlmPretrainConfig {
             final_fraction: 0.1,
         },
         held_out_fraction: 0.25,
-        ..MlmPretrainConfig::default()
+        ..TextPretrainConfig::default()
     }
 }
 
@@ -77,11 +86,11 @@ fn mlm_learns_a_tiny_corpus_and_exports_a_usable_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mlm");
     let data = corpus();
-    let before = pretrain_mlm(&config(1), &data, &device, &out, RunMode::New, &mut Silent)
+    let before = pretrain_text(&config(1), &data, &device, &out, RunMode::New, &mut Silent)
         .unwrap()
-        .masked_accuracy
+        .held_out
         .unwrap();
-    let outcome = pretrain_mlm(
+    let outcome = pretrain_text(
         &config(200),
         &data,
         &device,
@@ -90,7 +99,7 @@ fn mlm_learns_a_tiny_corpus_and_exports_a_usable_model() {
         &mut Silent,
     )
     .unwrap();
-    let after = outcome.masked_accuracy.unwrap();
+    let after = outcome.held_out.unwrap();
     assert!(
         after > 0.9 && after > before + 0.3,
         "masked-token accuracy {before} after one epoch, {after} after 200"
@@ -119,7 +128,7 @@ fn mlm_learns_a_tiny_corpus_and_exports_a_usable_model() {
     assert!(total <= 1.0 + 1e-6);
 
     // A finished run resumed does no more training and reports the same accuracy.
-    let resumed = pretrain_mlm(
+    let resumed = pretrain_text(
         &config(200),
         &data,
         &device,
@@ -128,7 +137,7 @@ fn mlm_learns_a_tiny_corpus_and_exports_a_usable_model() {
         &mut Silent,
     )
     .unwrap();
-    assert!((resumed.masked_accuracy.unwrap() - after).abs() < 1e-9);
+    assert!((resumed.held_out.unwrap() - after).abs() < 1e-9);
 }
 
 #[test]
@@ -138,7 +147,7 @@ fn character_tokens_and_bad_settings() {
     let mut c = config(1);
     c.tokenizer.kind = TokenizerKind::Chars;
     c.encoder = c.encoder.with_max_len(40);
-    let outcome = pretrain_mlm(
+    let outcome = pretrain_text(
         &c,
         &corpus(),
         &device,
@@ -155,7 +164,7 @@ fn character_tokens_and_bad_settings() {
 
     let mut bad = config(1);
     bad.held_out_fraction = 1.5;
-    let err = pretrain_mlm(
+    let err = pretrain_text(
         &bad,
         &corpus(),
         &device,
@@ -181,7 +190,7 @@ fn replicas_pretrain_the_masked_token_model_one_device_trains() {
     let data = corpus();
     let run = |devices: &[Device], name: &str| {
         let out = dir.path().join(name);
-        pretrain_mlm_on(&config(3), &data, devices, &out, RunMode::New, &mut Silent).unwrap();
+        pretrain_text_on(&config(3), &data, devices, &out, RunMode::New, &mut Silent).unwrap();
         let loaded = load_mlm(&out, &device).unwrap();
         fill_mask(
             &loaded.model,
@@ -198,4 +207,150 @@ fn replicas_pretrain_the_masked_token_model_one_device_trains() {
         assert_eq!(a, b);
         assert!((p - q).abs() < 1e-4, "{a}: {p} against {q}");
     }
+}
+
+/// Distinct sentences, so that every view has one twin in a batch.
+fn distinct_corpus() -> TextDataset {
+    let subjects = [
+        "the cat",
+        "a dog",
+        "my computer",
+        "the server",
+        "our judge",
+        "a chef",
+    ];
+    let verbs = ["likes", "eats", "stores", "sees", "cooks", "runs"];
+    let objects = [
+        "the mat",
+        "fresh bread",
+        "old code",
+        "the law",
+        "hot soup",
+        "big data",
+    ];
+    let mut documents = Vec::new();
+    for (i, s) in subjects.iter().enumerate() {
+        for (j, v) in verbs.iter().enumerate() {
+            documents.push(format!(
+                "{s} {v} {} today",
+                objects[(i + j) % objects.len()]
+            ));
+        }
+    }
+    let labels = (0..documents.len() as u32).map(|i| i % 2).collect();
+    TextDataset {
+        train: TextSet {
+            documents,
+            labels: Some(labels),
+        },
+        ..corpus()
+    }
+}
+
+fn simcse_config(epochs: u64) -> TextPretrainConfig {
+    let mut c = config(epochs);
+    c.task = TextTaskKind::Simcse;
+    // No dropout: it draws from the global generator, which tests running beside one another
+    // share (the encoder's own tests cover it).
+    c.simcse.dropout = 0.0;
+    c.simcse.temperature = 0.1;
+    c.simcse.projection_dim = 16;
+    c.simcse.projector_hidden = 32;
+    c.loader.batch_size = 12;
+    c
+}
+
+#[test]
+fn simcse_learns_to_match_views_exports_its_encoder_and_resumes() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("simcse");
+    let data = distinct_corpus();
+    let run = |epochs: u64, mode: RunMode| {
+        pretrain_text(
+            &simcse_config(epochs),
+            &data,
+            &device,
+            &out,
+            mode,
+            &mut Silent,
+        )
+        .unwrap()
+        .held_out
+        .unwrap()
+    };
+    // How often fresh views of the training sentences find their twin, by the exported
+    // encoder.
+    let matched = || {
+        let loaded = load_text_encoder(&out, &device).unwrap();
+        let sequences = encode_documents(&loaded.tokenizer, &data.train.documents, 16, false);
+        let views = TextViewsConfig::default().build().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let pairs: Vec<_> = sequences
+            .iter()
+            .map(|s| (views.view(s, &mut rng), views.view(s, &mut rng)))
+            .collect();
+        views_matched(
+            &loaded.encoder,
+            &[TextViewsBatch::from_pairs(&pairs)],
+            &device,
+        )
+    };
+    run(1, RunMode::New);
+    let before = matched();
+    let held_out = run(60, RunMode::Force);
+    let after = matched();
+    assert!(
+        after > before + 0.3,
+        "views matched {before} after one epoch, {after} after 60"
+    );
+    assert!(out.join("encoder.safetensors").exists());
+    assert!(!out.join("mlm.safetensors").exists());
+    let loaded = load_text_encoder(&out, &device).unwrap();
+    assert_eq!(loaded.description.task, "simcse");
+    assert_eq!(loaded.description.views_matched, Some(held_out));
+    assert_eq!(loaded.description.masked_accuracy, None);
+    assert!(load_mlm(&out, &device).is_err());
+    // A finished run resumed does no more training and measures the same.
+    assert_eq!(run(60, RunMode::Resume), held_out);
+    assert_eq!(matched(), after);
+}
+
+/// On replicas the views' projections are gathered, so the negatives span the whole batch and
+/// the model trained is one device's.
+#[test]
+fn replicas_pretrain_the_simcse_model_one_device_trains() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let data = distinct_corpus();
+    let run = |devices: &[Device], name: &str| {
+        let out = dir.path().join(name);
+        pretrain_text_on(
+            &simcse_config(3),
+            &data,
+            devices,
+            &out,
+            RunMode::New,
+            &mut Silent,
+        )
+        .unwrap();
+        let loaded = load_text_encoder(&out, &device).unwrap();
+        let sequences = encode_documents(&loaded.tokenizer, &data.train.documents[..8], 16, false);
+        let rows: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
+        let t = pretext_data::text::TokenBatch::pad(&rows).into_tensors(&device);
+        loaded
+            .encoder
+            .forward(t.tokens, t.padding)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let one = run(std::slice::from_ref(&device), "one");
+    let three = run(&[device.clone(), device.clone(), device.clone()], "three");
+    let worst = one
+        .iter()
+        .zip(&three)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "features differ by {worst}");
 }

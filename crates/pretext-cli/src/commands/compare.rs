@@ -10,7 +10,7 @@ use pretext_train::study::{Cell, StudyObserver};
 use serde_json::json;
 
 use super::read_config;
-use crate::cli::{CompareArgs, Modality};
+use crate::cli::{CompareArgs, Modality, PretrainTask};
 use crate::commands::data::{carved_note, load};
 use crate::device::{describe, guarded, resolve_all};
 use crate::progress::Progress;
@@ -72,7 +72,16 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         config = config.quick();
     }
     if let Some(tasks) = &args.tasks {
-        config.tasks = tasks.clone();
+        config.tasks = tasks
+            .iter()
+            .map(|t| match t {
+                PretrainTask::Image(kind) => Ok(*kind),
+                PretrainTask::Text(kind) => Err(anyhow::anyhow!(
+                    "{} is a text task: compare it with --modality text",
+                    kind.name()
+                )),
+            })
+            .collect::<anyhow::Result<_>>()?;
     }
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
     let spec = describe(&specs);

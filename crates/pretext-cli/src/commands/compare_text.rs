@@ -1,16 +1,17 @@
-//! `pretext compare --modality text`: masked-token pretraining against TF-IDF and a Transformer
-//! trained from scratch, with the image study's protocols, report, JSON and figures.
+//! `pretext compare --modality text`: pretraining by masked tokens or contrastive views against
+//! TF-IDF and a Transformer trained from scratch, with the image study's protocols, report, JSON
+//! and figures.
 
 use std::fmt::Write;
 use std::time::Instant;
 
 use anyhow::Context;
-use pretext_train::text::{TextCompareConfig, compare_text};
+use pretext_train::text::{TextCompareConfig, TextTaskKind, compare_text};
 use serde_json::json;
 
 use super::compare::{StudyProgress, write_outputs};
 use super::read_config;
-use crate::cli::CompareArgs;
+use crate::cli::{CompareArgs, PretrainTask};
 use crate::commands::data::load_text;
 use crate::device::resolve;
 use crate::progress::Progress;
@@ -28,6 +29,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     })?;
     if args.quick {
         config = config.quick();
+    }
+    if let Some(tasks) = &args.tasks {
+        config.tasks = tasks
+            .iter()
+            .map(|t| match t {
+                PretrainTask::Text(kind) => Ok(*kind),
+                PretrainTask::Image(kind) => Err(anyhow::anyhow!(
+                    "{} is an image task; the text study takes mlm and simcse",
+                    kind.name()
+                )),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        config.validate()?;
     }
     if args.devices.is_some() {
         anyhow::bail!(
@@ -47,7 +61,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let mut train_progress = Progress::new(args.quiet).for_text();
+    let monitor = match config.tasks.as_slice() {
+        [only] => only.monitor(),
+        _ => "held-out measure",
+    };
+    let mut train_progress = Progress::new(args.quiet).for_text(monitor);
     let mut study_progress = StudyProgress {
         bar: None,
         quiet: args.quiet,
@@ -72,23 +90,32 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     );
     let context = format!(
         "Data: {} ({} training and {} test documents in {} classes: {}; {} unlabelled \
-         documents). Pretraining: masked tokens (BERT's 15%, 80/10/10) on the training and \
-         unlabelled text for {} epoch(s), a vocabulary of {} tokens. {} seed(s); label subsets \
-         drawn per seed from the training set less a stratified {:.0}% validation split. \
-         Device: {spec}. Wall time: {:.0} s.",
+         documents). Pretraining: {} on the training and unlabelled text for {} epoch(s), a \
+         vocabulary of {} tokens. {} seed(s); label subsets drawn per seed from the training \
+         set less a stratified {:.0}% validation split. Device: {spec}. Wall time: {:.0} s.",
         data.name,
         data.train.len(),
         data.test.len(),
         data.num_classes(),
         data.classes.join(", "),
         data.unlabelled.len(),
+        config
+            .tasks
+            .iter()
+            .map(|t| match t {
+                TextTaskKind::Mlm => "masked tokens (mlm: BERT's 15%, 80/10/10)",
+                TextTaskKind::Simcse =>
+                    "contrastive views (simcse: dropout, crops and deletions, NT-Xent)",
+            })
+            .collect::<Vec<_>>()
+            .join(" and "),
         config.pretrain.epochs,
         outcome.vocab_size,
         config.study.seeds,
         config.study.validation_fraction * 100.0,
         started.elapsed().as_secs_f64()
     );
-    let pretraining = [outcome.pretraining.clone()];
+    let pretraining = outcome.pretraining.clone();
     let mut report = markdown::render(
         "pretext compare --modality text",
         &context,
@@ -98,7 +125,16 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         &markdown::TEXT_TERMS,
         &chance,
     );
-    let _ = writeln!(report, "\n## What the pretrained model fills in\n");
+    if let Some(acc) = outcome.views_matched {
+        let _ = writeln!(
+            report,
+            "\nHeld-out views matched by the simcse encoder: {acc:.4} (the share of views whose \
+             most similar other view, among up to 128, is their twin)."
+        );
+    }
+    if !outcome.filled.is_empty() {
+        let _ = writeln!(report, "\n## What the pretrained model fills in\n");
+    }
     if let Some(acc) = outcome.masked_accuracy {
         let _ = writeln!(
             report,
@@ -139,6 +175,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         "device": spec.to_string(),
         "pretraining": outcome.pretraining,
         "masked_accuracy": outcome.masked_accuracy,
+        "views_matched": outcome.views_matched,
         "filled_masks": outcome.filled,
         "config": config,
         "summaries": outcome.summaries,

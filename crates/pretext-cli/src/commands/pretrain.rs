@@ -5,7 +5,7 @@ use pretext_data::tasks::TaskConfig;
 use pretext_models::encoders::EncoderConfig;
 use pretext_train::{PretrainConfig, RunMode, pretrain_on};
 
-use pretext_train::text::{MlmPretrainConfig, pretrain_mlm_on};
+use pretext_train::text::{TextPretrainConfig, TextTaskKind, pretrain_text_on};
 
 use super::read_config;
 use crate::cli::{PretrainArgs, PretrainTask};
@@ -14,8 +14,8 @@ use crate::device::{describe, guarded, resolve_all};
 use crate::progress::Progress;
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
-    if args.task == Some(PretrainTask::Mlm) {
-        return run_mlm(&args);
+    if let Some(PretrainTask::Text(task)) = args.task {
+        return run_text(&args, task);
     }
     let config = resolve_config(&args)?;
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
@@ -76,15 +76,19 @@ fn mode(args: &PretrainArgs) -> RunMode {
     }
 }
 
-/// Masked-token pretraining on text.
-fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
+/// Pretraining on text, by `task`.
+fn run_text(args: &PretrainArgs, task: TextTaskKind) -> anyhow::Result<()> {
     let mut config = read_config(
         args.config.as_deref(),
-        "MLM config",
-        MlmPretrainConfig::from_toml,
+        "text pretraining config",
+        TextPretrainConfig::from_toml,
     )?;
+    config.task = task;
     if args.encoder.is_some() {
-        anyhow::bail!("--encoder names an image encoder; mlm trains the text Transformer");
+        anyhow::bail!(
+            "--encoder names an image encoder; {} trains the text Transformer",
+            task.name()
+        );
     }
     apply_flags(
         args,
@@ -97,11 +101,12 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
     let spec = describe(&specs);
     let data = load_text(&args.data, &args.text)?;
-    let mut progress = Progress::new(args.quiet).for_text();
+    let mut progress = Progress::new(args.quiet).for_text(task.monitor());
     if !args.quiet {
         eprintln!(
-            "pretraining mlm on {} ({} labelled training documents, {} unlabelled) on {spec}, \
+            "pretraining {} on {} ({} labelled training documents, {} unlabelled) on {spec}, \
              {} epochs",
+            task.name(),
             data.name,
             data.train.len(),
             data.unlabelled.len(),
@@ -110,7 +115,7 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
     }
     let checkpoints = args.out.join("checkpoints");
     let outcome = guarded(&specs, &checkpoints, || {
-        Ok(pretrain_mlm_on(
+        Ok(pretrain_text_on(
             &config,
             &data,
             &devices,
@@ -126,8 +131,14 @@ fn run_mlm(args: &PretrainArgs) -> anyhow::Result<()> {
         outcome.sequences, outcome.tokens, outcome.vocab_size
     );
     println!("encoder        {} parameters", outcome.encoder_params);
-    if let Some(acc) = outcome.masked_accuracy {
-        println!("masked tokens  {acc:.4} predicted exactly (held-out sequences)");
+    match (task, outcome.held_out) {
+        (TextTaskKind::Mlm, Some(acc)) => {
+            println!("masked tokens  {acc:.4} predicted exactly (held-out sequences)")
+        }
+        (TextTaskKind::Simcse, Some(acc)) => println!(
+            "views matched  {acc:.4} found their twin among up to 128 (held-out sequences)"
+        ),
+        _ => {}
     }
     Ok(())
 }

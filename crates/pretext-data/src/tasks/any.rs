@@ -10,7 +10,9 @@ use super::{
 };
 use crate::dataset::ImageShape;
 use crate::error::Result;
-use crate::text::{MlmBatch, MlmTensors, TextClassBatch, TextClassTensors};
+use crate::text::{
+    MlmBatch, MlmTensors, TextClassBatch, TextClassTensors, TextViewsBatch, TextViewsTensors,
+};
 
 /// A built task of any kind.
 #[derive(Debug, Clone)]
@@ -32,6 +34,7 @@ pub enum AnyBatch {
     Views(ViewsBatch),
     Denoise(DenoiseBatch),
     Mlm(MlmBatch),
+    TextViews(TextViewsBatch),
     TextClassification(TextClassBatch),
 }
 
@@ -46,6 +49,7 @@ pub enum AnyTensors {
     Views(ViewsTensors),
     Denoise(DenoiseTensors),
     Mlm(MlmTensors),
+    TextViews(TextViewsTensors),
     TextClassification(TextClassTensors),
 }
 
@@ -109,6 +113,7 @@ impl AnyBatch {
             AnyBatch::Views(b) => b.len(),
             AnyBatch::Denoise(b) => b.len(),
             AnyBatch::Mlm(b) => b.inputs.batch,
+            AnyBatch::TextViews(b) => b.pairs(),
             AnyBatch::TextClassification(b) => b.labels.len(),
         }
     }
@@ -121,6 +126,7 @@ impl AnyBatch {
             AnyBatch::Views(b) => AnyTensors::Views(b.into_tensors(device)),
             AnyBatch::Denoise(b) => AnyTensors::Denoise(b.into_tensors(device)),
             AnyBatch::Mlm(b) => AnyTensors::Mlm(b.into_tensors(device)),
+            AnyBatch::TextViews(b) => AnyTensors::TextViews(b.into_tensors(device)),
             AnyBatch::TextClassification(b) => {
                 AnyTensors::TextClassification(b.into_tensors(device))
             }

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::{AnyBatch, ClassificationBatch, DenoiseBatch, JigsawBatch, MaskedBatch, ViewsBatch};
-use crate::text::{MlmBatch, TextClassBatch, TokenBatch};
+use crate::text::{MlmBatch, TextClassBatch, TextViewsBatch, TokenBatch};
 
 /// `n` rows in at most `parts` contiguous near-equal ranges (the first `n % parts` one row
 /// longer); none is empty.
@@ -111,6 +111,10 @@ impl AnyBatch {
                     targets,
                 })
             }
+            AnyBatch::TextViews(b) => AnyBatch::TextViews(TextViewsBatch {
+                first: b.first.rows(r),
+                second: b.second.rows(r),
+            }),
             AnyBatch::TextClassification(b) => AnyBatch::TextClassification(TextClassBatch {
                 tokens: b.tokens.rows(r),
                 labels: b.labels[r.clone()].to_vec(),

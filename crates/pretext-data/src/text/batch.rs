@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::masking::{MaskedSequence, MlmMasking};
 use super::tokenizer::{Special, TextTokenizer};
+use super::views::{TextViews, TextViewsBatch};
 use crate::error::{DataError, Result};
 use crate::loader::{
     BatchSource, Batches, LoaderConfig, MakeBatch, batch_count, prefetch, shuffled,
@@ -169,6 +170,8 @@ impl TextClassBatch {
 pub enum TextTask {
     /// Masked-token prediction, masked afresh every epoch.
     Mlm(MlmMasking),
+    /// Two views of each sequence, cut afresh every epoch.
+    Views(TextViews),
     /// Classification by the sequences' labels.
     Classify,
 }
@@ -353,6 +356,18 @@ impl MakeBatch<AnyBatch> for Shared {
                     }
                 }
                 AnyBatch::Mlm(MlmBatch::from_masked(&masked))
+            }
+            TextTask::Views(views) => {
+                let pairs: Vec<_> = chosen
+                    .iter()
+                    .zip(&sequences)
+                    .map(|(&i, s)| {
+                        let mut rng =
+                            ChaCha8Rng::seed_from_u64(sample_seed(self.seed, epoch, i as u64));
+                        (views.view(s, &mut rng), views.view(s, &mut rng))
+                    })
+                    .collect();
+                AnyBatch::TextViews(TextViewsBatch::from_pairs(&pairs))
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Text for pretext: corpora from plain files, tokenizers trained on them, masked-token
-//! prediction and the text loader.
+//! prediction, contrastive views and the text loader.
 //!
 //! A labelled text data set is a directory with one file (or sub-directory) per class. Text has
 //! no conventional test split, so a stratified, seeded one is carved out of the labelled
@@ -10,6 +10,7 @@ mod batch;
 mod corpus;
 mod masking;
 mod tokenizer;
+mod views;
 mod wordpiece;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use corpus::{
 };
 pub use masking::{MaskedSequence, MlmConfig, MlmMasking};
 pub use tokenizer::{FIRST_ORDINARY_ID, Special, TextTokenizer, TokenizerConfig, TokenizerKind};
+pub use views::{TextViews, TextViewsBatch, TextViewsConfig, TextViewsTensors};
 
 use crate::error::{DataError, Result};
 use crate::split::validation_split;

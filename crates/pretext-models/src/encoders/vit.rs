@@ -88,7 +88,14 @@ impl VitEncoderConfig {
                 std: 0.02,
             }
             .init([self.num_patches(), self.dim], device),
-            blocks: transformer(self.dim, self.heads, self.depth, self.mlp_ratio, device),
+            blocks: transformer(
+                self.dim,
+                self.heads,
+                self.depth,
+                self.mlp_ratio,
+                0.0,
+                device,
+            ),
             norm: LayerNormConfig::new(self.dim).init(device),
             in_channels: self.in_channels,
             patch_size: self.patch_size,
@@ -104,10 +111,11 @@ pub(crate) fn transformer(
     heads: usize,
     depth: usize,
     mlp_ratio: usize,
+    dropout: f64,
     device: &Device,
 ) -> TransformerEncoder {
     TransformerEncoderConfig::new(dim, dim * mlp_ratio, heads, depth)
-        .with_dropout(0.0)
+        .with_dropout(dropout)
         .with_norm_first(true)
         .init(device)
 }

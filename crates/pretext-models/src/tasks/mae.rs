@@ -71,7 +71,7 @@ impl MaeModel {
             decoder_embed: LinearConfig::new(encoder.dim(), decoder.dim).init(device),
             mask_token: normal.init([decoder.dim], device),
             decoder_position: normal.init([patches, decoder.dim], device),
-            decoder: transformer(decoder.dim, decoder.heads, decoder.depth, 2, device),
+            decoder: transformer(decoder.dim, decoder.heads, decoder.depth, 2, 0.0, device),
             decoder_norm: LayerNormConfig::new(decoder.dim).init(device),
             predict: LinearConfig::new(decoder.dim, patch_dim).init(device),
             encoder,

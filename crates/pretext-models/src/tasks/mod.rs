@@ -6,6 +6,7 @@ mod classifier;
 mod jigsaw;
 mod joint;
 mod mae;
+mod text_contrastive;
 
 use burn::module::{Module, ParamGroup};
 
@@ -16,6 +17,7 @@ pub use joint::{
     JointEmbeddingConfig, JointEmbeddingModel, JointLoss, JointOutput, JointProjections,
 };
 pub use mae::{MaeDecoder, MaeInput, MaeModel};
+pub use text_contrastive::{TextContrastiveModel, TokenViews};
 
 use crate::encoders::Encoder;
 use crate::text::{MlmModel, TextClassifierModel, TextEncoder};
@@ -30,6 +32,7 @@ pub enum TaskModel {
     Autoencoder(AutoencoderModel),
     Joint(JointEmbeddingModel),
     Mlm(MlmModel),
+    TextContrastive(TextContrastiveModel),
     TextClassifier(TextClassifierModel),
 }
 
@@ -43,7 +46,9 @@ impl TaskModel {
             TaskModel::Mae(m) => Encoder::Vit(m.encoder.clone()),
             TaskModel::Autoencoder(m) => m.encoder.clone(),
             TaskModel::Joint(m) => m.encoder.clone(),
-            TaskModel::Mlm(_) | TaskModel::TextClassifier(_) => return None,
+            TaskModel::Mlm(_) | TaskModel::TextContrastive(_) | TaskModel::TextClassifier(_) => {
+                return None;
+            }
         })
     }
 
@@ -51,6 +56,7 @@ impl TaskModel {
     pub fn text_encoder(&self) -> Option<TextEncoder> {
         match self {
             TaskModel::Mlm(m) => Some(m.encoder.clone()),
+            TaskModel::TextContrastive(m) => Some(m.encoder.clone()),
             TaskModel::TextClassifier(m) => Some(m.encoder.clone()),
             _ => None,
         }
@@ -73,10 +79,11 @@ impl TaskModel {
     pub fn encoder_group(&self) -> ParamGroup {
         match (self.encoder(), self) {
             (Some(e), _) => ParamGroup::ids_from_module(e),
-            (None, TaskModel::Mlm(m)) => ParamGroup::ids_from_module(m.encoder.clone()),
-            (None, TaskModel::TextClassifier(m)) => ParamGroup::ids_from_module(m.encoder.clone()),
-            // Every image model has an image encoder.
-            (None, m) => ParamGroup::ids_from_module(m.clone()),
+            (None, m) => match m.text_encoder() {
+                Some(e) => ParamGroup::ids_from_module(e),
+                // Every image model has an image encoder.
+                None => ParamGroup::ids_from_module(m.clone()),
+            },
         }
     }
 }

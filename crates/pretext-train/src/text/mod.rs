@@ -1,13 +1,14 @@
-//! Text in the same harness as images: masked-token pretraining ([`pretrain`]) and the text
-//! comparison study.
+//! Text in the same harness as images: pretraining by masked tokens or contrastive views
+//! ([`pretrain`]) and the text comparison study.
 
 pub mod pretrain;
 pub mod study;
 mod tfidf;
 
 pub use pretrain::{
-    LoadedMlm, MlmOutcome, MlmPretrainConfig, TextEncoderDescription, fill_mask, load_mlm,
-    masked_accuracy, pretrain_mlm, pretrain_mlm_on,
+    LoadedMlm, LoadedTextEncoder, SimcseConfig, TextEncoderDescription, TextPretrainConfig,
+    TextPretrainOutcome, TextTaskKind, fill_mask, load_mlm, load_text_encoder, masked_accuracy,
+    pretrain_text, pretrain_text_on, views_matched,
 };
 pub use study::{FilledMask, TextCompareConfig, TextCompareOutcome, compare_text};
 pub use tfidf::TfIdf;

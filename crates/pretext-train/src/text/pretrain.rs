@@ -1,6 +1,7 @@
-//! Masked-token pretraining of the text encoder: the tokenizer trained on the pretraining text
-//! and saved with the run, the training loop shared with images (checkpoints, resume), the
-//! held-out masked-token accuracy after each epoch, and the exported encoder and MLM model.
+//! Pretraining of the text encoder, by masked tokens (`mlm`) or contrastive views (`simcse`):
+//! the tokenizer trained on the pretraining text and saved with the run, the training loop
+//! shared with images (checkpoints, resume), a held-out measure after each epoch (masked-token
+//! accuracy, or how often a view finds its twin), and the exported encoder (and MLM model).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use pretext_data::LoaderConfig;
 use pretext_data::text::{
-    MlmBatch, MlmConfig, MlmMasking, TextDataset, TextLoader, TextTask, TextTokenizer, TokenBatch,
-    TokenizerConfig, encode_documents,
+    MlmBatch, MlmConfig, MlmMasking, TextDataset, TextLoader, TextTask, TextTokenizer, TextViews,
+    TextViewsBatch, TextViewsConfig, TokenBatch, TokenizerConfig, encode_documents,
 };
-use pretext_models::tasks::TaskModel;
+use pretext_models::losses::l2_normalize;
+use pretext_models::tasks::{TaskModel, TextContrastiveModel};
 use pretext_models::text::{MlmModel, TextEncoder, TextEncoderConfig};
 
 use crate::config::{CheckpointConfig, OptimizerConfig};
@@ -36,15 +38,102 @@ pub const TEXT_DESCRIPTION: &str = "text_encoder.json";
 pub const ENCODER_WEIGHTS: &str = "encoder.safetensors";
 pub const MLM_WEIGHTS: &str = "mlm.safetensors";
 
-/// A masked-token pretraining run. Defaults are sized to pretrain on the fortunes (about
-/// 660,000 tokens) in about ten minutes on two CPU cores.
+/// A text pretext task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextTaskKind {
+    /// Masked-token prediction (BERT).
+    #[default]
+    Mlm,
+    /// Contrastive views of each sequence (SimCSE's dropout, with crops and deletions).
+    Simcse,
+}
+
+impl TextTaskKind {
+    pub const ALL: [TextTaskKind; 2] = [TextTaskKind::Mlm, TextTaskKind::Simcse];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TextTaskKind::Mlm => "mlm",
+            TextTaskKind::Simcse => "simcse",
+        }
+    }
+
+    /// What the held-out number after each epoch measures.
+    pub fn monitor(self) -> &'static str {
+        match self {
+            TextTaskKind::Mlm => "masked-token accuracy",
+            TextTaskKind::Simcse => "held-out views matched",
+        }
+    }
+}
+
+impl std::str::FromStr for TextTaskKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown text task '{s}': expected mlm or simcse"))
+    }
+}
+
+/// Contrastive views' settings. Defaults: SimCSE's temperature 0.05 and dropout 0.1, views
+/// cropped to 60-100% of the tokens with 10% of them deleted, a 256-wide projector to 128.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MlmPretrainConfig {
+pub struct SimcseConfig {
+    pub views: TextViewsConfig,
+    /// NT-Xent's temperature.
+    pub temperature: f32,
+    /// Dropout in the encoder's blocks while training, which makes two passes differ.
+    pub dropout: f64,
+    pub projector_hidden: usize,
+    pub projection_dim: usize,
+}
+
+impl Default for SimcseConfig {
+    fn default() -> Self {
+        Self {
+            views: TextViewsConfig::default(),
+            temperature: 0.05,
+            dropout: 0.1,
+            projector_hidden: 256,
+            projection_dim: 128,
+        }
+    }
+}
+
+impl SimcseConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.views.validate()?;
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(TrainError::config(format!(
+                "simcse temperature = {} must be positive",
+                self.temperature
+            )));
+        }
+        if self.projector_hidden == 0 || self.projection_dim == 0 {
+            return Err(TrainError::config(
+                "simcse projector_hidden and projection_dim must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A text pretraining run. Defaults are sized to pretrain on the fortunes (about 660,000
+/// tokens) by masked tokens in about ten minutes on two CPU cores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextPretrainConfig {
+    pub task: TextTaskKind,
     pub tokenizer: TokenizerConfig,
     /// The encoder; its `vocab_size` is always the tokenizer's.
     pub encoder: TextEncoderConfig,
     pub mlm: MlmConfig,
+    pub simcse: SimcseConfig,
     pub epochs: u64,
     pub loader: LoaderConfig,
     pub optimizer: OptimizerConfig,
@@ -56,12 +145,14 @@ pub struct MlmPretrainConfig {
     pub held_out_fraction: f64,
 }
 
-impl Default for MlmPretrainConfig {
+impl Default for TextPretrainConfig {
     fn default() -> Self {
         Self {
+            task: TextTaskKind::Mlm,
             tokenizer: TokenizerConfig::default(),
             encoder: TextEncoderConfig::new(),
             mlm: MlmConfig::default(),
+            simcse: SimcseConfig::default(),
             epochs: 16,
             loader: LoaderConfig {
                 batch_size: 32,
@@ -84,7 +175,7 @@ impl Default for MlmPretrainConfig {
     }
 }
 
-impl MlmPretrainConfig {
+impl TextPretrainConfig {
     pub fn from_toml(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| TrainError::config(e.to_string()))
     }
@@ -112,6 +203,7 @@ impl MlmPretrainConfig {
         }
         self.tokenizer.validate()?;
         self.mlm.validate()?;
+        self.simcse.validate()?;
         self.encoder.validate()?;
         self.schedule.validate()?;
         self.optimizer.validate()
@@ -125,15 +217,19 @@ pub struct TextEncoderDescription {
     pub task: String,
     pub epochs: u64,
     pub data: String,
-    /// Held-out masked-token accuracy after the last epoch.
+    /// Held-out masked-token accuracy after the last epoch (`mlm`).
     pub masked_accuracy: Option<f64>,
+    /// Share of held-out views whose nearest other view was their twin (`simcse`).
+    #[serde(default)]
+    pub views_matched: Option<f64>,
 }
 
-/// What a finished MLM run leaves.
+/// What a finished text pretraining run leaves.
 #[derive(Debug, Clone)]
-pub struct MlmOutcome {
+pub struct TextPretrainOutcome {
     pub run_dir: PathBuf,
-    pub masked_accuracy: Option<f64>,
+    /// The held-out measure after the last epoch (see [`TextTaskKind::monitor`]).
+    pub held_out: Option<f64>,
     pub sequences: usize,
     pub tokens: usize,
     pub vocab_size: usize,
@@ -143,17 +239,17 @@ pub struct MlmOutcome {
 /// Salt of the held-out split and of its fixed masks.
 const HELD_OUT_SALT: u64 = 0x6d6c_6d5f_6865_6c64;
 
-/// Pretrains a text encoder by masked-token prediction on `data`'s pretraining text (never its
-/// test split), in the run directory `out`.
-pub fn pretrain_mlm(
-    config: &MlmPretrainConfig,
+/// Pretrains a text encoder by `config.task` on `data`'s pretraining text (never its test
+/// split), in the run directory `out`.
+pub fn pretrain_text(
+    config: &TextPretrainConfig,
     data: &TextDataset,
     device: &Device,
     out: &Path,
     mode: RunMode,
     observer: &mut dyn TrainObserver,
-) -> Result<MlmOutcome> {
-    pretrain_mlm_on(
+) -> Result<TextPretrainOutcome> {
+    pretrain_text_on(
         config,
         data,
         std::slice::from_ref(device),
@@ -163,16 +259,36 @@ pub fn pretrain_mlm(
     )
 }
 
-/// [`pretrain_mlm`] data-parallel on `devices` (see [`crate::replicas`]); the first device
+/// What each epoch is measured on: held-out sequences masked, or cut into views, once.
+enum HeldOut {
+    Masks(Vec<MlmBatch>),
+    Views(Vec<TextViewsBatch>),
+}
+
+impl HeldOut {
+    fn measure(&self, model: &TaskModel, device: &Device) -> Option<f64> {
+        match (self, model) {
+            (HeldOut::Masks(batches), TaskModel::Mlm(m)) => {
+                Some(masked_accuracy(m, batches, device))
+            }
+            (HeldOut::Views(batches), TaskModel::TextContrastive(m)) => {
+                Some(views_matched(&m.encoder, batches, device))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// [`pretrain_text`] data-parallel on `devices` (see [`crate::replicas`]); the first device
 /// holds the model, the optimizer and the checkpoints.
-pub fn pretrain_mlm_on(
-    config: &MlmPretrainConfig,
+pub fn pretrain_text_on(
+    config: &TextPretrainConfig,
     data: &TextDataset,
     devices: &[Device],
     out: &Path,
     mode: RunMode,
     observer: &mut dyn TrainObserver,
-) -> Result<MlmOutcome> {
+) -> Result<TextPretrainOutcome> {
     config.validate()?;
     let device = devices
         .first()
@@ -187,18 +303,20 @@ pub fn pretrain_mlm_on(
         observer.note("training the tokenizer");
         TextTokenizer::train(&config.tokenizer, &documents)?
     };
-    let encoder_config = config
+    let mut encoder_config = config
         .encoder
         .clone()
         .with_vocab_size(tokenizer.vocab_size());
-    let resolved = MlmPretrainConfig {
+    if config.task == TextTaskKind::Simcse {
+        encoder_config = encoder_config.with_dropout(config.simcse.dropout);
+    }
+    let resolved = TextPretrainConfig {
         encoder: encoder_config.clone(),
         ..config.clone()
     };
     let toml = resolved.to_toml();
     let sequences = encode_documents(&tokenizer, &documents, encoder_config.max_len, true);
     let tokens = sequences.iter().map(Vec::len).sum();
-    let masking = config.mlm.build(tokenizer.vocab_size())?;
     let mut order: Vec<usize> = (0..sequences.len()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ HELD_OUT_SALT));
     let held = ((sequences.len() as f64 * config.held_out_fraction).round() as usize)
@@ -207,17 +325,35 @@ pub fn pretrain_mlm_on(
     let mut train = train.to_vec();
     train.sort_unstable();
     let sequences = Arc::new(sequences);
-    let held_out_batches = fixed_masks(&sequences, held_out, &masking, config.seed, 128);
 
     let train_device = device.clone().autodiff();
+    let (task, held_out) = match config.task {
+        TextTaskKind::Mlm => {
+            let masking = config.mlm.build(tokenizer.vocab_size())?;
+            let held_out = fixed_masks(&sequences, held_out, &masking, config.seed, 128);
+            (TextTask::Mlm(masking), HeldOut::Masks(held_out))
+        }
+        TextTaskKind::Simcse => {
+            let views = config.simcse.views.build()?;
+            let held_out = fixed_views(&sequences, held_out, &views, config.seed, 128);
+            (TextTask::Views(views), HeldOut::Views(held_out))
+        }
+    };
     let model = seeded(config.seed, &train_device, || {
-        Ok(TaskModel::Mlm(MlmModel::new(
-            encoder_config.init(&train_device)?,
-            &train_device,
-        )))
+        let encoder = encoder_config.init(&train_device)?;
+        Ok(match config.task {
+            TextTaskKind::Mlm => TaskModel::Mlm(MlmModel::new(encoder, &train_device)),
+            TextTaskKind::Simcse => TaskModel::TextContrastive(TextContrastiveModel::new(
+                encoder,
+                config.simcse.projector_hidden,
+                config.simcse.projection_dim,
+                config.simcse.temperature,
+                &train_device,
+            )?),
+        })
     })?;
     let loader = TextLoader::new(
-        TextTask::Mlm(masking),
+        task,
         Arc::clone(&sequences),
         None,
         Some(train),
@@ -231,12 +367,9 @@ pub fn pretrain_mlm_on(
 
     let mut last = None;
     let mut hook = |model: &TaskModel, _epoch: u64| -> Result<Option<f64>> {
-        let TaskModel::Mlm(m) = model.valid() else {
-            return Ok(None);
-        };
-        let acc = masked_accuracy(&m, &held_out_batches, device);
-        last = Some(acc);
-        Ok(Some(acc))
+        let measured = held_out.measure(&model.valid(), device);
+        last = measured;
+        Ok(measured)
     };
     let settings = LoopSettings {
         epochs: config.epochs,
@@ -266,35 +399,83 @@ pub fn pretrain_mlm_on(
         Some(persistence),
         &mut hook,
         observer,
-    )?;
-    let TaskModel::Mlm(mlm) = model.valid() else {
-        return Err(TrainError::config(
-            "masked-token pretraining built another model",
-        ));
-    };
+    )?
+    .valid();
     if last.is_none() {
         // Resumed after the last epoch: measure once more for the description.
-        last = Some(masked_accuracy(&mlm, &held_out_batches, device));
+        last = held_out.measure(&model, device);
     }
+    let encoder = model
+        .text_encoder()
+        .ok_or_else(|| TrainError::config("text pretraining built an image model"))?;
     let description = TextEncoderDescription {
         encoder: encoder_config,
-        task: "mlm".into(),
+        task: config.task.name().into(),
         epochs: config.epochs,
         data: data.name.clone(),
-        masked_accuracy: last,
+        masked_accuracy: last.filter(|_| config.task == TextTaskKind::Mlm),
+        views_matched: last.filter(|_| config.task == TextTaskKind::Simcse),
     };
-    save_weights(&mlm.encoder, &run.file(ENCODER_WEIGHTS))?;
-    save_weights(&mlm, &run.file(MLM_WEIGHTS))?;
+    save_weights(&encoder, &run.file(ENCODER_WEIGHTS))?;
+    if let TaskModel::Mlm(mlm) = &model {
+        save_weights(mlm, &run.file(MLM_WEIGHTS))?;
+    }
     let json = serde_json::to_vec_pretty(&description).unwrap_or_default();
     pretext_data::npy::write_atomic(&run.file(TEXT_DESCRIPTION), &json)?;
-    Ok(MlmOutcome {
+    Ok(TextPretrainOutcome {
         run_dir: run.root().to_path_buf(),
-        masked_accuracy: last,
+        held_out: last,
         sequences: sequences.len(),
         tokens,
         vocab_size: tokenizer.vocab_size(),
-        encoder_params: mlm.encoder.num_params(),
+        encoder_params: encoder.num_params(),
     })
+}
+
+/// The held-out sequences cut into view pairs once, with a fixed seed, so every epoch is
+/// measured on the same views.
+fn fixed_views(
+    sequences: &[Vec<u32>],
+    held_out: &[usize],
+    views: &TextViews,
+    seed: u64,
+    batch_size: usize,
+) -> Vec<TextViewsBatch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ HELD_OUT_SALT);
+    held_out
+        .chunks(batch_size)
+        .filter(|chunk| chunk.len() > 1)
+        .map(|chunk| {
+            let pairs: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let s = &sequences[i];
+                    (views.view(s, &mut rng), views.view(s, &mut rng))
+                })
+                .collect();
+            TextViewsBatch::from_pairs(&pairs)
+        })
+        .collect()
+}
+
+/// Share of first views whose most similar second view (cosine of the encoder's pooled
+/// representation, among a batch of up to 128) is their own twin; chance is one in the batch.
+pub fn views_matched(encoder: &TextEncoder, batches: &[TextViewsBatch], device: &Device) -> f64 {
+    let (mut right, mut total) = (0usize, 0usize);
+    for batch in batches {
+        let n = batch.pairs();
+        let t = batch.clone().into_tensors(device);
+        let z1 = l2_normalize(encoder.forward(t.first.tokens, t.first.padding));
+        let z2 = l2_normalize(encoder.forward(t.second.tokens, t.second.padding));
+        let nearest = predictions(z1.matmul(z2.transpose()));
+        right += nearest
+            .iter()
+            .enumerate()
+            .filter(|&(i, &j)| i == j as usize)
+            .count();
+        total += n;
+    }
+    right as f64 / total.max(1) as f64
 }
 
 /// The held-out sequences masked once, with a fixed seed, so every epoch is measured on the
@@ -420,17 +601,42 @@ impl LoadedMlm {
     }
 }
 
-/// Loads the MLM run in `dir`.
-pub fn load_mlm(dir: &Path, device: &Device) -> Result<LoadedMlm> {
+fn load_description(dir: &Path) -> Result<TextEncoderDescription> {
     let json_path = dir.join(TEXT_DESCRIPTION);
     let text = std::fs::read(&json_path).map_err(|e| TrainError::io(&json_path, e))?;
-    let description: TextEncoderDescription = serde_json::from_slice(&text)
-        .map_err(|e| TrainError::checkpoint(&json_path, format!("unreadable description: {e}")))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| TrainError::checkpoint(&json_path, format!("unreadable description: {e}")))
+}
+
+/// Loads the MLM run in `dir`.
+pub fn load_mlm(dir: &Path, device: &Device) -> Result<LoadedMlm> {
+    let description = load_description(dir)?;
     let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER))?;
     let mut model = MlmModel::new(description.encoder.init(device)?, device);
     load_weights(&mut model, &dir.join(MLM_WEIGHTS))?;
     Ok(LoadedMlm {
         model: model.valid(),
+        tokenizer,
+        description,
+    })
+}
+
+/// A finished text pretraining run of any task rebuilt on `device`: its encoder, tokenizer
+/// and description.
+pub struct LoadedTextEncoder {
+    pub encoder: TextEncoder,
+    pub tokenizer: TextTokenizer,
+    pub description: TextEncoderDescription,
+}
+
+/// Loads the encoder of the text pretraining run in `dir`.
+pub fn load_text_encoder(dir: &Path, device: &Device) -> Result<LoadedTextEncoder> {
+    let description = load_description(dir)?;
+    let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER))?;
+    let mut encoder = description.encoder.init(device)?;
+    load_weights(&mut encoder, &dir.join(ENCODER_WEIGHTS))?;
+    Ok(LoadedTextEncoder {
+        encoder: encoder.valid(),
         tokenizer,
         description,
     })

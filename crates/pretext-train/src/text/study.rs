@@ -1,6 +1,6 @@
-//! The text comparison: with 1, 10, 100 or all labels per class, does masked-token pretraining
-//! beat TF-IDF, TF-IDF + PCA, a random Transformer, and the same Transformer trained from
-//! scratch on the labelled documents? The protocols, budgets, seeds and cells are the image
+//! The text comparison: with 1, 10, 100 or all labels per class, does pretraining (masked
+//! tokens, contrastive views) beat TF-IDF, TF-IDF + PCA, a random Transformer, and the same
+//! Transformer trained from scratch on the labelled documents? The protocols, budgets, seeds and cells are the image
 //! study's ([`crate::study::run_candidates`]).
 
 use std::path::Path;
@@ -16,7 +16,10 @@ use pretext_data::text::{TextDataset, TextLoader, TextTask, TokenBatch, encode_d
 use pretext_models::tasks::TaskModel;
 use pretext_models::text::{Pooling, TextClassifierModel, TextEncoder, TextEncoderConfig};
 
-use super::pretrain::{LoadedMlm, MlmPretrainConfig, fill_mask, load_mlm, pretrain_mlm};
+use super::pretrain::{
+    ENCODER_WEIGHTS, LoadedTextEncoder, TextPretrainConfig, TextTaskKind, fill_mask, load_mlm,
+    load_text_encoder, pretrain_text,
+};
 use super::tfidf::TfIdf;
 use crate::compare::PretrainingCost;
 use crate::error::{Result, TrainError};
@@ -35,7 +38,10 @@ use crate::trainer::{LoopSettings, train_quietly};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TextCompareConfig {
-    pub pretrain: MlmPretrainConfig,
+    /// The pretext tasks pretrained and compared, each into `pretrain/<task>` (default mlm).
+    pub tasks: Vec<TextTaskKind>,
+    /// The pretraining runs' settings; its `task` is each of `tasks` in turn.
+    pub pretrain: TextPretrainConfig,
     pub study: StudyConfig,
     /// Words kept by TF-IDF (the most frequent).
     pub tfidf_features: usize,
@@ -46,7 +52,8 @@ pub struct TextCompareConfig {
 impl Default for TextCompareConfig {
     fn default() -> Self {
         Self {
-            pretrain: MlmPretrainConfig::default(),
+            tasks: vec![TextTaskKind::Mlm],
+            pretrain: TextPretrainConfig::default(),
             study: StudyConfig {
                 train_steps: 60,
                 train_lr: 5e-4,
@@ -86,6 +93,19 @@ impl TextCompareConfig {
     pub fn validate(&self) -> Result<()> {
         if self.tfidf_features == 0 {
             return Err(TrainError::config("tfidf_features must be at least 1"));
+        }
+        if self.tasks.is_empty() {
+            return Err(TrainError::config("tasks must name at least one text task"));
+        }
+        if let Some(t) = self
+            .tasks
+            .iter()
+            .find(|t| self.tasks.iter().filter(|u| u == t).count() > 1)
+        {
+            return Err(TrainError::config(format!(
+                "tasks names {} twice",
+                t.name()
+            )));
         }
         self.pretrain.validate()?;
         self.study.validate()
@@ -322,11 +342,12 @@ pub struct FilledMask {
 pub struct TextCompareOutcome {
     pub cells: Vec<Cell>,
     pub summaries: Vec<Summary>,
-    /// Held-out masked-token accuracy of the pretrained model.
+    /// Held-out masked-token accuracy of the MLM model, if the study pretrained one.
     pub masked_accuracy: Option<f64>,
-    /// The pretraining run's cost and curves (its held-out number is the masked-token
-    /// accuracy).
-    pub pretraining: PretrainingCost,
+    /// Share of held-out views matched by the SimCSE encoder, if the study pretrained one.
+    pub views_matched: Option<f64>,
+    /// Each pretraining run's cost and curves (each with its task's held-out number).
+    pub pretraining: Vec<PretrainingCost>,
     pub filled: Vec<FilledMask>,
     pub vocab_size: usize,
     /// Test features of each candidate in two dimensions.
@@ -336,9 +357,17 @@ pub struct TextCompareOutcome {
 /// Names of the text candidates, as the report shows them.
 pub const MLM_MEAN: &str = "mlm (mean)";
 pub const MLM_CLS: &str = "mlm (cls)";
+pub const SIMCSE: &str = "simcse (mean)";
 pub const SCRATCH: &str = "transformer from scratch";
 
-/// Pretrains by masked tokens (into `out/pretrain/mlm`, resuming), then runs the study into
+/// A pretrained encoder of the study and the documents as its tokenizer cuts them.
+struct Pretrained {
+    task: TextTaskKind,
+    loaded: LoadedTextEncoder,
+    sequences: Sequences,
+}
+
+/// Pretrains each task (into `out/pretrain/<task>`, resuming), then runs the study into
 /// `out/cells.jsonl`.
 pub fn compare_text(
     config: &TextCompareConfig,
@@ -356,59 +385,115 @@ pub fn compare_text(
         )));
     }
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let run = out.join("pretrain").join("mlm");
-    if !run.join(super::pretrain::MLM_WEIGHTS).exists() {
-        observer.note(&format!(
-            "pretraining mlm for {} epochs",
-            config.pretrain.epochs
-        ));
-        pretrain_mlm(
-            &config.pretrain,
-            data,
-            device,
-            &run,
-            RunMode::Resume,
-            train_observer,
-        )?;
+    let mut pretrained = Vec::with_capacity(config.tasks.len());
+    let mut pretraining = Vec::with_capacity(config.tasks.len());
+    for &task in &config.tasks {
+        let run = out.join("pretrain").join(task.name());
+        let done = match task {
+            TextTaskKind::Mlm => super::pretrain::MLM_WEIGHTS,
+            TextTaskKind::Simcse => ENCODER_WEIGHTS,
+        };
+        if !run.join(done).exists() {
+            observer.note(&format!(
+                "pretraining {} for {} epochs",
+                task.name(),
+                config.pretrain.epochs
+            ));
+            let settings = TextPretrainConfig {
+                task,
+                ..config.pretrain.clone()
+            };
+            pretrain_text(
+                &settings,
+                data,
+                device,
+                &run,
+                RunMode::Resume,
+                train_observer,
+            )?;
+        }
+        pretraining.push(PretrainingCost::of(task.name(), &run));
+        let loaded = load_text_encoder(&run, device)?;
+        let max_len = loaded.description.encoder.max_len;
+        let sequences = Sequences {
+            train: Arc::new(encode_documents(
+                &loaded.tokenizer,
+                &data.train.documents,
+                max_len,
+                false,
+            )),
+            test: encode_documents(&loaded.tokenizer, &data.test.documents, max_len, false),
+        };
+        pretrained.push(Pretrained {
+            task,
+            loaded,
+            sequences,
+        });
     }
-    let pretraining = PretrainingCost::of("mlm", &run);
-    let LoadedMlm {
-        model,
-        tokenizer,
-        description,
-    } = load_mlm(&run, device)?;
-    let encoder_config: TextEncoderConfig = description.encoder.clone();
-    let max_len = encoder_config.max_len;
-    let sequences = Sequences {
-        train: Arc::new(encode_documents(
-            &tokenizer,
-            &data.train.documents,
-            max_len,
-            false,
-        )),
-        test: encode_documents(&tokenizer, &data.test.documents, max_len, false),
-    };
+    // The baselines take the first run's tokenizer and encoder shape.
+    let first = &pretrained[0];
+    let encoder_config: TextEncoderConfig =
+        first.loaded.description.encoder.clone().with_dropout(0.0);
+    let sequences = &first.sequences;
     let train_labels = data.train.labels.clone().unwrap_or_default();
     let test_labels = data.test.labels.clone().unwrap_or_default();
     let labels = Arc::new(train_labels.clone());
     let random = seeded(config.pretrain.seed, device, || {
         Ok(encoder_config.init(device)?)
     })?;
-    let encoder_candidate =
-        |name: &str, encoder: TextEncoder, pooling, pretrained| EncoderCandidate {
+    let encoder_candidate = |name: &str,
+                             encoder: TextEncoder,
+                             pooling,
+                             pretrained,
+                             sequences|
+     -> EncoderCandidate<'_> {
+        EncoderCandidate {
             name: name.into(),
             encoder,
             pooling,
             pretrained,
-            sequences: &sequences,
+            sequences,
             labels: Arc::clone(&labels),
             test_labels: &test_labels,
             config: &config.study,
             device,
-        };
-    let mlm_mean = encoder_candidate(MLM_MEAN, model.encoder.clone(), Pooling::Mean, true);
-    let mlm_cls = encoder_candidate(MLM_CLS, model.encoder.clone(), Pooling::Cls, false);
-    let random = encoder_candidate("random transformer", random, Pooling::Mean, false);
+        }
+    };
+    let mut encoders = vec![encoder_candidate(
+        "random transformer",
+        random,
+        Pooling::Mean,
+        false,
+        sequences,
+    )];
+    for p in &pretrained {
+        let encoder = p.loaded.encoder.clone();
+        match p.task {
+            TextTaskKind::Mlm => {
+                encoders.push(encoder_candidate(
+                    MLM_CLS,
+                    encoder.clone(),
+                    Pooling::Cls,
+                    false,
+                    &p.sequences,
+                ));
+                encoders.push(encoder_candidate(
+                    MLM_MEAN,
+                    encoder,
+                    Pooling::Mean,
+                    true,
+                    &p.sequences,
+                ));
+            }
+            TextTaskKind::Simcse => encoders.push(encoder_candidate(
+                SIMCSE,
+                encoder,
+                Pooling::Mean,
+                true,
+                &p.sequences,
+            )),
+        }
+    }
     let tfidf = TfIdfCandidate {
         name: "tf-idf",
         data,
@@ -423,7 +508,8 @@ pub fn compare_text(
         pca: Some(config.study.pca_components),
         device,
     };
-    let candidates: Vec<&dyn Candidate> = vec![&tfidf, &tfidf_pca, &random, &mlm_cls, &mlm_mean];
+    let mut candidates: Vec<&dyn Candidate> = vec![&tfidf, &tfidf_pca];
+    candidates.extend(encoders.iter().map(|e| e as &dyn Candidate));
     let scratch = |labelled: Vec<usize>, seed: u64| -> Result<Vec<u32>> {
         let train_device = device.clone().autodiff();
         let classes = data.num_classes();
@@ -439,7 +525,7 @@ pub fn compare_text(
         })?;
         train_text_classifier(
             model,
-            &sequences,
+            sequences,
             &labels,
             &test_labels,
             labelled,
@@ -488,21 +574,31 @@ pub fn compare_text(
             device,
         )?);
     }
-    let filled = config
-        .fill_masks
+    let mut filled = Vec::new();
+    let mut masked_accuracy = None;
+    if config.tasks.contains(&TextTaskKind::Mlm) {
+        let mlm = load_mlm(&out.join("pretrain").join(TextTaskKind::Mlm.name()), device)?;
+        masked_accuracy = mlm.description.masked_accuracy;
+        filled = config
+            .fill_masks
+            .iter()
+            .map(|text| FilledMask {
+                text: text.clone(),
+                top: fill_mask(&mlm.model, &mlm.tokenizer, text, 5, device),
+            })
+            .collect();
+    }
+    let views_matched = pretrained
         .iter()
-        .map(|text| FilledMask {
-            text: text.clone(),
-            top: fill_mask(&model, &tokenizer, text, 5, device),
-        })
-        .collect();
+        .find_map(|p| p.loaded.description.views_matched);
     Ok(TextCompareOutcome {
         summaries: summarize(&cells),
         cells,
-        masked_accuracy: description.masked_accuracy,
+        masked_accuracy,
+        views_matched,
         pretraining,
         filled,
-        vocab_size: tokenizer.vocab_size(),
+        vocab_size: first.loaded.tokenizer.vocab_size(),
         projections,
     })
 }
