@@ -449,6 +449,26 @@ const CASES: &[Case] = &[
         ],
         needles: &["dance"],
     },
+    Case {
+        name: "a text task in the image study",
+        args: &["compare", "--quick", "--tasks", "rotation,mlm", "--out", "{out}"],
+        needles: &["mlm is a text task", "--modality text"],
+    },
+    Case {
+        name: "an image task in the text study",
+        args: &[
+            "compare",
+            "--modality",
+            "text",
+            "--data",
+            "{d}/good",
+            "--tasks",
+            "simclr",
+            "--out",
+            "{out}",
+        ],
+        needles: &["simclr is an image task"],
+    },
 ];
 
 fn fill(s: &str, d: &Path, out: &Path) -> String {

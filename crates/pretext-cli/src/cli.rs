@@ -299,6 +299,36 @@ pub enum PretrainTask {
     Text(pretext_train::text::TextTaskKind),
 }
 
+impl PretrainTask {
+    /// A `--tasks` list for the image study; a text task in it is an error.
+    pub fn images(tasks: &[PretrainTask]) -> anyhow::Result<Vec<pretext_data::TaskKind>> {
+        tasks
+            .iter()
+            .map(|t| match t {
+                PretrainTask::Image(kind) => Ok(*kind),
+                PretrainTask::Text(kind) => Err(anyhow::anyhow!(
+                    "{} is a text task: compare it with --modality text",
+                    kind.name()
+                )),
+            })
+            .collect()
+    }
+
+    /// A `--tasks` list for the text study; an image task in it is an error.
+    pub fn texts(tasks: &[PretrainTask]) -> anyhow::Result<Vec<pretext_train::text::TextTaskKind>> {
+        tasks
+            .iter()
+            .map(|t| match t {
+                PretrainTask::Text(kind) => Ok(*kind),
+                PretrainTask::Image(kind) => Err(anyhow::anyhow!(
+                    "{} is an image task; the text study takes mlm and simcse",
+                    kind.name()
+                )),
+            })
+            .collect()
+    }
+}
+
 impl std::str::FromStr for PretrainTask {
     type Err = String;
 

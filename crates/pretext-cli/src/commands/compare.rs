@@ -72,16 +72,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         config = config.quick();
     }
     if let Some(tasks) = &args.tasks {
-        config.tasks = tasks
-            .iter()
-            .map(|t| match t {
-                PretrainTask::Image(kind) => Ok(*kind),
-                PretrainTask::Text(kind) => Err(anyhow::anyhow!(
-                    "{} is a text task: compare it with --modality text",
-                    kind.name()
-                )),
-            })
-            .collect::<anyhow::Result<_>>()?;
+        config.tasks = PretrainTask::images(tasks)?;
     }
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
     let spec = describe(&specs);

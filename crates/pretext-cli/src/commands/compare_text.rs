@@ -31,16 +31,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         config = config.quick();
     }
     if let Some(tasks) = &args.tasks {
-        config.tasks = tasks
-            .iter()
-            .map(|t| match t {
-                PretrainTask::Text(kind) => Ok(*kind),
-                PretrainTask::Image(kind) => Err(anyhow::anyhow!(
-                    "{} is an image task; the text study takes mlm and simcse",
-                    kind.name()
-                )),
-            })
-            .collect::<anyhow::Result<_>>()?;
+        config.tasks = PretrainTask::texts(tasks)?;
         config.validate()?;
     }
     if args.devices.is_some() {
