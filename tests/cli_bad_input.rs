@@ -451,7 +451,14 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a text task in the image study",
-        args: &["compare", "--quick", "--tasks", "rotation,mlm", "--out", "{out}"],
+        args: &[
+            "compare",
+            "--quick",
+            "--tasks",
+            "rotation,mlm",
+            "--out",
+            "{out}",
+        ],
         needles: &["mlm is a text task", "--modality text"],
     },
     Case {

@@ -1,5 +1,6 @@
-//! End to end on text: `pretext pretrain --task mlm` and `--task simcse`, and `pretext compare --modality text` on a
-//! small generated corpus (one fortune-format file per class), and bad text input.
+//! End to end on text: `pretext pretrain --task mlm` and `--task simcse`, and `pretext compare
+//! --modality text` on a small generated corpus (one fortune-format file per class), and bad
+//! text input.
 
 mod common;
 

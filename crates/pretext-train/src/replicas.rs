@@ -7,9 +7,9 @@
 //! The two-view methods (SimCSE on text too) gather their projections, so contrastive
 //! negatives and VICReg's and Barlow Twins' batch statistics span the whole batch; other tasks
 //! average their shards' losses by the terms each holds. Either way the gradient is the whole
-//! batch's, as on one device. Batch normalisation is the exception: each replica normalises by its own shard's
-//! statistics (Burn 0.22 has no synchronised batch norm), and the running statistics take one
-//! update per shard.
+//! batch's, as on one device. Batch normalisation is the exception: each replica normalises
+//! by its own shard's statistics (Burn 0.22 has no synchronised batch norm), and the running
+//! statistics take one update per shard.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};

@@ -1,7 +1,7 @@
 //! The text comparison: with 1, 10, 100 or all labels per class, does pretraining (masked
 //! tokens, contrastive views) beat TF-IDF, TF-IDF + PCA, a random Transformer, and the same
-//! Transformer trained from scratch on the labelled documents? The protocols, budgets, seeds and cells are the image
-//! study's ([`crate::study::run_candidates`]).
+//! Transformer trained from scratch on the labelled documents? The protocols, budgets, seeds
+//! and cells are the image study's ([`crate::study::run_candidates`]).
 
 use std::path::Path;
 use std::sync::Arc;
