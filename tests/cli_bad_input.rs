@@ -462,6 +462,11 @@ const CASES: &[Case] = &[
         needles: &["mlm is a text task", "--modality text"],
     },
     Case {
+        name: "the image study on the validation split",
+        args: &["compare", "--quick", "--on", "validation", "--out", "{out}"],
+        needles: &["probe --on validation"],
+    },
+    Case {
         name: "an image task in the text study",
         args: &[
             "compare",

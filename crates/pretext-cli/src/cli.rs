@@ -473,6 +473,11 @@ pub struct CompareArgs {
     /// autoencoder; with `--modality text`, mlm and simcse.
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<PretrainTask>>,
+    /// Text only: where to measure. `validation` holds out a stratified 20% of the training
+    /// documents in place of the test split (and out of pretraining), so settings are chosen
+    /// without looking at the test split; give it its own `--out`.
+    #[arg(long, value_enum, default_value = "test")]
+    pub on: EvalSplitArg,
     /// Where the pretraining runs, the cells and the report go; an interrupted study resumes
     /// from what is there.
     #[arg(long, default_value = "runs/compare")]

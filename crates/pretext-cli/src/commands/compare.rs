@@ -10,7 +10,7 @@ use pretext_train::study::{Cell, StudyObserver};
 use serde_json::json;
 
 use super::read_config;
-use crate::cli::{CompareArgs, Modality, PretrainTask};
+use crate::cli::{CompareArgs, EvalSplitArg, Modality, PretrainTask};
 use crate::commands::data::{carved_note, load};
 use crate::device::{describe, guarded, resolve_all};
 use crate::progress::Progress;
@@ -73,6 +73,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
     if let Some(tasks) = &args.tasks {
         config.tasks = PretrainTask::images(tasks)?;
+    }
+    if args.on == EvalSplitArg::Validation {
+        anyhow::bail!(
+            "the image study measures on the test split; `pretext probe --on validation` \
+             measures a pretrained run on the images it held out"
+        );
     }
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
     let spec = describe(&specs);

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::compare::{StudyProgress, write_outputs};
 use super::read_config;
-use crate::cli::{CompareArgs, PretrainTask};
+use crate::cli::{CompareArgs, EvalSplitArg, PretrainTask};
 use crate::commands::data::load_text;
 use crate::device::resolve;
 use crate::progress::Progress;
@@ -41,7 +41,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         );
     }
     let (spec, device) = resolve(&args.device)?;
-    let data = load_text(&args.data, &args.text)?;
+    let mut data = load_text(&args.data, &args.text)?;
+    if args.on == EvalSplitArg::Validation {
+        data = data.validation()?;
+    }
     if !args.quiet {
         eprintln!(
             "comparing on {} ({} training, {} test documents, {} unlabelled) on {spec}; results in {}",

@@ -51,6 +51,9 @@ pub const FORTUNE_CATEGORIES: [&str; 8] = [
 pub const TEST_FRACTION: f64 = 0.2;
 /// Salt of the test split, apart from every other seeded choice.
 const TEST_SALT: u64 = 0x7465_7874_5f74_6573;
+/// The share of each class's training documents [`TextDataset::validation`] holds out.
+pub const VALIDATION_FRACTION: f64 = 0.2;
+const VALIDATION_SALT: u64 = 0x7465_7874_5f76_616c;
 
 /// A labelled text data set with its test split and the unlabelled text beside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +82,30 @@ impl TextDataset {
             .chain(&self.unlabelled)
             .cloned()
             .collect()
+    }
+
+    /// The data set on which settings are chosen: a stratified, seeded
+    /// [`VALIDATION_FRACTION`] of each class's training documents stands in for the test
+    /// split and the rest are the training split. The real test split is left out, so neither
+    /// the measurements nor the pretraining made on this set see it, and the validation
+    /// documents are kept out of its pretraining text as test documents are.
+    pub fn validation(&self) -> Result<Self> {
+        let labels = self.train.labels.clone().unwrap_or_default();
+        let split = validation_split(
+            self.train.len(),
+            Some(&labels),
+            self.num_classes(),
+            VALIDATION_FRACTION,
+            VALIDATION_SALT,
+        )?;
+        Ok(Self {
+            name: format!("{} (validation split)", self.name),
+            classes: self.classes.clone(),
+            train: self.train.subset(&split.train),
+            test: self.train.subset(&split.val),
+            unlabelled: self.unlabelled.clone(),
+            skipped: self.skipped,
+        })
     }
 
     /// Splits a labelled corpus: a stratified, seeded `test_fraction` of each class for
@@ -200,6 +227,27 @@ mod tests {
         assert_eq!((half.train.len(), half.test.len()), (15, 15));
         let err = source.load_split(ReadOptions::default(), 0.0).unwrap_err();
         assert!(err.to_string().contains("test fraction"), "{err}");
+
+        // The validation set: carved from the training split alone, stratified, and the test
+        // split nowhere in it.
+        let val = data.validation().unwrap();
+        assert_eq!((val.train.len(), val.test.len()), (19, 5));
+        let val_labels = val.test.labels.clone().unwrap();
+        assert_eq!(val_labels.iter().filter(|&&l| l == 0).count(), 3);
+        let seen = val.pretraining_documents();
+        for doc in data.test.documents.iter().chain(&val.test.documents) {
+            assert!(
+                !seen.contains(doc) && !val.train.documents.contains(doc),
+                "{doc}"
+            );
+        }
+        assert!(
+            val.test
+                .documents
+                .iter()
+                .all(|d| data.train.documents.contains(d))
+        );
+        assert_eq!(data.validation().unwrap(), val);
     }
 
     #[test]
