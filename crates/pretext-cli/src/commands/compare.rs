@@ -120,10 +120,20 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| format!(" Skipped {}: {}.", s.task, s.reason))
         .collect();
+    let pretraining = if config.tasks.is_empty() {
+        "none here".to_string()
+    } else {
+        format!("{} epoch(s) per task", config.epochs)
+    };
+    let given: String = args
+        .checkpoint
+        .iter()
+        .map(|c| format!(" Pretrained run given: {}.", c.display()))
+        .collect();
     let context = format!(
         "Data: {} ({} training images, {} test images{}, {} classes). {} seed(s); label subsets \
          drawn per seed from the training set less a stratified {:.0}% validation split, which \
-         tunes the linear probe. Pretraining: {} epoch(s) per task.{skipped} Device: {spec}. \
+         tunes the linear probe. Pretraining: {pretraining}.{given}{skipped} Device: {spec}. \
          Wall time: {:.0} s.",
         data.name,
         data.train.len(),
@@ -132,7 +142,6 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         data.num_classes(),
         config.study.seeds,
         config.study.validation_fraction * 100.0,
-        config.epochs,
         started.elapsed().as_secs_f64()
     );
     let test_labels = data
