@@ -80,7 +80,8 @@ impl std::str::FromStr for TextTaskKind {
 }
 
 /// Contrastive views' settings. Defaults: SimCSE's temperature 0.05 and dropout 0.1, views
-/// cropped to 60-100% of the tokens with 10% of them deleted, a 256-wide projector to 128.
+/// cropped to spans of 20-50% of the tokens with 10% of them deleted (chosen on the
+/// validation split), a 256-wide projector to 128.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimcseConfig {
