@@ -26,10 +26,17 @@ pub enum TsneMethod {
     BarnesHut { theta: f32 },
     /// Interpolation on a grid with FFT convolutions: linear in the points.
     Fft,
+    /// FFT from [`FFT_FROM`] points, Barnes-Hut (`theta` 0.5) below, as openTSNE chooses:
+    /// FFT's grid grows with the map's extent, which for a few tight clusters (a small test
+    /// split) runs to millions of cells, where a tree over few points stays cheap.
+    Auto,
 }
 
+/// The size from which [`TsneMethod::Auto`] takes the FFT-accelerated repulsion.
+pub const FFT_FROM: usize = 10_000;
+
 /// Configuration of a t-SNE map. Defaults as scikit-learn's `TSNE`, with the FFT-accelerated
-/// repulsion.
+/// repulsion from 10,000 points and Barnes-Hut below.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TsneConfig {
     pub perplexity: f32,
@@ -48,7 +55,7 @@ impl Default for TsneConfig {
             early_exaggeration: 12.0,
             max_iter: 1000,
             learning_rate: None,
-            method: TsneMethod::Fft,
+            method: TsneMethod::Auto,
         }
     }
 }
@@ -176,7 +183,10 @@ impl TsneConfig {
                 TsneMethod::BarnesHut { theta } => {
                     tsne.barnes_hut_with_neighbors(theta, &neighbours)
                 }
-                TsneMethod::Fft => tsne.fit_sne_with_neighbors(&neighbours),
+                TsneMethod::Auto if n < FFT_FROM => {
+                    tsne.barnes_hut_with_neighbors(0.5, &neighbours)
+                }
+                TsneMethod::Fft | TsneMethod::Auto => tsne.fit_sne_with_neighbors(&neighbours),
             };
             TsneMap {
                 embedding: tsne.embedding(),

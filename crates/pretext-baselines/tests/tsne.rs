@@ -68,3 +68,41 @@ fn settings_that_cannot_work_are_errors() {
     ));
     assert!(trustworthiness(&x, &x, 30).is_err());
 }
+
+/// A small map of a few tight clusters (a small test split): FFT's grid grew with the
+/// spread-out map until one fit ran for minutes; below 10,000 points the default takes
+/// Barnes-Hut, which maps them at once and keeps the clusters apart.
+#[test]
+fn a_few_tight_clusters_map_quickly_and_apart() {
+    let mut rows = Vec::new();
+    for i in 0..12usize {
+        let class = i % 3;
+        rows.extend((0..16).map(|j| {
+            if j % 3 == class {
+                5.0
+            } else {
+                0.01 * (i + j) as f32
+            }
+        }));
+    }
+    let x = Tensor::<2>::from_data(TensorData::new(rows, [12, 16]), &Device::flex());
+    let map = TsneConfig::default().fitted_to(12).fit(&x).unwrap();
+    let point = |i: usize| [map.embedding[2 * i], map.embedding[2 * i + 1]];
+    let distance = |a: usize, b: usize| {
+        let (p, q) = (point(a), point(b));
+        ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt()
+    };
+    // Each point is nearer every point of its class than any point of another class.
+    for a in 0..12 {
+        let same = (0..12)
+            .filter(|&b| b != a && b % 3 == a % 3)
+            .map(|b| distance(a, b));
+        let other = (0..12).filter(|&b| b % 3 != a % 3).map(|b| distance(a, b));
+        let far_same = same.fold(0.0f32, f32::max);
+        let near_other = other.fold(f32::INFINITY, f32::min);
+        assert!(
+            far_same < near_other,
+            "point {a}: {far_same} vs {near_other}"
+        );
+    }
+}

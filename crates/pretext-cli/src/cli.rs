@@ -503,7 +503,8 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub out: std::path::PathBuf,
     /// Also map the embeddings to two dimensions with t-SNE (scikit-learn's defaults, PCA
-    /// start, FFT-accelerated) into `<stem>-tsne.npy`, `[images, 2]`.
+    /// start, FFT-accelerated from 10,000 images, Barnes-Hut below) into `<stem>-tsne.npy`,
+    /// `[images, 2]`.
     #[arg(long)]
     pub tsne: bool,
     /// The t-SNE perplexity (lowered to fit when the split is small).
