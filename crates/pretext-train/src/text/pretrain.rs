@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use pretext_data::LoaderConfig;
 use pretext_data::text::{
-    MlmBatch, MlmConfig, MlmMasking, TextDataset, TextLoader, TextTask, TextTokenizer, TextViews,
-    TextViewsBatch, TextViewsConfig, TokenBatch, TokenizerConfig, encode_documents,
+    MlmBatch, MlmConfig, TextDataset, TextLoader, TextTask, TextTokenizer, TextViewsBatch,
+    TextViewsConfig, TokenBatch, TokenizerConfig, encode_documents,
 };
 use pretext_models::losses::l2_normalize;
 use pretext_models::tasks::{TaskModel, TextContrastiveModel};
@@ -331,12 +331,23 @@ pub fn pretrain_text_on(
     let (task, held_out) = match config.task {
         TextTaskKind::Mlm => {
             let masking = config.mlm.build(tokenizer.vocab_size())?;
-            let held_out = fixed_masks(&sequences, held_out, &masking, config.seed, 128);
+            let held_out = fixed_batches(&sequences, held_out, config.seed, 128, |chunk, rng| {
+                let masked: Vec<_> = chunk.iter().map(|s| masking.mask(s, rng)).collect();
+                let batch = MlmBatch::from_masked(&masked);
+                (!batch.positions.is_empty()).then_some(batch)
+            });
             (TextTask::Mlm(masking), HeldOut::Masks(held_out))
         }
         TextTaskKind::Simcse => {
             let views = config.simcse.views.build()?;
-            let held_out = fixed_views(&sequences, held_out, &views, config.seed, 128);
+            // A view among one is always matched: such a chunk measures nothing.
+            let held_out = fixed_batches(&sequences, held_out, config.seed, 128, |chunk, rng| {
+                let pairs: Vec<_> = chunk
+                    .iter()
+                    .map(|s| (views.view(s, rng), views.view(s, rng)))
+                    .collect();
+                (pairs.len() > 1).then(|| TextViewsBatch::from_pairs(&pairs))
+            });
             (TextTask::Views(views), HeldOut::Views(held_out))
         }
     };
@@ -433,28 +444,22 @@ pub fn pretrain_text_on(
     })
 }
 
-/// The held-out sequences cut into view pairs once, with a fixed seed, so every epoch is
-/// measured on the same views.
-fn fixed_views(
+/// The held-out sequences made into batches of up to `batch_size` once, with a fixed seed, so
+/// every epoch is measured on the same masks or views. `make` turns a chunk's sequences into
+/// a batch, or into nothing when the chunk has nothing to measure.
+fn fixed_batches<T>(
     sequences: &[Vec<u32>],
     held_out: &[usize],
-    views: &TextViews,
     seed: u64,
     batch_size: usize,
-) -> Vec<TextViewsBatch> {
+    mut make: impl FnMut(&[&[u32]], &mut ChaCha8Rng) -> Option<T>,
+) -> Vec<T> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ HELD_OUT_SALT);
     held_out
         .chunks(batch_size)
-        .filter(|chunk| chunk.len() > 1)
-        .map(|chunk| {
-            let pairs: Vec<_> = chunk
-                .iter()
-                .map(|&i| {
-                    let s = &sequences[i];
-                    (views.view(s, &mut rng), views.view(s, &mut rng))
-                })
-                .collect();
-            TextViewsBatch::from_pairs(&pairs)
+        .filter_map(|chunk| {
+            let chunk: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
+            make(&chunk, &mut rng)
         })
         .collect()
 }
@@ -477,29 +482,6 @@ pub fn views_matched(encoder: &TextEncoder, batches: &[TextViewsBatch], device: 
         total += n;
     }
     right as f64 / total.max(1) as f64
-}
-
-/// The held-out sequences masked once, with a fixed seed, so every epoch is measured on the
-/// same masks.
-fn fixed_masks(
-    sequences: &[Vec<u32>],
-    held_out: &[usize],
-    masking: &MlmMasking,
-    seed: u64,
-    batch_size: usize,
-) -> Vec<MlmBatch> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ HELD_OUT_SALT);
-    held_out
-        .chunks(batch_size)
-        .filter_map(|chunk| {
-            let masked: Vec<_> = chunk
-                .iter()
-                .map(|&i| masking.mask(&sequences[i], &mut rng))
-                .collect();
-            let batch = MlmBatch::from_masked(&masked);
-            (!batch.positions.is_empty()).then_some(batch)
-        })
-        .collect()
 }
 
 /// Share of the selected tokens that the model predicts exactly (top-1).
