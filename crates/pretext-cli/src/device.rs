@@ -218,6 +218,9 @@ impl DeviceSpec {
     /// [`device`](Self::device), presenting `token` to a remote device's server (which
     /// connects before this returns).
     pub fn device_with(&self, token: Option<&str>) -> Result<Device, DeviceError> {
+        // Only remote devices present a token.
+        #[cfg(not(feature = "remote"))]
+        let _ = token;
         if !self.backend.compiled() {
             return Err(DeviceError::NotCompiled(self.backend.name()));
         }
