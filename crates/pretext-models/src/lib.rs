@@ -10,6 +10,8 @@ pub mod losses;
 pub mod momentum;
 mod settings;
 pub mod tasks;
+#[cfg(test)]
+mod test_data;
 pub mod text;
 
 pub use encoders::{CnnEncoder, CnnEncoderConfig, Encoder, EncoderConfig, EncoderKind};

@@ -45,9 +45,9 @@ mod tests {
         let device = Device::flex().autodiff();
         let norm = BatchNormConfig::new(3).init(&device);
         let ours_norm = norm.clone();
-        let x = Tensor::<4>::random([4, 3, 5, 6], Distribution::Normal(2.0, 3.0), &device)
+        let x = crate::test_data::seeded([4, 3, 5, 6], Distribution::Normal(2.0, 3.0), 1, &device)
             .require_grad();
-        let weights = Tensor::<4>::random([4, 3, 5, 6], Distribution::Default, &device);
+        let weights = crate::test_data::seeded([4, 3, 5, 6], Distribution::Default, 2, &device);
 
         let theirs = norm.forward(x.clone());
         let ours = batch_norm_2d(&ours_norm, x.clone());

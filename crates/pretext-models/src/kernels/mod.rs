@@ -129,7 +129,8 @@ mod tests {
     fn check_conv(config: Conv2dConfig, dims: [usize; 4], input_grad: bool) {
         let device = Device::flex().autodiff();
         let conv = config.init(&device);
-        let data = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device).into_data();
+        let data =
+            crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 1, &device).into_data();
         let input = || {
             let x = Tensor::<4>::from_data(data.clone(), &device);
             if input_grad { x.require_grad() } else { x }
@@ -144,7 +145,8 @@ mod tests {
         let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
         fast.to_data()
             .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
-        let weights = Tensor::<4>::random(fast.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let weights =
+            crate::test_data::seeded(fast.dims(), Distribution::Normal(0.0, 1.0), 2, &device);
         let fast_grads = (fast * weights.clone()).sum().backward();
         let slow_grads = (slow * weights).sum().backward();
         let weight = conv.weight.val();
@@ -193,7 +195,7 @@ mod tests {
         // Stride 2 and asymmetric padding go to Burn's convolution unchanged.
         let covered = |conv: &Conv2d| symmetric_padding(conv).is_some();
         let device = Device::flex();
-        let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let x = crate::test_data::seeded([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), 3, &device);
         for conv in [
             Conv2dConfig::new([3, 4], [3, 3])
                 .with_stride([2, 2])
@@ -213,8 +215,9 @@ mod tests {
         let device = Device::flex().autodiff();
         let conv = same([3, 8], [3, 3]).init(&device);
         let norm = burn::nn::BatchNormConfig::new(8).init(&device);
-        let data = Tensor::<4>::random([37, 3, 12, 12], Distribution::Normal(0.0, 1.0), &device)
-            .into_data();
+        let data =
+            crate::test_data::seeded([37, 3, 12, 12], Distribution::Normal(0.0, 1.0), 4, &device)
+                .into_data();
         let grads_with = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -261,7 +264,8 @@ mod tests {
     fn conv_inference_matches_burn() {
         let device = Device::flex();
         let conv = same([3, 8], [3, 3]).init(&device);
-        let x = Tensor::<4>::random([5, 3, 12, 10], Distribution::Normal(0.0, 1.0), &device);
+        let x =
+            crate::test_data::seeded([5, 3, 12, 10], Distribution::Normal(0.0, 1.0), 5, &device);
         let bias = conv.bias.as_ref().map(|b| b.val());
         flex_conv::conv2d(&x, &conv.weight.val(), bias.as_ref(), [1, 1])
             .expect("the flex kernel takes inference tensors")
@@ -270,7 +274,8 @@ mod tests {
     }
 
     fn check_pool(device: &Device, dims: [usize; 4]) {
-        let data = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), device).into_data();
+        let data =
+            crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 6, device).into_data();
         let fast_x = Tensor::<4>::from_data(data.clone(), device).require_grad();
         let ref_x = Tensor::<4>::from_data(data, device).require_grad();
         let fast = flex_pool::max_pool2_relu(&fast_x).expect("the flex kernel covers this input");
@@ -334,12 +339,14 @@ mod tests {
             ([3, 2, 28, 28], 50.0),
             ([2, 5, 1, 1], 1.0),
         ] {
-            let data =
-                Tensor::<4>::random(dims, Distribution::Normal(mean, 2.0), &device).into_data();
-            let gamma = Tensor::<1>::random([dims[1]], Distribution::Normal(1.0, 0.5), &device)
-                .require_grad();
-            let beta = Tensor::<1>::random([dims[1]], Distribution::Normal(0.0, 0.5), &device)
-                .require_grad();
+            let data = crate::test_data::seeded(dims, Distribution::Normal(mean, 2.0), 7, &device)
+                .into_data();
+            let gamma =
+                crate::test_data::seeded([dims[1]], Distribution::Normal(1.0, 0.5), 8, &device)
+                    .require_grad();
+            let beta =
+                crate::test_data::seeded([dims[1]], Distribution::Normal(0.0, 0.5), 9, &device)
+                    .require_grad();
             let fast_x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
             let slow_x = Tensor::<4>::from_data(data, &device).require_grad();
             let (fast, fast_mean, fast_var) =
@@ -356,7 +363,8 @@ mod tests {
             fast_var
                 .into_data()
                 .assert_approx_eq::<f32>(&slow_var.into_data(), tolerance);
-            let weights = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let weights =
+                crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 10, &device);
             let fast_grads = (fast * weights.clone()).sum().backward();
             let slow_grads = (slow * weights).sum().backward();
             let pairs = [
@@ -405,7 +413,8 @@ mod tests {
     #[test]
     fn inference_tensors_take_the_kernel_too() {
         let device = Device::flex();
-        let x = Tensor::<4>::random([2, 4, 10, 6], Distribution::Normal(0.0, 1.0), &device);
+        let x =
+            crate::test_data::seeded([2, 4, 10, 6], Distribution::Normal(0.0, 1.0), 11, &device);
         flex_pool::max_pool2_relu(&x)
             .expect("the flex kernel takes inference tensors")
             .into_data()
