@@ -15,11 +15,11 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
 use burn::tensor::{Device, Gradients, Tensor};
 
-use pretext_data::tasks::{AnyBatch, AnyTensors};
+use pretext_data::tasks::AnyBatch;
 use pretext_models::tasks::{JointProjections, TaskModel};
 
 use crate::error::{Result, TrainError};
-use crate::trainer::{StepLoss, task_output, token_views};
+use crate::trainer::{StepLoss, projections, task_output};
 
 /// The devices a run trains on, the main one first (all autodiff devices).
 #[derive(Debug, Clone)]
@@ -68,33 +68,19 @@ impl Replicas {
             replicas.push((model.clone().fork(device), device.clone()));
             replicas.last().map(|(r, _)| r.clone())
         };
-        let output = if matches!(model, TaskModel::Joint(_) | TaskModel::TextContrastive(_)) {
+        let mismatch =
+            || TrainError::config("the model was built for another task than the data loader's");
+        let output = if model.projects_views() {
             let mut parts = Vec::with_capacity(shards.len());
             for (shard, device) in shards.into_iter().zip(&self.devices) {
-                parts.push(match (fork(device), shard.into_tensors(device)) {
-                    (Some(TaskModel::Joint(m)), AnyTensors::Views(v)) => {
-                        m.project(v.first, v.second)
-                    }
-                    (Some(TaskModel::TextContrastive(m)), AnyTensors::TextViews(v)) => {
-                        m.project(token_views(&v.first), token_views(&v.second))
-                    }
-                    _ => {
-                        return Err(TrainError::config(
-                            "the model was built for another task than the data loader's",
-                        ));
-                    }
-                });
+                let tensors = shard.into_tensors(device);
+                let part = fork(device).and_then(|replica| projections(&replica, &tensors));
+                parts.push(part.ok_or_else(mismatch)?);
             }
-            let gathered = JointProjections::gather(parts, main);
-            let out = match model {
-                TaskModel::TextContrastive(m) => m.loss_of(gathered),
-                TaskModel::Joint(m) => m.loss_of(gathered),
-                _ => return Err(TrainError::config("a joint loss without a joint model")),
-            };
-            StepLoss {
-                loss: out.loss,
-                embedding_std: Some((out.embedding_std, out.embedding_dim)),
-            }
+            model
+                .loss_of_projections(JointProjections::gather(parts, main))
+                .ok_or_else(mismatch)?
+                .into()
         } else {
             let mut loss: Option<Tensor<1>> = None;
             for (shard, device) in shards.into_iter().zip(&self.devices) {

@@ -15,7 +15,7 @@ use burn::tensor::{Bytes, Device, Tensor};
 use pretext_data::BatchSource;
 use pretext_data::tasks::AnyTensors;
 use pretext_data::text::TokenTensors;
-use pretext_models::tasks::{MaeInput, TaskModel, TokenViews};
+use pretext_models::tasks::{JointOutput, JointProjections, MaeInput, TaskModel, TokenViews};
 use pretext_models::text::MlmInput;
 
 use crate::checkpoint::{Checkpoint, CheckpointDir, TrainState};
@@ -175,20 +175,8 @@ pub fn task_loss(model: &TaskModel, batch: AnyTensors) -> Result<Tensor<1>> {
 
 /// [`task_loss`] with the collapse monitor.
 pub fn task_output(model: &TaskModel, batch: AnyTensors) -> Result<StepLoss> {
-    let joint = match (model, &batch) {
-        (TaskModel::Joint(m), AnyTensors::Views(b)) => {
-            Some(m.loss(b.first.clone(), b.second.clone()))
-        }
-        (TaskModel::TextContrastive(m), AnyTensors::TextViews(b)) => {
-            Some(m.loss(token_views(&b.first), token_views(&b.second)))
-        }
-        _ => None,
-    };
-    if let Some(out) = joint {
-        return Ok(StepLoss {
-            loss: out.loss,
-            embedding_std: Some((out.embedding_std, out.embedding_dim)),
-        });
+    if let Some(out) = projections(model, &batch).and_then(|p| model.loss_of_projections(p)) {
+        return Ok(out.into());
     }
     let loss = match (model, batch) {
         (TaskModel::Classifier(m), AnyTensors::Classification(b)) => m.loss(b.images, b.targets),
@@ -222,11 +210,34 @@ pub fn task_output(model: &TaskModel, batch: AnyTensors) -> Result<StepLoss> {
     })
 }
 
+/// The projections of a batch of view pairs, for a model that
+/// [projects views](TaskModel::projects_views); `None` for other models and batches.
+pub(crate) fn projections(model: &TaskModel, batch: &AnyTensors) -> Option<JointProjections> {
+    match (model, batch) {
+        (TaskModel::Joint(m), AnyTensors::Views(b)) => {
+            Some(m.project(b.first.clone(), b.second.clone()))
+        }
+        (TaskModel::TextContrastive(m), AnyTensors::TextViews(b)) => {
+            Some(m.project(token_views(&b.first), token_views(&b.second)))
+        }
+        _ => None,
+    }
+}
+
 /// One side of a batch of text views as the model takes it.
-pub(crate) fn token_views(t: &TokenTensors) -> TokenViews {
+fn token_views(t: &TokenTensors) -> TokenViews {
     TokenViews {
         tokens: t.tokens.clone(),
         padding: t.padding.clone(),
+    }
+}
+
+impl From<JointOutput> for StepLoss {
+    fn from(out: JointOutput) -> Self {
+        StepLoss {
+            loss: out.loss,
+            embedding_std: Some((out.embedding_std, out.embedding_dim)),
+        }
     }
 }
 

@@ -62,6 +62,22 @@ impl TaskModel {
         }
     }
 
+    /// Whether the loss is made from projections of view pairs (the joint-embedding methods,
+    /// SimCSE), which data-parallel training gathers from its replicas.
+    pub fn projects_views(&self) -> bool {
+        matches!(self, TaskModel::Joint(_) | TaskModel::TextContrastive(_))
+    }
+
+    /// The loss of a batch's projections, gathered or made in one piece, for a model that
+    /// [projects views](Self::projects_views); `None` for the others.
+    pub fn loss_of_projections(&self, projections: JointProjections) -> Option<JointOutput> {
+        match self {
+            TaskModel::Joint(m) => Some(m.loss_of(projections)),
+            TaskModel::TextContrastive(m) => Some(m.loss_of(projections)),
+            _ => None,
+        }
+    }
+
     /// Whether the model has a momentum target that [`Self::update_target`] moves.
     pub fn has_target(&self) -> bool {
         matches!(self, TaskModel::Joint(m) if m.has_target())

@@ -54,14 +54,9 @@ impl TextContrastiveModel {
         })
     }
 
-    /// The loss of a batch of view pairs (`first` row `i` and `second` row `i` come from one
-    /// sequence).
-    pub fn loss(&self, first: TokenViews, second: TokenViews) -> JointOutput {
-        self.loss_of(self.project(first, second))
-    }
-
-    /// What the loss needs of a batch (or of one replica's shard of it): the projections of
-    /// the first views, then of the second. The two sides are padded to their own lengths, so
+    /// What the loss needs of a batch of view pairs (`first` row `i` and `second` row `i` come
+    /// from one sequence), or of one replica's shard of it: the projections of the first
+    /// views, then of the second. The two sides are padded to their own lengths, so
     /// they are encoded apart.
     pub fn project(&self, first: TokenViews, second: TokenViews) -> JointProjections {
         let z1 = self.encoder.forward(first.tokens, first.padding);
