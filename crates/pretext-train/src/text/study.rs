@@ -14,11 +14,13 @@ use pretext_baselines::{Components, Fit, PcaConfig, Transform};
 use pretext_data::LoaderConfig;
 use pretext_data::text::{TextDataset, TextLoader, TextTask, TokenBatch, encode_documents};
 use pretext_models::tasks::TaskModel;
-use pretext_models::text::{Pooling, TextClassifierModel, TextEncoder, TextEncoderConfig};
+use pretext_models::text::{
+    MlmModel, Pooling, TextClassifierModel, TextEncoder, TextEncoderConfig,
+};
 
 use super::pretrain::{
-    ENCODER_WEIGHTS, LoadedTextEncoder, TextPretrainConfig, TextTaskKind, fill_mask, load_mlm,
-    load_text_encoder, pretrain_text,
+    ENCODER_WEIGHTS, LoadedMlm, LoadedTextEncoder, TextPretrainConfig, TextTaskKind, fill_mask,
+    load_mlm, load_text_encoder, pretrain_text,
 };
 use super::tfidf::TfIdf;
 use crate::compare::PretrainingCost;
@@ -364,6 +366,8 @@ pub const SCRATCH: &str = "transformer from scratch";
 struct Pretrained {
     task: TextTaskKind,
     loaded: LoadedTextEncoder,
+    /// The whole masked-token model (encoder and head), which fills in the report's masks.
+    mlm: Option<MlmModel>,
     sequences: Sequences,
 }
 
@@ -413,7 +417,22 @@ pub fn compare_text(
             )?;
         }
         pretraining.push(PretrainingCost::of(task.name(), &run));
-        let loaded = load_text_encoder(&run, device)?;
+        let (loaded, mlm) = match task {
+            TextTaskKind::Mlm => {
+                let LoadedMlm {
+                    model,
+                    tokenizer,
+                    description,
+                } = load_mlm(&run, device)?;
+                let loaded = LoadedTextEncoder {
+                    encoder: model.encoder.clone(),
+                    tokenizer,
+                    description,
+                };
+                (loaded, Some(model))
+            }
+            TextTaskKind::Simcse => (load_text_encoder(&run, device)?, None),
+        };
         let max_len = loaded.description.encoder.max_len;
         let sequences = Sequences {
             train: Arc::new(encode_documents(
@@ -427,6 +446,7 @@ pub fn compare_text(
         pretrained.push(Pretrained {
             task,
             loaded,
+            mlm,
             sequences,
         });
     }
@@ -576,15 +596,17 @@ pub fn compare_text(
     }
     let mut filled = Vec::new();
     let mut masked_accuracy = None;
-    if config.tasks.contains(&TextTaskKind::Mlm) {
-        let mlm = load_mlm(&out.join("pretrain").join(TextTaskKind::Mlm.name()), device)?;
-        masked_accuracy = mlm.description.masked_accuracy;
+    if let Some((p, mlm)) = pretrained
+        .iter()
+        .find_map(|p| p.mlm.as_ref().map(|m| (p, m)))
+    {
+        masked_accuracy = p.loaded.description.masked_accuracy;
         filled = config
             .fill_masks
             .iter()
             .map(|text| FilledMask {
                 text: text.clone(),
-                top: fill_mask(&mlm.model, &mlm.tokenizer, text, 5, device),
+                top: fill_mask(mlm, &p.loaded.tokenizer, text, 5, device),
             })
             .collect();
     }
