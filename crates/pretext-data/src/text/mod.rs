@@ -90,10 +90,8 @@ impl TextDataset {
     /// the measurements nor the pretraining made on this set see it, and the validation
     /// documents are kept out of its pretraining text as test documents are.
     pub fn validation(&self) -> Result<Self> {
-        let labels = self.train.labels.clone().unwrap_or_default();
-        let split = validation_split(
-            self.train.len(),
-            Some(&labels),
+        let (train, test) = carve(
+            &self.train,
             self.num_classes(),
             VALIDATION_FRACTION,
             VALIDATION_SALT,
@@ -101,8 +99,8 @@ impl TextDataset {
         Ok(Self {
             name: format!("{} (validation split)", self.name),
             classes: self.classes.clone(),
-            train: self.train.subset(&split.train),
-            test: self.train.subset(&split.val),
+            train,
+            test,
             unlabelled: self.unlabelled.clone(),
             skipped: self.skipped,
         })
@@ -117,24 +115,23 @@ impl TextDataset {
                  {test_fraction}: a corpus has no test part, so one is always carved"
             )));
         }
-        let labels = corpus.set.labels.clone().unwrap_or_default();
-        let classes = corpus.classes.len();
-        let split = validation_split(
-            corpus.set.len(),
-            Some(&labels),
-            classes,
-            test_fraction,
-            TEST_SALT,
-        )?;
+        let (train, test) = carve(&corpus.set, corpus.classes.len(), test_fraction, TEST_SALT)?;
         Ok(Self {
             name,
             classes: corpus.classes,
-            train: corpus.set.subset(&split.train),
-            test: corpus.set.subset(&split.val),
+            train,
+            test,
             unlabelled: corpus.unlabelled,
             skipped: corpus.skipped,
         })
     }
+}
+
+/// `set` split into the rest and a stratified, seeded `fraction` of each of its `classes`.
+fn carve(set: &TextSet, classes: usize, fraction: f64, salt: u64) -> Result<(TextSet, TextSet)> {
+    let labels = set.labels.clone().unwrap_or_default();
+    let split = validation_split(set.len(), Some(&labels), classes, fraction, salt)?;
+    Ok((set.subset(&split.train), set.subset(&split.val)))
 }
 
 /// Where labelled text comes from: `fortunes` (Debian's package, [`FORTUNE_CATEGORIES`]), or a
