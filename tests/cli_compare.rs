@@ -216,6 +216,46 @@ fn the_study_writes_its_report_and_resumes() {
         .stderr(contains("scan.toml"))
         .stderr(contains("heads"));
 
+    // Fine-tuning and the supervised baseline, both on augmented labelled images.
+    let augmented = dir.path().join("augmented.toml");
+    std::fs::write(
+        &augmented,
+        "[study]\ntrain_steps = 5\n\n[study.train_views]\ncrop_scale = [0.6, 1.0]\n",
+    )
+    .unwrap();
+    for (protocol, needle) in [
+        ("finetune", "autoencoder  fine-tuning  5 labels per class"),
+        (
+            "supervised",
+            "supervised cnn  supervised from scratch  5 labels per class",
+        ),
+    ] {
+        pretext()
+            .args(["probe", "--labels-per-class", "5", "--seeds", "1"])
+            .args(["--protocol", protocol, "--settings"])
+            .arg(&augmented)
+            .arg("--checkpoint")
+            .arg(&pretrained)
+            .arg("--data")
+            .arg(dir.path())
+            .assert()
+            .success()
+            .stdout(contains(needle));
+    }
+    std::fs::write(&augmented, "[study.train_views]\ncrop_scale = [0.6, 2.0]\n").unwrap();
+    pretext()
+        .args(["probe", "--protocol", "supervised", "--settings"])
+        .arg(&augmented)
+        .arg("--checkpoint")
+        .arg(&pretrained)
+        .arg("--data")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(contains("augmented.toml"))
+        .stderr(contains("train_views"))
+        .stderr(contains("crop_scale"));
+
     // An interruption that lost the last cells: the rerun computes only those.
     let kept: Vec<&str> = cells.lines().take(45).collect();
     std::fs::write(out.join("cells.jsonl"), kept.join("\n") + "\n").unwrap();

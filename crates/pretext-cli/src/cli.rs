@@ -555,7 +555,11 @@ pub enum EvalSplitArg {
 pub enum ProtocolArg {
     Linear,
     Knn,
+    /// The encoder with a linear head (started from the linear probe), trained on the labels.
     Finetune,
+    /// The study's supervised baseline: the reference CNN trained from scratch on the same
+    /// labelled images, with the same steps and augmentations as fine-tuning.
+    Supervised,
     /// K-means on the test features (no labels; ACC, NMI and ARI).
     Cluster,
     /// A Gaussian mixture on the test features' first principal components (no labels).

@@ -31,6 +31,7 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         ProtocolArg::Linear => Protocol::Linear,
         ProtocolArg::Knn => Protocol::Knn,
         ProtocolArg::Finetune => Protocol::Finetune,
+        ProtocolArg::Supervised => Protocol::Supervised,
         ProtocolArg::Cluster => Protocol::Cluster,
         ProtocolArg::Gmm => Protocol::Gmm,
         ProtocolArg::Scan => Protocol::Scan,
@@ -74,10 +75,14 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("probing {} failed", args.checkpoint.display()))?;
     let wanted = protocol.with_parts();
-    // The cache may hold other seeds and budgets from earlier probes.
+    // The cache may hold other seeds and budgets from earlier probes. The supervised baseline's
+    // cells are its own representation's, not the encoder's.
     let cells: Vec<_> = cells
         .into_iter()
-        .filter(|c| c.key.seed < args.seeds && c.key.representation == name)
+        .filter(|c| {
+            c.key.seed < args.seeds
+                && (c.key.representation == name || c.key.protocol == Protocol::Supervised)
+        })
         .collect();
     for s in summarize(&cells) {
         let budget_matches = protocol.is_label_free() || s.budget == args.labels_per_class;
@@ -89,7 +94,8 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
                 _ => String::new(),
             };
             println!(
-                "{name}  {}  {} labels per class  {:.4} ± {:.4}{fair} ({} seeds, {} split of {})",
+                "{}  {}  {} labels per class  {:.4} ± {:.4}{fair} ({} seeds, {} split of {})",
+                s.representation,
                 s.protocol.name(),
                 s.budget,
                 s.mean,

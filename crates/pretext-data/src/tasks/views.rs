@@ -173,7 +173,13 @@ impl ViewsTask {
     }
 
     /// Writes one augmented view of `unit` (an image on the [0, 1] scale) into `out`.
-    fn view(&self, unit: &[f32], rng: &mut impl Rng, out: &mut [f32], scratch: &mut [f32]) {
+    pub(super) fn view(
+        &self,
+        unit: &[f32],
+        rng: &mut impl Rng,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
         let c = &self.config;
         let rect = self.random_crop(rng);
         resize_bilinear(

@@ -19,7 +19,10 @@ use std::path::Path;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use pretext_data::{ImageDataset, ImageSet, LabelBudget, stratified_subset, validation_split};
+use pretext_data::tasks::ViewsConfig;
+use pretext_data::{
+    ImageDataset, ImageSet, ImageShape, LabelBudget, stratified_subset, validation_split,
+};
 
 use pretext_models::encoders::{EncoderConfig, EncoderKind};
 
@@ -63,6 +66,10 @@ pub struct StudyConfig {
     pub train_batch_size: usize,
     /// The pretrained encoder's learning rate as a fraction of the head's when fine-tuning.
     pub finetune_encoder_lr_scale: f64,
+    /// Augmentations of the labelled images in fine-tuning and in the supervised baseline
+    /// alike (`[study.train_views]`, the contrastive views' settings); none when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_views: Option<ViewsConfig>,
 }
 
 impl Default for StudyConfig {
@@ -94,6 +101,7 @@ impl Default for StudyConfig {
             train_lr: 1e-3,
             train_batch_size: 64,
             finetune_encoder_lr_scale: 0.1,
+            train_views: None,
         }
     }
 }
@@ -138,6 +146,12 @@ impl StudyConfig {
             return Err(TrainError::config(
                 "train_lr and finetune_encoder_lr_scale must be positive",
             ));
+        }
+        if let Some(views) = &self.train_views {
+            // Checked on a stand-in shape; the study checks again against its images.
+            views
+                .build(ImageShape::new(1, 28, 28))
+                .map_err(|e| TrainError::config(format!("train_views: {e}")))?;
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
             return Err(TrainError::config(format!(
@@ -664,4 +678,35 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_views_validate_and_leave_default_settings_unchanged() {
+        let bad = StudyConfig {
+            train_views: Some(ViewsConfig {
+                crop_scale: [0.6, 2.0],
+                ..ViewsConfig::default()
+            }),
+            ..StudyConfig::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("train_views") && err.contains("crop_scale"),
+            "{err}"
+        );
+        let good = StudyConfig {
+            train_views: Some(ViewsConfig::default()),
+            ..StudyConfig::default()
+        };
+        assert!(good.validate().is_ok());
+        // Absent views are absent from the settings' TOML, which names cached cells: cells
+        // measured before the setting existed keep their names.
+        let text = toml::to_string(&StudyConfig::default()).unwrap();
+        assert!(!text.contains("train_views"), "{text}");
+        assert!(toml::to_string(&good).unwrap().contains("train_views"));
+    }
 }

@@ -58,8 +58,12 @@ pub fn train_and_test(
     let train_device = device.clone().autodiff();
     let n = labelled.len();
     let batch_size = config.train_batch_size.min(n).max(1);
+    let task = match &config.train_views {
+        Some(views) => SupervisedTask::augmented(shape, views)?,
+        None => SupervisedTask::new(shape),
+    };
     let loader = BatchLoader::new(
-        AnyTask::Supervised(SupervisedTask::new(shape)),
+        AnyTask::Supervised(task),
         Arc::clone(train),
         Some(labelled),
         norm.clone(),

@@ -109,6 +109,11 @@ impl TextCompareConfig {
                 t.name()
             )));
         }
+        if self.study.train_views.is_some() {
+            return Err(TrainError::config(
+                "study.train_views augments images; the text study has none to augment",
+            ));
+        }
         self.pretrain.validate()?;
         self.study.validate()
     }
@@ -623,4 +628,18 @@ pub fn compare_text(
         vocab_size: first.loaded.tokenizer.vocab_size(),
         projections,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_augmentations_are_refused_for_text() {
+        let config =
+            TextCompareConfig::from_toml("[study.train_views]\nflip_prob = 0.5\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("train_views"), "{err}");
+        assert!(TextCompareConfig::default().validate().is_ok());
+    }
 }
