@@ -237,6 +237,29 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
     // The run exists: starting it again is refused; --resume finishes at once.
     pretrain().assert().failure().stderr(contains("--resume"));
     pretrain().arg("--resume").assert().success();
+    // A run written before `task`, `[simcse]` and `encoder.dropout` existed resumes: those
+    // keys' defaults are its settings. Another value of one of them is still a change.
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let mut earlier: toml::Table = toml::from_str(&saved).unwrap();
+    earlier.remove("task");
+    earlier.remove("simcse");
+    earlier["encoder"].as_table_mut().unwrap().remove("dropout");
+    std::fs::write(run.join("config.toml"), toml::to_string(&earlier).unwrap()).unwrap();
+    pretrain().arg("--resume").assert().success();
+    std::fs::write(run.join("config.toml"), toml::to_string(&earlier).unwrap()).unwrap();
+    pretext()
+        .args(["pretrain", "--task", "simcse", "--quiet", "--epochs", "1"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .arg("--resume")
+        .assert()
+        .failure()
+        .stderr(contains("differ"))
+        .stderr(contains("task"));
 
     // Contrastive views from the same config: the encoder alone is exported.
     let views = dir.path().join("views");

@@ -176,7 +176,8 @@ pub fn pretrain_on(
         config.seed,
     )?;
 
-    let run = RunDir::open(out, &toml, mode)?;
+    let resolve = |saved: &str| PretrainConfig::from_toml(saved).ok().map(|c| c.to_toml());
+    let run = RunDir::open_resolving(out, &toml, mode, &resolve)?;
     // Room for the kept checkpoints, one being written, and the exported encoder.
     run.ensure_checkpoint_space(model.num_params(), config.checkpoint.keep + 2)?;
     if let AnyTask::Jigsaw(t) = &task {
@@ -214,7 +215,7 @@ pub fn pretrain_on(
         checkpoints: run.checkpoints(config.checkpoint.keep),
         metrics: run.metrics(),
         config_digest: crate::run_dir::settings_digest(&toml),
-        legacy_digest: crate::run_dir::legacy_digest(&toml),
+        accepted_digests: run.accepted_digests(&toml),
         extension: run.extension(),
         resume,
     };

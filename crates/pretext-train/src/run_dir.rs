@@ -41,7 +41,14 @@ pub struct RunDir {
     root: PathBuf,
     lock: PathBuf,
     extension: Option<Extension>,
+    /// The saved config as an earlier version wrote it, when resuming took it for the same
+    /// settings: its checkpoints carry its digest.
+    earlier: Option<String>,
 }
+
+/// How today's version reads a saved config: the same settings written out with every key it
+/// knows (keys added since at their defaults), or `None` when it cannot read them.
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Identifies a run's settings in its checkpoints: every setting but `epochs`, which a resume
 /// may raise.
@@ -100,12 +107,25 @@ impl RunDir {
     /// lock, and checks what it holds against `mode`. Under [`RunMode::Force`] the previous run's
     /// checkpoints, metrics and exports are removed.
     pub fn open(root: &Path, config: &str, mode: RunMode) -> Result<Self> {
+        Self::open_resolving(root, config, mode, &|_| None)
+    }
+
+    /// [`Self::open`], reading a saved config through `resolve` before comparing it on a
+    /// resume: a run an earlier version left unfinished lacks the settings added since, and
+    /// when those keys' defaults make it the same run, it resumes.
+    pub fn open_resolving(
+        root: &Path,
+        config: &str,
+        mode: RunMode,
+        resolve: Resolve<'_>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
         let lock = acquire_lock(root)?;
         let mut dir = Self {
             root: root.to_path_buf(),
             lock,
             extension: None,
+            earlier: None,
         };
         let config_path = root.join(CONFIG);
         let existing = std::fs::read_to_string(&config_path).ok();
@@ -117,7 +137,12 @@ impl RunDir {
                 });
             }
             RunMode::Resume if existing.as_deref().is_some_and(|e| e != config) => {
-                let old = existing.as_deref().unwrap_or_default();
+                let saved = existing.as_deref().unwrap_or_default();
+                let current = resolve(saved).filter(|r| r != saved);
+                if current.is_some() {
+                    dir.earlier = Some(saved.to_string());
+                }
+                let old = current.as_deref().unwrap_or(saved);
                 let keys = differing_keys(old, config);
                 let epochs = |t: &str| {
                     toml::from_str::<toml::Table>(t)
@@ -125,6 +150,8 @@ impl RunDir {
                         .and_then(|t| t.get("epochs").and_then(toml::Value::as_integer))
                 };
                 match (keys.as_slice(), epochs(old), epochs(config)) {
+                    // The earlier version's way of writing the same settings.
+                    ([], _, _) => {}
                     ([only], Some(from), Some(to)) if only == "epochs" && to > from => {
                         dir.extension = Some(Extension {
                             from_epochs: from as u64,
@@ -148,6 +175,18 @@ impl RunDir {
         }
         pretext_data::npy::write_atomic(&config_path, config.as_bytes())?;
         Ok(dir)
+    }
+
+    /// The digests besides [`settings_digest`]`(config)` that checkpoints of this run may
+    /// carry: the whole config's (written before the digest left out `epochs`), and those of
+    /// the earlier version's config when resuming took it for the same settings.
+    pub fn accepted_digests(&self, config: &str) -> Vec<String> {
+        let mut digests = vec![legacy_digest(config)];
+        if let Some(earlier) = &self.earlier {
+            digests.push(settings_digest(earlier));
+            digests.push(legacy_digest(earlier));
+        }
+        digests
     }
 
     /// [`Self::ensure_space`] for `copies` files the size of a checkpoint of a model of `params`
@@ -326,6 +365,56 @@ mod tests {
         assert_ne!(
             settings_digest(&config(5, 0.1)),
             settings_digest(&config(5, 0.2))
+        );
+    }
+
+    #[test]
+    fn a_run_an_earlier_version_wrote_resumes_when_the_new_keys_keep_its_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        // Written before `dropout` existed; today's default is 0.
+        let earlier = "epochs = 5\n[encoder]\ndim = 64\n";
+        let today = |epochs: u64, dropout: f64| {
+            format!("epochs = {epochs}\n[encoder]\ndim = 64\ndropout = {dropout:?}\n")
+        };
+        let resolve = |saved: &str| -> Option<String> {
+            let mut table: toml::Table = toml::from_str(saved).ok()?;
+            let encoder = table.get_mut("encoder")?.as_table_mut()?;
+            encoder.entry("dropout").or_insert(toml::Value::Float(0.0));
+            Some(toml::to_string(&table).unwrap())
+        };
+        let reopen =
+            |config: &str| RunDir::open_resolving(&root, config, RunMode::Resume, &resolve);
+        drop(RunDir::open(&root, earlier, RunMode::New).unwrap());
+        // Without reading it through today's defaults, the new key is a change.
+        let err = RunDir::open(&root, &today(5, 0.0), RunMode::Resume).unwrap_err();
+        assert!(
+            err.to_string().contains("(encoder.dropout differ)"),
+            "{err}"
+        );
+        // Another value of the new key is a change of settings.
+        let err = reopen(&today(5, 0.1)).unwrap_err();
+        assert!(
+            err.to_string().contains("(encoder.dropout differ)"),
+            "{err}"
+        );
+        // Its default is the same run: its checkpoints' digests are accepted.
+        let run = reopen(&today(5, 0.0)).unwrap();
+        assert_eq!(run.extension(), None);
+        assert!(
+            run.accepted_digests(&today(5, 0.0))
+                .contains(&settings_digest(earlier))
+        );
+        drop(run);
+        // And more epochs extend it, as for any run.
+        std::fs::write(root.join(CONFIG), earlier).unwrap();
+        let run = reopen(&today(8, 0.0)).unwrap();
+        assert_eq!(
+            run.extension(),
+            Some(Extension {
+                from_epochs: 5,
+                to_epochs: 8
+            })
         );
     }
 

@@ -147,9 +147,9 @@ pub struct Persistence {
     pub metrics: std::path::PathBuf,
     /// Identifies the settings; stored in checkpoints and checked on resume.
     pub config_digest: String,
-    /// What checkpoints of the same settings written before the digest left out `epochs`
-    /// carry; accepted on resume too.
-    pub legacy_digest: String,
+    /// Other digests checkpoints of the same settings carry (earlier ways of writing them:
+    /// [`crate::run_dir::RunDir::accepted_digests`]); accepted on resume too.
+    pub accepted_digests: Vec<String>,
     /// Set when this resume raised `epochs`: said to the observer and logged.
     pub extension: Option<crate::run_dir::Extension>,
     /// Resume from the newest good checkpoint, if any.
@@ -296,7 +296,9 @@ pub fn train_loop(
                     observer.note(&format!("skipped {skipped}"));
                 }
                 let c = restored.checkpoint;
-                if c.state.config_digest != digest && c.state.config_digest != p.legacy_digest {
+                if c.state.config_digest != digest
+                    && !p.accepted_digests.contains(&c.state.config_digest)
+                {
                     return Err(TrainError::checkpoint(
                         &restored.path,
                         "it was written under other settings",

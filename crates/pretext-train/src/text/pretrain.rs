@@ -372,7 +372,12 @@ pub fn pretrain_text_on(
         config.loader.clone(),
         config.seed,
     )?;
-    let run = RunDir::open(out, &toml, mode)?;
+    let resolve = |saved: &str| {
+        TextPretrainConfig::from_toml(saved)
+            .ok()
+            .map(|c| c.to_toml())
+    };
+    let run = RunDir::open_resolving(out, &toml, mode, &resolve)?;
     // The kept checkpoints, one being written, and the exported encoder and MLM model.
     run.ensure_checkpoint_space(model.num_params(), config.checkpoint.keep + 3)?;
     tokenizer.save(&run.file(TOKENIZER))?;
@@ -399,7 +404,7 @@ pub fn pretrain_text_on(
         checkpoints: run.checkpoints(config.checkpoint.keep),
         metrics: run.metrics(),
         config_digest: crate::run_dir::settings_digest(&toml),
-        legacy_digest: crate::run_dir::legacy_digest(&toml),
+        accepted_digests: run.accepted_digests(&toml),
         extension: run.extension(),
         resume: mode == RunMode::Resume,
     };
