@@ -73,6 +73,24 @@ fn main() {
         conv(&device, [32, 64], false),
         random([128, 32, 14, 14]).require_grad(),
     );
+    // The ResNet's downsampling at 32x32 input: a stride-2 3x3 and its 1x1 shortcut.
+    let strided = |channels: [usize; 2], kernel: usize, pad: usize| {
+        Conv2dConfig::new(channels, [kernel, kernel])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+            .with_bias(false)
+            .init(&device)
+    };
+    conv_row(
+        "conv 32→64, stride 2, 32x32, input gradient",
+        strided([32, 64], 3, 1),
+        random([128, 32, 32, 32]).require_grad(),
+    );
+    conv_row(
+        "conv 1x1 32→64, stride 2, 32x32",
+        strided([32, 64], 1, 0),
+        random([128, 32, 32, 32]).require_grad(),
+    );
 
     let activations = random([128, 32, 28, 28]).require_grad();
     let pool = MaxPool2dConfig::new([2, 2]).init();

@@ -1,5 +1,6 @@
-//! The flex kernels behind [`super::conv2d`]: stride-1 convolutions as one matrix product per
-//! image over a column buffer that stays in cache, forward and backward.
+//! The flex kernels behind [`super::conv2d`]: convolutions (any stride, no dilation, one group)
+//! as one matrix product per image over a column buffer that stays in cache, forward and
+//! backward.
 //!
 //! Burn's flex convolution lowers the whole batch into one column matrix and permutes the
 //! product back to channels-first order, and its backward pass computes the weight gradient
@@ -22,7 +23,7 @@ use rayon::prelude::*;
 
 use super::flex_util::{dims, tensor, with_f32};
 
-/// The shape of one convolution: stride 1, no dilation, one group, `pad` on both sides.
+/// The shape of one convolution: no dilation, one group, `pad` on both sides of each axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Geometry {
     batch: usize,
@@ -32,13 +33,14 @@ struct Geometry {
     width: usize,
     kernel: [usize; 2],
     pad: [usize; 2],
+    stride: [usize; 2],
 }
 
 impl Geometry {
     fn out_hw(&self) -> (usize, usize) {
         (
-            self.height + 2 * self.pad[0] + 1 - self.kernel[0],
-            self.width + 2 * self.pad[1] + 1 - self.kernel[1],
+            (self.height + 2 * self.pad[0] - self.kernel[0]) / self.stride[0] + 1,
+            (self.width + 2 * self.pad[1] - self.kernel[1]) / self.stride[1] + 1,
         )
     }
 
@@ -64,6 +66,7 @@ pub(super) fn conv2d(
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     pad: [usize; 2],
+    stride: [usize; 2],
 ) -> Option<Tensor<4>> {
     let [batch, c_in, height, width] = x.dims();
     let [c_out, w_in, kh, kw] = weight.dims();
@@ -73,6 +76,7 @@ pub(super) fn conv2d(
         && w_in == c_in
         // Empty tensors go to Burn: the kernels split buffers into per-image chunks.
         && [batch, c_in, c_out, height, width, kh, kw].iter().all(|&d| d > 0)
+        && stride.iter().all(|&s| s > 0)
         && height + 2 * pad[0] >= kh
         && width + 2 * pad[1] >= kw;
     if !fits {
@@ -86,6 +90,7 @@ pub(super) fn conv2d(
         width,
         kernel: [kh, kw],
         pad,
+        stride,
     };
     if x.device().is_autodiff() {
         let prim = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<Flex>>().ok();
@@ -253,25 +258,30 @@ fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, accumulate: bool, lhs: 
 
 /// Walks one image's column buffer (`[c_in·kh·kw, oh·ow]`, see [`im2col`]) output row by
 /// output row, calling `f(col_start, image_start, len)` for the run of entries whose source
-/// pixels lie inside the image; the entries outside it are padding. The one place that knows
-/// which pixel each entry reads.
+/// pixels lie inside the image, `stride[1]` apart in the image; the entries outside it are
+/// padding. The one place that knows which pixel each entry reads.
 fn for_each_span(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
     let (oh, ow) = g.out_hw();
     let [kh, kw] = g.kernel;
     let [ph, pw] = g.pad;
+    let [sh, sw] = g.stride;
     for c in 0..g.c_in {
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = ((c * kh + ky) * kw + kx) * oh * ow;
+                // Output columns whose source column `x·sw + kx - pw` lies inside the row.
+                let lo = pw.saturating_sub(kx).div_ceil(sw).min(ow);
+                let hi = (g.width + pw)
+                    .saturating_sub(kx)
+                    .div_ceil(sw)
+                    .min(ow)
+                    .max(lo);
                 for y in 0..oh {
-                    let sy = (y + ky).wrapping_sub(ph);
+                    let sy = (y * sh + ky).wrapping_sub(ph);
                     if sy >= g.height {
                         continue;
                     }
-                    // Output columns whose source column `x + kx - pw` lies inside the row.
-                    let lo = pw.saturating_sub(kx).min(ow);
-                    let hi = (g.width + pw).saturating_sub(kx).min(ow).max(lo);
-                    let source = (c * g.height + sy) * g.width + lo + kx - pw;
+                    let source = (c * g.height + sy) * g.width + lo * sw + kx - pw;
                     f(row + y * ow + lo, source, hi - lo);
                 }
             }
@@ -283,16 +293,25 @@ fn for_each_span(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
 /// overhangs the border).
 fn im2col(image: &[f32], g: &Geometry, col: &mut [f32]) {
     col.fill(0.0);
+    let step = g.stride[1];
     for_each_span(g, |at, from, len| {
-        col[at..at + len].copy_from_slice(&image[from..from + len]);
+        let dst = &mut col[at..at + len];
+        if step == 1 {
+            dst.copy_from_slice(&image[from..from + len]);
+        } else {
+            for (d, &v) in dst.iter_mut().zip(image[from..].iter().step_by(step)) {
+                *d = v;
+            }
+        }
     });
 }
 
 /// The inverse scatter of [`im2col`]: adds each column entry back onto its input pixel.
 fn col2im(col: &[f32], g: &Geometry, image: &mut [f32]) {
     image.fill(0.0);
+    let step = g.stride[1];
     for_each_span(g, |at, to, len| {
-        for (d, &v) in image[to..to + len].iter_mut().zip(&col[at..at + len]) {
+        for (d, &v) in image[to..].iter_mut().step_by(step).zip(&col[at..at + len]) {
             *d += v;
         }
     });

@@ -19,14 +19,16 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
-/// `conv.forward(x)`. On flex, a convolution with stride 1, no dilation, one group and the
-/// same padding on both sides of each axis (3x3 with `Same` padding, for instance) runs as one
-/// matrix product per image, forward and backward; every other case is Burn's own.
+/// `conv.forward(x)`. On flex, a convolution with no dilation, one group and the same padding
+/// on both sides of each axis (3x3 with `Same` padding, a ResNet's stride-2 3x3 and 1x1
+/// convolutions) runs as one matrix product per image, forward and backward; every other case
+/// is Burn's own.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if let Some(pad) = symmetric_padding(conv) {
         let bias = conv.bias.as_ref().map(|b| b.val());
-        if let Some(out) = flex_conv::conv2d(&x, &conv.weight.val(), bias.as_ref(), pad) {
+        let weight = conv.weight.val();
+        if let Some(out) = flex_conv::conv2d(&x, &weight, bias.as_ref(), pad, conv.stride) {
             return out;
         }
     }
@@ -36,14 +38,17 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// The per-axis padding when `conv` is one the flex kernel covers.
 #[cfg(feature = "flex")]
 fn symmetric_padding(conv: &Conv2d) -> Option<[usize; 2]> {
-    if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
+    if conv.dilation != [1, 1] || conv.groups != 1 || conv.stride.contains(&0) {
         return None;
     }
     let [kh, kw] = conv.kernel_size;
+    let unit_stride = conv.stride == [1, 1];
     match conv.padding {
         PaddingConfig2d::Valid => Some([0, 0]),
         // At stride 1, `Same` pads k - 1 in all: evenly on both sides for odd kernels.
-        PaddingConfig2d::Same => (kh % 2 == 1 && kw % 2 == 1).then_some([kh / 2, kw / 2]),
+        PaddingConfig2d::Same => {
+            (unit_stride && kh % 2 == 1 && kw % 2 == 1).then_some([kh / 2, kw / 2])
+        }
         PaddingConfig2d::Explicit(top, left, bottom, right) => {
             (top == bottom && left == right).then_some([top, left])
         }
@@ -138,7 +143,7 @@ mod tests {
         let (fast_x, slow_x) = (input(), input());
         let pad = symmetric_padding(&conv).expect("a convolution the kernel covers");
         let bias = conv.bias.as_ref().map(|b| b.val());
-        let fast = flex_conv::conv2d(&fast_x, &conv.weight.val(), bias.as_ref(), pad)
+        let fast = flex_conv::conv2d(&fast_x, &conv.weight.val(), bias.as_ref(), pad, conv.stride)
             .expect("the flex kernel covers this convolution");
         let slow = conv.forward(slow_x.clone());
         assert_eq!(fast.dims(), slow.dims());
@@ -188,17 +193,37 @@ mod tests {
             [2, 2, 4, 3],
             true,
         );
+        // A ResNet's downsampling: stride-2 3x3 with padding 1 and stride-2 1x1 without, on even
+        // and odd sizes (where the last row and column are never read); and unequal strides.
+        let stride2 = |c: [usize; 2], k: usize, p: usize| {
+            Conv2dConfig::new(c, [k, k])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .with_bias(false)
+        };
+        check_conv(stride2([4, 6], 3, 1), [3, 4, 8, 8], true);
+        check_conv(stride2([4, 6], 1, 0), [3, 4, 8, 8], true);
+        check_conv(stride2([3, 5], 3, 1).with_bias(true), [2, 3, 9, 7], true);
+        check_conv(stride2([2, 3], 1, 0), [2, 2, 7, 9], true);
+        check_conv(
+            Conv2dConfig::new([2, 3], [3, 2])
+                .with_stride([3, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 2, 1, 2)),
+            [2, 2, 10, 7],
+            true,
+        );
     }
 
     #[test]
     fn conv_outside_the_kernel_is_burns() {
-        // Stride 2 and asymmetric padding go to Burn's convolution unchanged.
+        // Dilation and padding that is not the same on both sides go to Burn's convolution
+        // unchanged.
         let covered = |conv: &Conv2d| symmetric_padding(conv).is_some();
         let device = Device::flex();
         let x = crate::test_data::seeded([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), 3, &device);
         for conv in [
             Conv2dConfig::new([3, 4], [3, 3])
-                .with_stride([2, 2])
+                .with_dilation([2, 2])
                 .init(&device),
             same([3, 4], [2, 2]).init(&device),
         ] {
@@ -267,7 +292,7 @@ mod tests {
         let x =
             crate::test_data::seeded([5, 3, 12, 10], Distribution::Normal(0.0, 1.0), 5, &device);
         let bias = conv.bias.as_ref().map(|b| b.val());
-        flex_conv::conv2d(&x, &conv.weight.val(), bias.as_ref(), [1, 1])
+        flex_conv::conv2d(&x, &conv.weight.val(), bias.as_ref(), [1, 1], [1, 1])
             .expect("the flex kernel takes inference tensors")
             .into_data()
             .assert_approx_eq::<f32>(&conv.forward(x).into_data(), Tolerance::rel_abs(1e-4, 1e-4));
