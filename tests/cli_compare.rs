@@ -198,16 +198,19 @@ fn the_study_writes_its_report_and_resumes() {
     // Other protocol settings from a file: measured afresh and cached apart.
     let settings = dir.path().join("scan.toml");
     std::fs::write(&settings, "[study.scan]\nhead_hidden = 16\nheads = 2\n").unwrap();
-    let probe_with = |file: &std::path::Path| {
+    let probe = |args: &[&str], settings: &std::path::Path| {
         pretext()
-            .args(["probe", "--protocol", "scan", "--seeds", "1", "--settings"])
-            .arg(file)
+            .arg("probe")
+            .args(args)
+            .arg("--settings")
+            .arg(settings)
             .arg("--checkpoint")
             .arg(&pretrained)
             .arg("--data")
             .arg(dir.path())
             .assert()
     };
+    let probe_with = |file: &std::path::Path| probe(&["--protocol", "scan", "--seeds", "1"], file);
     probe_with(&settings).success().stdout(contains("SCAN ACC"));
     assert_eq!(caches(), 2);
     std::fs::write(&settings, "[study.scan]\nheads = 0\n").unwrap();
@@ -230,27 +233,18 @@ fn the_study_writes_its_report_and_resumes() {
             "supervised cnn  supervised from scratch  5 labels per class",
         ),
     ] {
-        pretext()
-            .args(["probe", "--labels-per-class", "5", "--seeds", "1"])
-            .args(["--protocol", protocol, "--settings"])
-            .arg(&augmented)
-            .arg("--checkpoint")
-            .arg(&pretrained)
-            .arg("--data")
-            .arg(dir.path())
-            .assert()
-            .success()
-            .stdout(contains(needle));
+        let args = [
+            "--labels-per-class",
+            "5",
+            "--seeds",
+            "1",
+            "--protocol",
+            protocol,
+        ];
+        probe(&args, &augmented).success().stdout(contains(needle));
     }
     std::fs::write(&augmented, "[study.train_views]\ncrop_scale = [0.6, 2.0]\n").unwrap();
-    pretext()
-        .args(["probe", "--protocol", "supervised", "--settings"])
-        .arg(&augmented)
-        .arg("--checkpoint")
-        .arg(&pretrained)
-        .arg("--data")
-        .arg(dir.path())
-        .assert()
+    probe(&["--protocol", "supervised"], &augmented)
         .code(1)
         .stderr(contains("augmented.toml"))
         .stderr(contains("train_views"))
