@@ -27,3 +27,5 @@ run() {
 run no-blur "blur_prob = 0.0"
 run crop-0.08 "crop_scale = [0.08, 1.0]"
 run crop-0.4 "crop_scale = [0.4, 1.0]"
+run noise "noise_prob = 0.5"
+run jitter-0.8 "brightness = 0.8" "contrast = 0.8"
