@@ -187,6 +187,28 @@ impl ClusteringHeads {
         Tensor::stack(self.forward(x), 1)
     }
 
+    /// Head `head`'s cluster logits alone, `[batch, clusters]`: its columns of the shared first
+    /// layer, so that training or applying one head costs one head's product, not all of them.
+    pub fn forward_head(&self, x: Tensor<2>, head: usize) -> Tensor<2> {
+        let width = if self.hidden == 0 {
+            self.clusters
+        } else {
+            self.hidden
+        };
+        let weight = self.linear.weight.val().narrow(1, head * width, width);
+        let mut y = x.matmul(weight);
+        if let Some(bias) = &self.linear.bias {
+            y = y + bias
+                .val()
+                .narrow(0, head * width, width)
+                .reshape([1, width]);
+        }
+        if self.hidden == 0 {
+            return y;
+        }
+        self.outputs[head].forward(relu(y))
+    }
+
     /// Each head's cluster logits, `heads` tensors of `[batch, clusters]`.
     pub fn forward(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
         let all = self.linear.forward(x);
@@ -220,6 +242,35 @@ mod tests {
             let out = heads.forward(x.clone());
             assert_eq!(out.len(), 4);
             assert!(out.iter().all(|t| t.dims() == [5, 3]));
+        }
+    }
+
+    #[test]
+    fn one_head_alone_gives_its_logits_and_gradients() {
+        let device = Device::flex().autodiff();
+        let x = crate::test_data::seeded(
+            [6, 12],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            3,
+            &device,
+        );
+        let tolerance = burn::tensor::Tolerance::<f32>::rel_abs(1e-5, 1e-6);
+        for hidden in [0, 8] {
+            let heads = ClusteringHeads::new(12, 3, 4, hidden, &device);
+            for h in 0..4 {
+                let alone = heads.forward_head(x.clone(), h);
+                let among = heads.forward(x.clone()).swap_remove(h);
+                alone
+                    .to_data()
+                    .assert_approx_eq::<f32>(&among.to_data(), tolerance);
+                // The same loss through either path trains the first layer alike.
+                let weight = heads.linear.weight.val();
+                let g_alone = weight.grad(&alone.powi_scalar(2).sum().backward()).unwrap();
+                let g_among = weight.grad(&among.powi_scalar(2).sum().backward()).unwrap();
+                g_alone
+                    .into_data()
+                    .assert_approx_eq::<f32>(&g_among.into_data(), tolerance);
+            }
         }
     }
 

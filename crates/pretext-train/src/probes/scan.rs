@@ -201,8 +201,7 @@ pub fn scan_probe(
     let logits = fitted
         .heads
         .valid()
-        .forward(tensor(test, dim, device))
-        .swap_remove(fitted.head);
+        .forward_head(tensor(test, dim, device), fitted.head);
     let assigned: Vec<u32> = logits
         .argmax(1)
         .into_data()
@@ -415,7 +414,7 @@ impl Clustering<'_> {
         let all: Vec<usize> = (0..n).collect();
         for block in all.chunks(4096) {
             let x = self.rows(block).inner();
-            let p = softmax(model.forward(x).swap_remove(head), 1);
+            let p = softmax(model.forward_head(x, head), 1);
             let values = p.into_data().try_into_vec_as::<f32>().unwrap_or_default();
             for (&i, row) in block.iter().zip(values.chunks_exact(self.clusters)) {
                 let (best, &prob) = row
@@ -459,7 +458,7 @@ impl Clustering<'_> {
                 })
                 .collect();
             let targets: Vec<i64> = batch.iter().map(|&i| labels[i] as i64).collect();
-            let logits = heads.forward(self.rows(&rows)).swap_remove(head);
+            let logits = heads.forward_head(self.rows(&rows), head);
             let b = batch.len();
             let log_p = burn::tensor::activation::log_softmax(logits, 1);
             let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [b]), self.device);
