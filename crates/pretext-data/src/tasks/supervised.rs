@@ -62,18 +62,11 @@ impl PretextTask for SupervisedTask {
             }
             Some(views) => {
                 let o = self.shape.len();
-                let mut unit = vec![0.0; o];
-                let mut scratch = vec![0.0; o];
-                for (i, bytes) in samples.images.iter().enumerate() {
-                    let mut rng = samples.rng(i);
-                    for (u, &b) in unit.iter_mut().zip(bytes.iter()) {
-                        *u = b as f32 / 255.0;
-                    }
-                    let start = batch.images.len();
-                    batch.images.resize(start + o, 0.0);
-                    let out = &mut batch.images[start..];
-                    views.view(&unit, &mut rng, out, &mut scratch);
-                    samples.norm.normalize_unit(out, self.shape);
+                let mut work = views.work();
+                batch.images.resize(samples.len() * o, 0.0);
+                for (i, out) in batch.images.chunks_mut(o).enumerate() {
+                    let (bytes, mut rng) = (samples.images[i], samples.rng(i));
+                    views.normalized_views(bytes, &mut rng, samples.norm, &mut [out], &mut work);
                 }
             }
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{PretextTask, Samples, TaskKind, check_probability, check_range, invalid};
-use crate::dataset::ImageShape;
+use crate::dataset::{ImageShape, Normalization};
 use crate::error::Result;
 use crate::pixels::{Rect, add_gaussian_noise, flip_horizontal, gaussian_blur, resize_bilinear};
 
@@ -61,13 +61,10 @@ impl Default for ViewsConfig {
 }
 
 impl ViewsConfig {
-    pub fn build(&self, shape: ImageShape) -> Result<ViewsTask> {
+    /// The settings' own checks, which need no image: sizes, ranges and probabilities.
+    pub fn validate(&self) -> Result<()> {
         let task = "simclr";
-        if shape.is_empty() {
-            return Err(invalid(task, format!("image shape {shape} has no pixels")));
-        }
-        let [height, width] = self.size.unwrap_or([shape.height, shape.width]);
-        if height == 0 || width == 0 {
+        if let Some([height, width]) = self.size.filter(|s| s.contains(&0)) {
             return Err(invalid(
                 task,
                 format!("size = [{height}, {width}] must be positive"),
@@ -99,6 +96,18 @@ impl ViewsConfig {
                 return Err(invalid(task, format!("{name} = {v} is out of range")));
             }
         }
+        Ok(())
+    }
+
+    pub fn build(&self, shape: ImageShape) -> Result<ViewsTask> {
+        if shape.is_empty() {
+            return Err(invalid(
+                "simclr",
+                format!("image shape {shape} has no pixels"),
+            ));
+        }
+        self.validate()?;
+        let [height, width] = self.size.unwrap_or([shape.height, shape.width]);
         // SimCLR's kernel is about a tenth of the image side, odd, at least 3.
         let kernel = (height.min(width) / 10) | 1;
         Ok(ViewsTask {
@@ -109,6 +118,12 @@ impl ViewsConfig {
             method: TaskKind::Simclr,
         })
     }
+}
+
+/// Buffers one image's views are made in: the image on the [0, 1] scale, and the blur's.
+pub(super) struct ViewWork {
+    unit: Vec<f32>,
+    scratch: Vec<f32>,
 }
 
 /// Makes two augmented views of each image.
@@ -172,14 +187,36 @@ impl ViewsTask {
         self.method
     }
 
-    /// Writes one augmented view of `unit` (an image on the [0, 1] scale) into `out`.
-    pub(super) fn view(
+    /// Writes a normalised augmented view of the image `bytes` into each of `outs` in turn
+    /// (each of the output's size), drawing from `rng`. `work` is the caller's, reused from
+    /// image to image.
+    pub(super) fn normalized_views(
         &self,
-        unit: &[f32],
+        bytes: &[u8],
         rng: &mut impl Rng,
-        out: &mut [f32],
-        scratch: &mut [f32],
+        norm: &Normalization,
+        outs: &mut [&mut [f32]],
+        work: &mut ViewWork,
     ) {
+        for (u, &b) in work.unit.iter_mut().zip(bytes) {
+            *u = b as f32 / 255.0;
+        }
+        for out in outs.iter_mut() {
+            self.view(&work.unit, rng, out, &mut work.scratch);
+            norm.normalize_unit(out, self.output);
+        }
+    }
+
+    /// Working space for [`Self::normalized_views`].
+    pub(super) fn work(&self) -> ViewWork {
+        ViewWork {
+            unit: vec![0.0; self.input.len()],
+            scratch: vec![0.0; self.output.len()],
+        }
+    }
+
+    /// Writes one augmented view of `unit` (an image on the [0, 1] scale) into `out`.
+    fn view(&self, unit: &[f32], rng: &mut impl Rng, out: &mut [f32], scratch: &mut [f32]) {
         let c = &self.config;
         let rect = self.random_crop(rng);
         resize_bilinear(
@@ -260,18 +297,11 @@ impl PretextTask for ViewsTask {
         let o = self.output.len();
         let mut first = vec![0.0; samples.len() * o];
         let mut second = vec![0.0; samples.len() * o];
-        let mut unit = vec![0.0; self.input.len()];
-        let mut scratch = vec![0.0; o];
-        for (i, bytes) in samples.images.iter().enumerate() {
-            let mut rng = samples.rng(i);
-            for (u, &b) in unit.iter_mut().zip(bytes.iter()) {
-                *u = b as f32 / 255.0;
-            }
-            for views in [&mut first, &mut second] {
-                let out = &mut views[i * o..(i + 1) * o];
-                self.view(&unit, &mut rng, out, &mut scratch);
-                samples.norm.normalize_unit(out, self.output);
-            }
+        let mut work = self.work();
+        let pairs = first.chunks_mut(o).zip(second.chunks_mut(o));
+        for (i, (a, b)) in pairs.enumerate() {
+            let (bytes, mut rng) = (samples.images[i], samples.rng(i));
+            self.normalized_views(bytes, &mut rng, samples.norm, &mut [a, b], &mut work);
         }
         ViewsBatch {
             shape: self.output,

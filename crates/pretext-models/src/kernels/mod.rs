@@ -38,7 +38,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// The per-axis padding when `conv` is one the flex kernel covers.
 #[cfg(feature = "flex")]
 fn symmetric_padding(conv: &Conv2d) -> Option<[usize; 2]> {
-    if conv.dilation != [1, 1] || conv.groups != 1 || conv.stride.contains(&0) {
+    if conv.dilation != [1, 1] || conv.groups != 1 {
         return None;
     }
     let [kh, kw] = conv.kernel_size;

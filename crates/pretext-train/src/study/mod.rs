@@ -20,9 +20,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use pretext_data::tasks::ViewsConfig;
-use pretext_data::{
-    ImageDataset, ImageSet, ImageShape, LabelBudget, stratified_subset, validation_split,
-};
+use pretext_data::{ImageDataset, ImageSet, LabelBudget, stratified_subset, validation_split};
 
 use pretext_models::encoders::{EncoderConfig, EncoderKind};
 
@@ -148,9 +146,8 @@ impl StudyConfig {
             ));
         }
         if let Some(views) = &self.train_views {
-            // Checked on a stand-in shape; the study checks again against its images.
             views
-                .build(ImageShape::new(1, 28, 28))
+                .validate()
                 .map_err(|e| TrainError::config(format!("train_views: {e}")))?;
         }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
