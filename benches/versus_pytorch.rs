@@ -272,9 +272,14 @@ fn peer(
 }
 
 /// The median and the range of `v`.
-fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
+fn median_range(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn median(v: &[f64]) -> f64 {
+    median_range(v).0
 }
 
 fn main() {
@@ -349,13 +354,13 @@ fn main() {
             "step", "pretext ms", "PyTorch ms", "ratio", "ratio range", "pretext img/s"
         );
         for &step in &steps {
-            let (ms, _, _) = median_range(mine[step].clone());
-            let peer_ms = theirs.get(step).map(|t| median_range(t.clone()).0);
+            let ms = median(&mine[step]);
+            let peer_ms = theirs.get(step).map(|t| median(t));
             // Speed relative to PyTorch's, round by round: above 1 is faster.
             let ratios: Option<Vec<f64>> = theirs
                 .get(step)
                 .map(|t| t.iter().zip(&mine[step]).map(|(t, m)| t / m).collect());
-            let ratio = ratios.filter(|r| !r.is_empty()).map(median_range);
+            let ratio = ratios.filter(|r| !r.is_empty()).map(|r| median_range(&r));
             println!(
                 "{:<17} {:>12.1} {:>12} {:>9} {:>15} {:>12.0}",
                 step,
@@ -367,22 +372,20 @@ fn main() {
             );
         }
         let gflops = |ms: f64| 2.0 * (GEMM as f64).powi(3) / (ms * 1e6);
-        let our_gemm = gflops(median_range(mine["gemm"].clone()).0);
-        let their_gemm = theirs
-            .get("gemm")
-            .map(|t| gflops(median_range(t.clone()).0));
+        let our_gemm = gflops(median(&mine["gemm"]));
+        let their_gemm = theirs.get("gemm").map(|t| gflops(median(t)));
         println!(
             "fp32 matrix product {GEMM}x{GEMM}: pretext {our_gemm:.0} GFLOP/s, PyTorch {}",
             their_gemm.map_or("–".into(), |g| format!("{g:.0} GFLOP/s"))
         );
         if let Some(reference) = mine.get("reference-cnn") {
             let peak = their_gemm.unwrap_or(0.0).max(our_gemm);
-            let achieved = reference_step_flops() / (median_range(reference.clone()).0 * 1e6);
+            let (flops, ms) = (reference_step_flops(), median(reference));
+            let achieved = flops / (ms * 1e6);
             println!(
-                "reference step: {:.2} GFLOP in {:.1} ms = {achieved:.0} GFLOP/s, {:.0}% of the \
+                "reference step: {:.2} GFLOP in {ms:.1} ms = {achieved:.0} GFLOP/s, {:.0}% of the \
                  faster matrix product's {peak:.0} GFLOP/s",
-                reference_step_flops() / 1e9,
-                median_range(reference.clone()).0,
+                flops / 1e9,
                 100.0 * achieved / peak
             );
         }
