@@ -41,3 +41,32 @@ pub(crate) fn seeded<const D: usize>(
         .collect();
     Tensor::from_data(TensorData::new(values, dims), device)
 }
+
+/// `module` with every float parameter redrawn uniformly from `[-scale, scale]` with seeds
+/// from `seed` on: weights that stay the same on every run, where a module's own
+/// initialisation draws from Burn's generator, which tests running side by side share.
+pub(crate) fn redrawn<M: burn::module::Module>(module: M, seed: u64, scale: f64) -> M {
+    struct Redraw {
+        seed: u64,
+        scale: f64,
+    }
+    impl burn::module::ModuleMapper for Redraw {
+        fn map_float<const D: usize>(
+            &mut self,
+            p: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            self.seed += 1;
+            let (seed, scale) = (self.seed, self.scale);
+            p.map(|t| {
+                let values = seeded(
+                    t.dims(),
+                    Distribution::Uniform(-scale, scale),
+                    seed,
+                    &t.device(),
+                );
+                values.detach().require_grad()
+            })
+        }
+    }
+    module.map(&mut Redraw { seed, scale })
+}
