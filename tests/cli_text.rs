@@ -126,7 +126,7 @@ fn the_text_study_writes_its_report_and_resumes() {
             "| representation | K-means ACC | K-means NMI | K-means ARI |",
         ))
         .stdout(contains("## The answer"))
-        .stdout(contains("held-out masked-token accuracy"))
+        .stdout(contains("held-out measure (mlm: masked-token accuracy"))
         .stdout(contains("Predicting the commonest test class (space)"))
         .stdout(contains("linear probe in balanced accuracy / macro-F1"))
         .stdout(contains("## What the pretrained model fills in"))
@@ -277,6 +277,41 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
         .stdout(contains("views matched"));
     assert!(views.join("encoder.safetensors").exists());
     assert!(!views.join("mlm.safetensors").exists());
+    // Contrastive views started from the masked-token run: its tokenizer, and the run says so.
+    let started = dir.path().join("started");
+    let simcse_from = |from: &Path, out: &Path| {
+        let mut cmd = pretext();
+        cmd.args([
+            "pretrain", "--task", "simcse", "--quiet", "--epochs", "1", "--config",
+        ])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .arg("--init-from")
+        .arg(from)
+        .arg("--out")
+        .arg(out);
+        cmd
+    };
+    simcse_from(&run, &started).assert().success();
+    assert_eq!(
+        std::fs::read(started.join("tokenizer.json")).unwrap(),
+        std::fs::read(run.join("tokenizer.json")).unwrap()
+    );
+    let description = std::fs::read_to_string(started.join("text_encoder.json")).unwrap();
+    assert!(description.contains("initialised_from"), "{description}");
+    simcse_from(&dir.path().join("no-run"), &dir.path().join("x"))
+        .assert()
+        .failure()
+        .stderr(contains("no-run"));
+    pretext()
+        .args(["pretrain", "--task", "rotation", "--init-from"])
+        .arg(&run)
+        .arg("--out")
+        .arg(dir.path().join("x"))
+        .assert()
+        .failure()
+        .stderr(contains("--init-from"));
 
     // Invalid UTF-8 names the file and the byte offset; --lossy skips the document.
     std::fs::write(

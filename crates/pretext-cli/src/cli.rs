@@ -427,6 +427,11 @@ pub struct PretrainArgs {
     /// --device.
     #[arg(long, value_delimiter = ',', conflicts_with = "device")]
     pub devices: Option<Vec<DeviceSpec>>,
+    /// Text tasks: start from this finished text pretraining run's tokenizer and encoder
+    /// instead of random weights (`init_from` in the config), as SimCSE starts from a
+    /// masked-token encoder.
+    #[arg(long)]
+    pub init_from: Option<std::path::PathBuf>,
     /// The run directory.
     #[arg(long)]
     pub out: std::path::PathBuf,

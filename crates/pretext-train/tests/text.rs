@@ -5,12 +5,14 @@ use burn::tensor::Device;
 
 use pretext_data::LoaderConfig;
 use pretext_data::text::{
-    TextDataset, TextSet, TextViewsBatch, TextViewsConfig, TokenizerConfig, TokenizerKind,
-    encode_documents,
+    TextDataset, TextSet, TextViewsBatch, TextViewsConfig, TokenBatch, TokenizerConfig,
+    TokenizerKind, encode_documents,
 };
 use pretext_models::text::TextEncoderConfig;
 use pretext_train::config::OptimizerConfig;
 use pretext_train::schedule::ScheduleConfig;
+use pretext_train::study::StudyObserver;
+use pretext_train::text::{TextCompareConfig, compare_text};
 use pretext_train::text::{
     TextPretrainConfig, TextTaskKind, fill_mask, load_mlm, load_text_encoder, pretrain_text,
     pretrain_text_on, views_matched,
@@ -358,4 +360,127 @@ fn replicas_pretrain_the_simcse_model_one_device_trains() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "features differ by {worst}");
+}
+
+/// A contrastive run started from a masked-token run (`init_from`) takes that run's tokenizer
+/// and encoder: with a vanishing learning rate its exported encoder is the masked-token one,
+/// where a run from random weights is not. A run of another shape, or no finished run, is
+/// refused by name.
+#[test]
+fn a_contrastive_run_starts_from_a_masked_token_encoder() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let data = distinct_corpus();
+    let mlm = dir.path().join("mlm");
+    pretrain_text(&config(3), &data, &device, &mlm, RunMode::New, &mut Silent).unwrap();
+    let settings = |init: bool| {
+        let mut c = simcse_config(1);
+        c.optimizer.lr = 1e-9;
+        // Ignored when starting from a run: that run's tokenizer is taken.
+        c.tokenizer.vocab_size = 40;
+        c.init_from = init.then(|| mlm.clone());
+        c
+    };
+    let run = |c: &TextPretrainConfig, name: &str| {
+        let out = dir.path().join(name);
+        pretrain_text(c, &data, &device, &out, RunMode::New, &mut Silent).map(|_| out)
+    };
+    let states = |dir: &std::path::Path| {
+        let loaded = load_text_encoder(dir, &device).unwrap();
+        let sequences = encode_documents(&loaded.tokenizer, &data.train.documents, 16, false);
+        let batch: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
+        let t = TokenBatch::pad(&batch).into_tensors(&device);
+        let pooled = loaded.encoder.forward(t.tokens, t.padding);
+        (
+            loaded.description,
+            pooled.into_data().try_to_vec::<f32>().unwrap(),
+        )
+    };
+    let started = run(&settings(true), "from-mlm").unwrap();
+    assert_eq!(
+        std::fs::read(started.join("tokenizer.json")).unwrap(),
+        std::fs::read(mlm.join("tokenizer.json")).unwrap()
+    );
+    let (description, from_mlm) = states(&started);
+    assert_eq!(
+        description.initialised_from.as_deref(),
+        Some(mlm.display().to_string().as_str())
+    );
+    let (_, original) = states(&mlm);
+    let largest = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert!(largest(&from_mlm, &original) < 1e-4);
+    let (description, random) = states(&run(&settings(false), "random").unwrap());
+    assert_eq!(description.initialised_from, None);
+    assert_eq!(random.len(), original.len());
+    assert!(largest(&random, &original) > 0.1);
+
+    let mut other_shape = settings(true);
+    other_shape.encoder = other_shape.encoder.with_dim(16);
+    let err = run(&other_shape, "other-shape").unwrap_err().to_string();
+    assert!(
+        err.contains("init_from") && err.contains("dim 32") && err.contains("dim 16"),
+        "{err}"
+    );
+    let mut unfinished = settings(true);
+    unfinished.init_from = Some(dir.path().join("nothing"));
+    let err = run(&unfinished, "unfinished").unwrap_err().to_string();
+    assert!(err.contains("nothing"), "{err}");
+}
+
+/// `simcse_from_mlm`: the study pretrains the masked-token run first, whatever the order of its
+/// tasks, starts the contrastive run from it in a directory of its own, and names the result.
+#[test]
+fn the_study_starts_simcse_from_its_masked_token_run() {
+    struct Quiet;
+    impl StudyObserver for Quiet {}
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = distinct_corpus();
+    let labels = data.train.labels.clone().unwrap();
+    data.test = TextSet {
+        documents: data.train.documents[..12].to_vec(),
+        labels: Some(labels[..12].to_vec()),
+    };
+    let mut config = TextCompareConfig::from_toml(
+        r#"
+tasks = ["simcse", "mlm"]
+simcse_from_mlm = true
+tfidf_features = 30
+fill_masks = []
+
+[study]
+budgets = ["all"]
+seeds = 1
+pca_components = 4
+linear_iterations = 20
+protocols = ["linear"]
+"#,
+    )
+    .unwrap();
+    config.pretrain = simcse_config(1);
+    let out = dir.path().join("study");
+    let outcome = compare_text(&config, &data, &device, &out, &mut Silent, &mut Quiet).unwrap();
+    let started = load_text_encoder(&out.join("pretrain/simcse-from-mlm"), &device).unwrap();
+    assert_eq!(
+        started.description.initialised_from,
+        Some(out.join("pretrain/mlm").display().to_string())
+    );
+    assert!(!out.join("pretrain/simcse").exists());
+    let runs: Vec<&str> = outcome
+        .pretraining
+        .iter()
+        .map(|p| p.task.as_str())
+        .collect();
+    assert_eq!(runs, ["mlm", "simcse-from-mlm"]);
+    assert!(
+        outcome
+            .cells
+            .iter()
+            .any(|c| c.key.representation == "simcse from mlm (mean)")
+    );
 }

@@ -17,6 +17,12 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     if let Some(PretrainTask::Text(task)) = args.task {
         return run_text(&args, task);
     }
+    if args.init_from.is_some() {
+        anyhow::bail!(
+            "--init-from starts a text task (mlm, simcse) from a text run; image pretraining \
+             starts from random weights"
+        );
+    }
     let config = resolve_config(&args)?;
     let (specs, devices) = resolve_all(&args.device, args.devices.as_deref())?;
     let spec = describe(&specs);
@@ -84,6 +90,9 @@ fn run_text(args: &PretrainArgs, task: TextTaskKind) -> anyhow::Result<()> {
         TextPretrainConfig::from_toml,
     )?;
     config.task = task;
+    if let Some(dir) = &args.init_from {
+        config.init_from = Some(dir.clone());
+    }
     if args.encoder.is_some() {
         anyhow::bail!(
             "--encoder names an image encoder; {} trains the text Transformer",

@@ -9,7 +9,7 @@ use pretext_train::study::{Protocol, Summary};
 
 /// The encoders the study counts as self-supervised (the autoencoder is an unsupervised
 /// baseline; pixels, PCA, random and supervised encoders are baselines too). Runs given with
-/// `--checkpoint` are named "task (path)".
+/// `--checkpoint` are named "task (path)", and a text run started from another "task from ...".
 fn is_self_supervised(representation: &str) -> bool {
     [
         "rotation",
@@ -21,9 +21,14 @@ fn is_self_supervised(representation: &str) -> bool {
         "vicreg",
         "barlow-twins",
         "mlm",
+        "simcse",
     ]
     .iter()
-    .any(|t| representation == *t || representation.starts_with(&format!("{t} (")))
+    .any(|t| {
+        representation == *t
+            || representation.starts_with(&format!("{t} ("))
+            || representation.starts_with(&format!("{t} from "))
+    })
 }
 
 /// The baselines a modality's answer compares with, as (representation, words) pairs.
@@ -63,7 +68,7 @@ pub const TEXT_TERMS: Terms = Terms {
         "the same Transformer trained from scratch",
     ),
     clustered: &[("tf-idf", "TF-IDF"), ("tf-idf + pca", "TF-IDF + PCA")],
-    monitor: "held-out masked-token accuracy",
+    monitor: "held-out measure (mlm: masked-token accuracy; simcse: views matched)",
     embeddings: false,
 };
 
@@ -574,6 +579,22 @@ mod tests {
         let names: Vec<String> = (0..10).map(|c| c.to_string()).collect();
         let labels: Vec<u32> = (0..100).map(|i| i % 10).collect();
         Chance::of(&labels, &names)
+    }
+
+    #[test]
+    fn the_pretrained_text_encoders_count_as_self_supervised() {
+        for rep in [
+            "simclr",
+            "rotation (runs/rot)",
+            "mlm (mean)",
+            "simcse (mean)",
+            "simcse from mlm (mean)",
+        ] {
+            assert!(is_self_supervised(rep), "{rep}");
+        }
+        for rep in ["tf-idf", "random transformer", "autoencoder", "pixels"] {
+            assert!(!is_self_supervised(rep), "{rep}");
+        }
     }
 
     #[test]

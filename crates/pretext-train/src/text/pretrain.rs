@@ -21,7 +21,7 @@ use pretext_data::text::{
 };
 use pretext_models::losses::l2_normalize;
 use pretext_models::tasks::{TaskModel, TextContrastiveModel};
-use pretext_models::text::{MlmModel, TextEncoder, TextEncoderConfig};
+use pretext_models::text::{MlmModel, Pooling, TextEncoder, TextEncoderConfig};
 
 use crate::config::{CheckpointConfig, OptimizerConfig};
 use crate::error::{Result, TrainError};
@@ -144,6 +144,11 @@ pub struct TextPretrainConfig {
     pub checkpoint: CheckpointConfig,
     /// Share of the pretraining sequences held out to measure masked-token accuracy.
     pub held_out_fraction: f64,
+    /// A finished text pretraining run (its directory) whose tokenizer and encoder weights this
+    /// run starts from instead of training a tokenizer and drawing random weights: SimCSE on a
+    /// masked-token encoder, as the paper starts from BERT. `tokenizer` is then unused, and
+    /// `encoder` must have that run's shape.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TextPretrainConfig {
@@ -172,6 +177,7 @@ impl Default for TextPretrainConfig {
             seed: 0,
             checkpoint: CheckpointConfig::default(),
             held_out_fraction: 0.05,
+            init_from: None,
         }
     }
 }
@@ -223,6 +229,9 @@ pub struct TextEncoderDescription {
     /// Share of held-out views whose nearest other view was their twin (`simcse`).
     #[serde(default)]
     pub views_matched: Option<f64>,
+    /// The run whose encoder this one started from (`init_from`), if any.
+    #[serde(default)]
+    pub initialised_from: Option<String>,
 }
 
 /// What a finished text pretraining run leaves.
@@ -295,11 +304,18 @@ pub fn pretrain_text_on(
         .first()
         .ok_or_else(|| TrainError::config("pretraining needs a device"))?;
     let documents = data.pretraining_documents();
+    let init = config
+        .init_from
+        .as_deref()
+        .map(|dir| InitialEncoder::load(dir, &config.encoder))
+        .transpose()?;
     // Reuse the run's tokenizer when resuming (training is deterministic, but a saved one is
     // the one the checkpoints were trained with).
     let saved = out.join(TOKENIZER);
     let tokenizer = if mode == RunMode::Resume && saved.exists() {
         TextTokenizer::load(&saved)?
+    } else if let Some(init) = &init {
+        init.tokenizer.clone()
     } else {
         observer.note("training the tokenizer");
         TextTokenizer::train(&config.tokenizer, &documents)?
@@ -352,7 +368,10 @@ pub fn pretrain_text_on(
         }
     };
     let model = seeded(config.seed, &train_device, || {
-        let encoder = encoder_config.init(&train_device)?;
+        let mut encoder = encoder_config.init(&train_device)?;
+        if let Some(init) = &init {
+            load_weights(&mut encoder, &init.weights)?;
+        }
         Ok(match config.task {
             TextTaskKind::Mlm => TaskModel::Mlm(MlmModel::new(encoder, &train_device)),
             TextTaskKind::Simcse => TaskModel::TextContrastive(TextContrastiveModel::new(
@@ -432,6 +451,10 @@ pub fn pretrain_text_on(
         data: data.name.clone(),
         masked_accuracy: last.filter(|_| config.task == TextTaskKind::Mlm),
         views_matched: last.filter(|_| config.task == TextTaskKind::Simcse),
+        initialised_from: config
+            .init_from
+            .as_ref()
+            .map(|dir| dir.display().to_string()),
     };
     save_weights(&encoder, &run.file(ENCODER_WEIGHTS))?;
     if let TaskModel::Mlm(mlm) = &model {
@@ -447,6 +470,54 @@ pub fn pretrain_text_on(
         vocab_size: tokenizer.vocab_size(),
         encoder_params: encoder.num_params(),
     })
+}
+
+/// The run a text pretraining starts from (`init_from`): its tokenizer and where its encoder's
+/// weights are, once its shape is known to match the config's.
+struct InitialEncoder {
+    tokenizer: TextTokenizer,
+    weights: PathBuf,
+}
+
+impl InitialEncoder {
+    fn load(dir: &Path, wanted: &TextEncoderConfig) -> Result<Self> {
+        let description = load_description(dir)?;
+        let tokenizer = TextTokenizer::load(&dir.join(TOKENIZER))?;
+        let weights = dir.join(ENCODER_WEIGHTS);
+        if !weights.exists() {
+            return Err(TrainError::checkpoint(
+                &weights,
+                "init_from names a run without its exported encoder; is the run finished?",
+            ));
+        }
+        // Only the shape must match: the vocabulary is the tokenizer's, and dropout and
+        // pooling are this run's own.
+        let shape = |c: &TextEncoderConfig| {
+            c.clone()
+                .with_vocab_size(tokenizer.vocab_size())
+                .with_dropout(0.0)
+                .with_pooling(Pooling::Mean)
+        };
+        let theirs = &description.encoder;
+        if shape(theirs) != shape(wanted) {
+            return Err(TrainError::config(format!(
+                "init_from {}: its encoder (max_len {}, dim {}, depth {}, heads {}, mlp_ratio {}) \
+                 differs from this config's (max_len {}, dim {}, depth {}, heads {}, mlp_ratio {})",
+                dir.display(),
+                theirs.max_len,
+                theirs.dim,
+                theirs.depth,
+                theirs.heads,
+                theirs.mlp_ratio,
+                wanted.max_len,
+                wanted.dim,
+                wanted.depth,
+                wanted.heads,
+                wanted.mlp_ratio,
+            )));
+        }
+        Ok(Self { tokenizer, weights })
+    }
 }
 
 /// The held-out sequences made into batches of up to `batch_size` once, with a fixed seed, so

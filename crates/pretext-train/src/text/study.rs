@@ -49,6 +49,10 @@ pub struct TextCompareConfig {
     pub tfidf_features: usize,
     /// Sentences with `[MASK]` the report fills in with the pretrained model's top-5 tokens.
     pub fill_masks: Vec<String>,
+    /// Start the contrastive run from the study's masked-token encoder and its tokenizer
+    /// instead of random weights (SimCSE on BERT), into `pretrain/simcse-from-mlm`; needs
+    /// both `mlm` and `simcse` among `tasks`.
+    pub simcse_from_mlm: bool,
 }
 
 impl Default for TextCompareConfig {
@@ -73,6 +77,7 @@ impl Default for TextCompareConfig {
             ]
             .map(String::from)
             .to_vec(),
+            simcse_from_mlm: false,
         }
     }
 }
@@ -108,6 +113,20 @@ impl TextCompareConfig {
                 "tasks names {} twice",
                 t.name()
             )));
+        }
+        if self.simcse_from_mlm
+            && !(self.tasks.contains(&TextTaskKind::Mlm)
+                && self.tasks.contains(&TextTaskKind::Simcse))
+        {
+            return Err(TrainError::config(
+                "simcse_from_mlm starts simcse from the study's mlm run: tasks must name both",
+            ));
+        }
+        if self.pretrain.init_from.is_some() {
+            return Err(TrainError::config(
+                "pretrain.init_from: the study pretrains its own encoders (simcse_from_mlm \
+                 starts simcse from its mlm run)",
+            ));
         }
         if self.study.train_views.is_some() {
             return Err(TrainError::config(
@@ -365,6 +384,7 @@ pub struct TextCompareOutcome {
 pub const MLM_MEAN: &str = "mlm (mean)";
 pub const MLM_CLS: &str = "mlm (cls)";
 pub const SIMCSE: &str = "simcse (mean)";
+pub const SIMCSE_FROM_MLM: &str = "simcse from mlm (mean)";
 pub const SCRATCH: &str = "transformer from scratch";
 
 /// A pretrained encoder of the study and the documents as its tokenizer cuts them.
@@ -396,8 +416,22 @@ pub fn compare_text(
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut pretrained = Vec::with_capacity(config.tasks.len());
     let mut pretraining = Vec::with_capacity(config.tasks.len());
-    for &task in &config.tasks {
-        let run = out.join("pretrain").join(task.name());
+    // Pretrained (and reported) in the order of `tasks`, except that a contrastive run that
+    // starts from the masked-token encoder comes after it.
+    let mut order = config.tasks.clone();
+    if config.simcse_from_mlm {
+        order.sort_by_key(|&t| t != TextTaskKind::Mlm);
+    }
+    let from_mlm = |task: TextTaskKind| config.simcse_from_mlm && task == TextTaskKind::Simcse;
+    let run_name = |task: TextTaskKind| {
+        if from_mlm(task) {
+            "simcse-from-mlm"
+        } else {
+            TextTaskKind::name(task)
+        }
+    };
+    for &task in &order {
+        let run = out.join("pretrain").join(run_name(task));
         let done = match task {
             TextTaskKind::Mlm => super::pretrain::MLM_WEIGHTS,
             TextTaskKind::Simcse => ENCODER_WEIGHTS,
@@ -405,11 +439,13 @@ pub fn compare_text(
         if !run.join(done).exists() {
             observer.note(&format!(
                 "pretraining {} for {} epochs",
-                task.name(),
+                run_name(task),
                 config.pretrain.epochs
             ));
             let settings = TextPretrainConfig {
                 task,
+                init_from: from_mlm(task)
+                    .then(|| out.join("pretrain").join(TextTaskKind::Mlm.name())),
                 ..config.pretrain.clone()
             };
             pretrain_text(
@@ -421,7 +457,7 @@ pub fn compare_text(
                 train_observer,
             )?;
         }
-        pretraining.push(PretrainingCost::of(task.name(), &run));
+        pretraining.push(PretrainingCost::of(run_name(task), &run));
         let (loaded, mlm) = match task {
             TextTaskKind::Mlm => {
                 let LoadedMlm {
@@ -511,7 +547,11 @@ pub fn compare_text(
                 ));
             }
             TextTaskKind::Simcse => encoders.push(encoder_candidate(
-                SIMCSE,
+                if config.simcse_from_mlm {
+                    SIMCSE_FROM_MLM
+                } else {
+                    SIMCSE
+                },
                 encoder,
                 Pooling::Mean,
                 true,
@@ -641,5 +681,21 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("train_views"), "{err}");
         assert!(TextCompareConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn simcse_from_mlm_needs_both_tasks_and_the_study_owns_initialisation() {
+        let config =
+            TextCompareConfig::from_toml("tasks = [\"mlm\", \"simcse\"]\nsimcse_from_mlm = true\n")
+                .unwrap();
+        assert!(config.validate().is_ok());
+        let config =
+            TextCompareConfig::from_toml("tasks = [\"simcse\"]\nsimcse_from_mlm = true\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("simcse_from_mlm"), "{err}");
+        let config =
+            TextCompareConfig::from_toml("[pretrain]\ninit_from = \"runs/mlm\"\n").unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("init_from"), "{err}");
     }
 }
