@@ -477,10 +477,20 @@ protocols = ["linear"]
         .map(|p| p.task.as_str())
         .collect();
     assert_eq!(runs, ["mlm", "simcse-from-mlm"]);
-    assert!(
-        outcome
-            .cells
+    let from_mlm = |cells: &[pretext_train::study::Cell]| {
+        cells
             .iter()
-            .any(|c| c.key.representation == "simcse from mlm (mean)")
-    );
+            .filter(|c| c.key.representation == "simcse from mlm (mean)")
+            .count()
+    };
+    assert_eq!(from_mlm(&outcome.cells), 1);
+    // The same directory studied again without the contrastive run: its cell stays in the
+    // log but is not reported, and every other cell is reused as it was.
+    config.tasks = vec![TextTaskKind::Mlm];
+    config.simcse_from_mlm = false;
+    let again = compare_text(&config, &data, &device, &out, &mut Silent, &mut Quiet).unwrap();
+    assert_eq!(from_mlm(&again.cells), 0);
+    assert_eq!(again.cells.len(), outcome.cells.len() - 1);
+    let log = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), outcome.cells.len());
 }

@@ -510,13 +510,16 @@ pub fn run_candidates(
         None => Vec::new(),
     };
     let mut log = CellLog::open(cells_path)?;
-    let total = candidates
+    // This study's cells. The log may hold others, from a run of the same directory with other
+    // representations or budgets: they stay in the file but are neither counted nor reported.
+    let wanted: std::collections::HashSet<CellKey> = candidates
         .iter()
         .flat_map(|&rep| runs_of(rep).into_iter().map(move |r| (rep, r)))
-        .map(|(rep, (unit, b, s))| keys(rep, unit, b, s).len())
-        .sum::<usize>()
-        + baseline_keys.len();
-    let mut done = log.len();
+        .flat_map(|(rep, (unit, b, s))| keys(rep, unit, b, s))
+        .chain(baseline_keys.iter().cloned())
+        .collect();
+    let total = wanted.len();
+    let mut done = wanted.iter().filter(|k| log.contains(k)).count();
     for &rep in candidates {
         let runs: Vec<_> = runs_of(rep)
             .into_iter()
@@ -565,7 +568,9 @@ pub fn run_candidates(
             record(&mut log, observer, (&mut done, total), key, score, started)?;
         }
     }
-    Ok(log.into_cells())
+    let mut cells = log.into_cells();
+    cells.retain(|c| wanted.contains(&c.key));
+    Ok(cells)
 }
 
 /// Appends a finished cell to the log and reports it as `done` of `total`.
