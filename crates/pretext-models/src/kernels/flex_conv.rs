@@ -289,6 +289,22 @@ fn for_each_span(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
+/// The sum of `values` in eight interleaved partial sums, which vectorise where one running
+/// sum cannot (floating-point addition is not reassociated for us); the order is fixed, so
+/// the result does not depend on threads.
+fn lane_sum(values: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let mut partial = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (p, &v) in partial.iter_mut().zip(chunk) {
+            *p += v;
+        }
+    }
+    partial.iter().sum::<f32>() + rest
+}
+
 /// Lay one image's receptive fields out as `[c_in·kh·kw, oh·ow]` (zeros where the kernel
 /// overhangs the border).
 fn im2col(image: &[f32], g: &Geometry, col: &mut [f32]) {
@@ -311,8 +327,16 @@ fn col2im(col: &[f32], g: &Geometry, image: &mut [f32]) {
     image.fill(0.0);
     let step = g.stride[1];
     for_each_span(g, |at, to, len| {
-        for (d, &v) in image[to..].iter_mut().step_by(step).zip(&col[at..at + len]) {
-            *d += v;
+        let src = &col[at..at + len];
+        if step == 1 {
+            // Contiguous runs: a plain zip, which the compiler vectorises (`step_by` is not).
+            for (d, &v) in image[to..to + len].iter_mut().zip(src) {
+                *d += v;
+            }
+        } else {
+            for (d, &v) in image[to..].iter_mut().step_by(step).zip(src) {
+                *d += v;
+            }
         }
     });
 }
@@ -387,7 +411,7 @@ fn backward(
             }
             if want_b {
                 for (b, row) in bias.iter_mut().zip(go.chunks(spatial)) {
-                    *b += row.iter().sum::<f32>();
+                    *b += lane_sum(row);
                 }
             }
             if let Some(dx) = dx.as_deref_mut() {
