@@ -98,6 +98,20 @@ train_batch_size = 8
     )
 }
 
+/// `pretext pretrain --task TASK --quiet --epochs 1` with `config`, on `data`, into `out`.
+fn pretrain_text(task: &str, config: &Path, data: &Path, out: &Path) -> assert_cmd::Command {
+    let mut cmd = pretext();
+    cmd.args([
+        "pretrain", "--task", task, "--quiet", "--epochs", "1", "--config",
+    ])
+    .arg(config)
+    .arg("--data")
+    .arg(data)
+    .arg("--out")
+    .arg(out);
+    cmd
+}
+
 #[test]
 fn the_text_study_writes_its_report_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,18 +223,7 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
     let config = dir.path().join("mlm.toml");
     std::fs::write(&config, PRETRAIN).unwrap();
     let run = dir.path().join("run");
-    let pretrain = || {
-        let mut cmd = pretext();
-        cmd.args([
-            "pretrain", "--task", "mlm", "--quiet", "--epochs", "1", "--config",
-        ])
-        .arg(&config)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&run);
-        cmd
-    };
+    let pretrain = || pretrain_text("mlm", &config, &data, &run);
     pretrain()
         .assert()
         .success()
@@ -247,14 +250,7 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
     std::fs::write(run.join("config.toml"), toml::to_string(&earlier).unwrap()).unwrap();
     pretrain().arg("--resume").assert().success();
     std::fs::write(run.join("config.toml"), toml::to_string(&earlier).unwrap()).unwrap();
-    pretext()
-        .args(["pretrain", "--task", "simcse", "--quiet", "--epochs", "1"])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&run)
+    pretrain_text("simcse", &config, &data, &run)
         .arg("--resume")
         .assert()
         .failure()
@@ -263,15 +259,7 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
 
     // Contrastive views from the same config: the encoder alone is exported.
     let views = dir.path().join("views");
-    pretext()
-        .args([
-            "pretrain", "--task", "simcse", "--quiet", "--epochs", "1", "--config",
-        ])
-        .arg(&config)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&views)
+    pretrain_text("simcse", &config, &data, &views)
         .assert()
         .success()
         .stdout(contains("views matched"));
@@ -280,17 +268,8 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
     // Contrastive views started from the masked-token run: its tokenizer, and the run says so.
     let started = dir.path().join("started");
     let simcse_from = |from: &Path, out: &Path| {
-        let mut cmd = pretext();
-        cmd.args([
-            "pretrain", "--task", "simcse", "--quiet", "--epochs", "1", "--config",
-        ])
-        .arg(&config)
-        .arg("--data")
-        .arg(&data)
-        .arg("--init-from")
-        .arg(from)
-        .arg("--out")
-        .arg(out);
+        let mut cmd = pretrain_text("simcse", &config, &data, out);
+        cmd.arg("--init-from").arg(from);
         cmd
     };
     simcse_from(&run, &started).assert().success();
@@ -319,15 +298,7 @@ fn mlm_pretraining_from_the_command_line_and_bad_text() {
         b"good soup\n%\nbad \xff bread\n%\nmore soup\n",
     )
     .unwrap();
-    pretext()
-        .args([
-            "pretrain", "--task", "mlm", "--quiet", "--epochs", "1", "--config",
-        ])
-        .arg(&config)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(dir.path().join("bad"))
+    pretrain_text("mlm", &config, &data, &dir.path().join("bad"))
         .assert()
         .failure()
         .stderr(contains("food"))
