@@ -152,7 +152,7 @@ fn the_text_study_writes_its_report_and_resumes() {
         "random transformer",
         "mlm (cls)",
         "mlm (mean)",
-        "simcse (mean)",
+        "simcse from mlm (mean)",
         "transformer from scratch",
     ] {
         assert!(
@@ -172,8 +172,13 @@ fn the_text_study_writes_its_report_and_resumes() {
         assert!(svg.contains(element), "{figure}.svg");
     }
     assert!(out.join("pretrain/mlm/tokenizer.json").exists());
-    assert!(out.join("pretrain/simcse/encoder.safetensors").exists());
+    assert!(
+        out.join("pretrain/simcse-from-mlm/encoder.safetensors")
+            .exists()
+    );
     assert!(report.contains("Held-out views matched by the simcse encoder"));
+    // The default: the contrastive run starts from the masked-token one, and the report says so.
+    assert!(report.contains("started from the masked-token encoder"));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(

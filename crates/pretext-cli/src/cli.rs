@@ -452,9 +452,9 @@ pub struct CompareArgs {
     /// text); defaults otherwise.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
-    /// Images (the default), or text: masked-token pretraining against TF-IDF and a
-    /// Transformer trained from scratch, on `--data fortunes` (the default for text) or a
-    /// directory with one text file or sub-directory per class.
+    /// Images (the default), or text: masked tokens and contrastive views started from them
+    /// against TF-IDF and a Transformer trained from scratch, on `--data fortunes` (the
+    /// default for text) or a directory with one text file or sub-directory per class.
     #[arg(long, value_enum, default_value = "image")]
     pub modality: Modality,
     #[command(flatten)]

@@ -98,7 +98,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             .iter()
             .map(|t| match t {
                 TextTaskKind::Mlm => "masked tokens (mlm: BERT's 15%, 80/10/10)",
-                TextTaskKind::Simcse if config.simcse_from_mlm =>
+                TextTaskKind::Simcse if config.simcse_starts_from_mlm() =>
                     "contrastive views (simcse: dropout, crops and deletions, NT-Xent) started \
                      from the masked-token encoder",
                 TextTaskKind::Simcse =>

@@ -49,16 +49,16 @@ pub struct TextCompareConfig {
     pub tfidf_features: usize,
     /// Sentences with `[MASK]` the report fills in with the pretrained model's top-5 tokens.
     pub fill_masks: Vec<String>,
-    /// Start the contrastive run from the study's masked-token encoder and its tokenizer
-    /// instead of random weights (SimCSE on BERT), into `pretrain/simcse-from-mlm`; needs
-    /// both `mlm` and `simcse` among `tasks`.
+    /// When `tasks` names both mlm and simcse, start the contrastive run from the study's
+    /// masked-token encoder and its tokenizer instead of random weights (SimCSE on BERT), into
+    /// `pretrain/simcse-from-mlm`. With simcse alone it starts from random weights.
     pub simcse_from_mlm: bool,
 }
 
 impl Default for TextCompareConfig {
     fn default() -> Self {
         Self {
-            tasks: vec![TextTaskKind::Mlm],
+            tasks: vec![TextTaskKind::Mlm, TextTaskKind::Simcse],
             pretrain: TextPretrainConfig::default(),
             study: StudyConfig {
                 train_steps: 60,
@@ -77,7 +77,7 @@ impl Default for TextCompareConfig {
             ]
             .map(String::from)
             .to_vec(),
-            simcse_from_mlm: false,
+            simcse_from_mlm: true,
         }
     }
 }
@@ -97,6 +97,13 @@ impl TextCompareConfig {
         self
     }
 
+    /// Whether the contrastive run starts from the masked-token run (see `simcse_from_mlm`).
+    pub fn simcse_starts_from_mlm(&self) -> bool {
+        self.simcse_from_mlm
+            && self.tasks.contains(&TextTaskKind::Mlm)
+            && self.tasks.contains(&TextTaskKind::Simcse)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.tfidf_features == 0 {
             return Err(TrainError::config("tfidf_features must be at least 1"));
@@ -113,14 +120,6 @@ impl TextCompareConfig {
                 "tasks names {} twice",
                 t.name()
             )));
-        }
-        if self.simcse_from_mlm
-            && !(self.tasks.contains(&TextTaskKind::Mlm)
-                && self.tasks.contains(&TextTaskKind::Simcse))
-        {
-            return Err(TrainError::config(
-                "simcse_from_mlm starts simcse from the study's mlm run: tasks must name both",
-            ));
         }
         if self.pretrain.init_from.is_some() {
             return Err(TrainError::config(
@@ -419,10 +418,11 @@ pub fn compare_text(
     // Pretrained (and reported) in the order of `tasks`, except that a contrastive run that
     // starts from the masked-token encoder comes after it.
     let mut order = config.tasks.clone();
-    if config.simcse_from_mlm {
+    let starts_from_mlm = config.simcse_starts_from_mlm();
+    if starts_from_mlm {
         order.sort_by_key(|&t| t != TextTaskKind::Mlm);
     }
-    let from_mlm = |task: TextTaskKind| config.simcse_from_mlm && task == TextTaskKind::Simcse;
+    let from_mlm = |task: TextTaskKind| starts_from_mlm && task == TextTaskKind::Simcse;
     let run_name = |task: TextTaskKind| {
         if from_mlm(task) {
             "simcse-from-mlm"
@@ -547,7 +547,7 @@ pub fn compare_text(
                 ));
             }
             TextTaskKind::Simcse => encoders.push(encoder_candidate(
-                if config.simcse_from_mlm {
+                if starts_from_mlm {
                     SIMCSE_FROM_MLM
                 } else {
                     SIMCSE
@@ -684,18 +684,18 @@ mod tests {
     }
 
     #[test]
-    fn simcse_from_mlm_needs_both_tasks_and_the_study_owns_initialisation() {
-        let config =
-            TextCompareConfig::from_toml("tasks = [\"mlm\", \"simcse\"]\nsimcse_from_mlm = true\n")
-                .unwrap();
-        assert!(config.validate().is_ok());
-        let config =
-            TextCompareConfig::from_toml("tasks = [\"simcse\"]\nsimcse_from_mlm = true\n").unwrap();
-        let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains("simcse_from_mlm"), "{err}");
-        let config =
-            TextCompareConfig::from_toml("[pretrain]\ninit_from = \"runs/mlm\"\n").unwrap();
-        let err = config.validate().unwrap_err().to_string();
+    fn simcse_starts_from_mlm_only_beside_it_and_the_study_owns_initialisation() {
+        let parse = |text: &str| TextCompareConfig::from_toml(text).unwrap();
+        assert!(TextCompareConfig::default().simcse_starts_from_mlm());
+        let alone = parse("tasks = [\"simcse\"]\nsimcse_from_mlm = true\n");
+        assert!(alone.validate().is_ok());
+        assert!(!alone.simcse_starts_from_mlm());
+        let random = parse("tasks = [\"mlm\", \"simcse\"]\nsimcse_from_mlm = false\n");
+        assert!(!random.simcse_starts_from_mlm());
+        let err = parse("[pretrain]\ninit_from = \"runs/mlm\"\n")
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("init_from"), "{err}");
     }
 }
