@@ -154,7 +154,7 @@ impl ClusteringHeads {
         hidden: usize,
         device: &Device,
     ) -> Self {
-        let width = if hidden == 0 { clusters } else { hidden };
+        let width = head_width(clusters, hidden);
         let outputs = if hidden == 0 {
             Vec::new()
         } else {
@@ -190,11 +190,7 @@ impl ClusteringHeads {
     /// Head `head`'s cluster logits alone, `[batch, clusters]`: its columns of the shared first
     /// layer, so that training or applying one head costs one head's product, not all of them.
     pub fn forward_head(&self, x: Tensor<2>, head: usize) -> Tensor<2> {
-        let width = if self.hidden == 0 {
-            self.clusters
-        } else {
-            self.hidden
-        };
+        let width = head_width(self.clusters, self.hidden);
         let weight = self.linear.weight.val().narrow(1, head * width, width);
         let mut y = x.matmul(weight);
         if let Some(bias) = &self.linear.bias {
@@ -224,6 +220,12 @@ impl ClusteringHeads {
             .map(|(h, out)| out.forward(all.clone().narrow(1, h * self.hidden, self.hidden)))
             .collect()
     }
+}
+
+/// One head's columns in the shared first layer: its clusters when the head is linear, its
+/// hidden units otherwise.
+fn head_width(clusters: usize, hidden: usize) -> usize {
+    if hidden == 0 { clusters } else { hidden }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::flex_util::{dims, tensor, with_f32};
+use super::flex_util::{dims, plane_sums, tensor, with_f32};
 
 /// The shape of one convolution: no dilation, one group, `pad` on both sides of each axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,22 +289,6 @@ fn for_each_span(g: &Geometry, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
-/// The sum of `values` in eight interleaved partial sums, which vectorise where one running
-/// sum cannot (floating-point addition is not reassociated for us); the order is fixed, so
-/// the result does not depend on threads.
-fn lane_sum(values: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut partial = [0.0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
-        for (p, &v) in partial.iter_mut().zip(chunk) {
-            *p += v;
-        }
-    }
-    partial.iter().sum::<f32>() + rest
-}
-
 /// Lay one image's receptive fields out as `[c_in·kh·kw, oh·ow]` (zeros where the kernel
 /// overhangs the border).
 fn im2col(image: &[f32], g: &Geometry, col: &mut [f32]) {
@@ -411,7 +395,8 @@ fn backward(
             }
             if want_b {
                 for (b, row) in bias.iter_mut().zip(go.chunks(spatial)) {
-                    *b += lane_sum(row);
+                    // The row's sum in vector lanes (the second sum is not needed).
+                    *b += plane_sums(row, row, |g, _| (g, 0.0)).0 as f32;
                 }
             }
             if let Some(dx) = dx.as_deref_mut() {

@@ -14,7 +14,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex_util::{dims, tensor, with_f32};
+use super::flex_util::{dims, plane_sums, tensor, with_f32};
 
 /// The batch's statistics per channel, in f64: the sums behind them run over up to millions
 /// of values.
@@ -119,33 +119,6 @@ impl Backward<Flex, 3> for BatchNormBackward {
             grads.register::<Flex>(node.id, as_tensor(&d_beta));
         }
     }
-}
-
-/// The two sums `Σ term(a, b)` over a plane, in f32 lanes (the compiler vectorises
-/// fixed-size lane arrays) added up in f64 at the end.
-#[inline(always)]
-fn plane_sums(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
-    const LANES: usize = 16;
-    let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (a_rest, b_rest) = (a_chunks.remainder(), b_chunks.remainder());
-    for (ca, cb) in a_chunks.zip(b_chunks) {
-        for i in 0..LANES {
-            let (t1, t2) = term(ca[i], cb[i]);
-            s1[i] += t1;
-            s2[i] += t2;
-        }
-    }
-    let mut sums = (
-        s1.iter().map(|&v| f64::from(v)).sum::<f64>(),
-        s2.iter().map(|&v| f64::from(v)).sum::<f64>(),
-    );
-    for (&va, &vb) in a_rest.iter().zip(b_rest) {
-        let (t1, t2) = term(va, vb);
-        sums.0 += f64::from(t1);
-        sums.1 += f64::from(t2);
-    }
-    sums
 }
 
 /// Adds each plane's pair of sums into its channel's.

@@ -1,4 +1,4 @@
-//! Reading and making flex tensors in the kernels.
+//! Reading and making flex tensors in the kernels, and the lane sums they share.
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType, Shape};
@@ -25,4 +25,35 @@ pub(super) fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
         Layout::contiguous(Shape::from(dims.to_vec())),
         DType::F32,
     )
+}
+
+/// The two sums `Σ term(a, b)` over a plane, in f32 lanes (the compiler vectorises
+/// fixed-size lane arrays) added up in f64 at the end.
+#[inline(always)]
+pub(super) fn plane_sums(
+    a: &[f32],
+    b: &[f32],
+    term: impl Fn(f32, f32) -> (f32, f32),
+) -> (f64, f64) {
+    const LANES: usize = 16;
+    let (mut s1, mut s2) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (a_rest, b_rest) = (a_chunks.remainder(), b_chunks.remainder());
+    for (ca, cb) in a_chunks.zip(b_chunks) {
+        for i in 0..LANES {
+            let (t1, t2) = term(ca[i], cb[i]);
+            s1[i] += t1;
+            s2[i] += t2;
+        }
+    }
+    let mut sums = (
+        s1.iter().map(|&v| f64::from(v)).sum::<f64>(),
+        s2.iter().map(|&v| f64::from(v)).sum::<f64>(),
+    );
+    for (&va, &vb) in a_rest.iter().zip(b_rest) {
+        let (t1, t2) = term(va, vb);
+        sums.0 += f64::from(t1);
+        sums.1 += f64::from(t2);
+    }
+    sums
 }
