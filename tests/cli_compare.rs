@@ -257,6 +257,67 @@ fn the_study_writes_its_report_and_resumes() {
     let again = std::fs::read_to_string(out.join("cells.jsonl")).unwrap();
     assert_eq!(again.lines().count(), 2 * per_seed);
     assert!(again.starts_with(&kept.join("\n")));
+
+    // The costly protocols kept for some budgets and representations: fine-tuning and the
+    // supervised baseline at 5 labels per class only, SCAN on pixels and the autoencoder only.
+    // Every cell is in the log already, so nothing is computed; the outcome holds fewer.
+    let limited = CONFIG.replace(
+        "gmm_components = 2\n",
+        "gmm_components = 2\ntrain_budgets = [\"5\"]\n",
+    ) + "representations = [\"pixels\", \"autoencoder\"]\n";
+    std::fs::write(&config, &limited).unwrap();
+    run()
+        .success()
+        .stdout(contains("## fine-tuning"))
+        .stdout(contains("## supervised from scratch"));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let summaries = results["summaries"].as_array().unwrap();
+    // Per seed: SCAN's 3 scores on pca and random cnn, and 2 budgets each of fine-tuning and
+    // the supervised baseline, fewer.
+    assert_eq!(summaries.len(), per_seed - 2 * 3 - 2 - 2);
+    let has = |rep: &str, protocol: &str, budget: &str| {
+        summaries.iter().any(|s| {
+            s["representation"] == rep && s["protocol"] == protocol && s["budget"] == budget
+        })
+    };
+    assert!(has("autoencoder", "finetune", "5") && !has("autoencoder", "finetune", "1"));
+    assert!(has("supervised cnn", "supervised", "5"));
+    assert!(!has("supervised cnn", "supervised", "all"));
+    assert!(has("pixels", "scan", "all") && has("autoencoder", "scan", "all"));
+    assert!(!has("pca", "scan", "all") && !has("random cnn", "scan", "all"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("cells.jsonl")).unwrap(),
+        again,
+        "the log keeps every cell"
+    );
+    // probe runs the protocol its flags name, whatever a study's limits say.
+    probe(
+        &[
+            "--protocol",
+            "finetune",
+            "--labels-per-class",
+            "1",
+            "--seeds",
+            "1",
+        ],
+        &config,
+    )
+    .success()
+    .stdout(contains("autoencoder  fine-tuning  1 labels per class"));
+    // A training budget the study does not have is refused, naming the file.
+    std::fs::write(
+        &config,
+        CONFIG.replace(
+            "gmm_components = 2\n",
+            "gmm_components = 2\ntrain_budgets = [\"10\"]\n",
+        ),
+    )
+    .unwrap();
+    run()
+        .code(1)
+        .stderr(contains("compare.toml"))
+        .stderr(contains("train_budgets lists 10"));
 }
 
 #[test]

@@ -47,12 +47,16 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
         }
         None => StudyConfig::default(),
     };
-    let config = StudyConfig {
+    // The flags choose what runs: a settings file's limits of the training protocols' budgets
+    // and of SCAN's representations (a study's) give way to them.
+    let mut config = StudyConfig {
         budgets: vec![args.labels_per_class],
         seeds: args.seeds,
         protocols: vec![protocol],
+        train_budgets: None,
         ..settings
     };
+    config.scan.representations = None;
     config.validate()?;
     let stem = cache
         .file_stem()

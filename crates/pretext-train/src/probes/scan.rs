@@ -67,6 +67,11 @@ pub struct ScanConfig {
     /// Self-labelling epochs (0: none) and the confidence a pseudo-label needs.
     pub self_label_epochs: usize,
     pub self_label_threshold: f32,
+    /// The representations SCAN clusters, by the names the study gives them; every one when
+    /// absent. SCAN costs minutes a seed where K-means costs seconds, so a large study may keep
+    /// it for the representations that matter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub representations: Option<Vec<String>>,
 }
 
 impl Default for ScanConfig {
@@ -84,6 +89,7 @@ impl Default for ScanConfig {
             mining_components: 128,
             self_label_epochs: 10,
             self_label_threshold: 0.99,
+            representations: None,
         }
     }
 }
@@ -114,7 +120,19 @@ impl ScanConfig {
                  self_label_threshold strictly between 0 and 1",
             ));
         }
+        if self.representations.as_ref().is_some_and(|r| r.is_empty()) {
+            return Err(TrainError::config(
+                "scan: representations is empty; leave it out to cluster every representation",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether SCAN clusters the representation called `name`.
+    pub fn clusters(&self, name: &str) -> bool {
+        self.representations
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
     }
 }
 
@@ -475,6 +493,24 @@ impl Clustering<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scan_may_be_kept_for_named_representations() {
+        let every = ScanConfig::default();
+        assert!(every.clusters("pixels") && every.clusters("simclr"));
+        let some = ScanConfig {
+            representations: Some(vec!["simclr".into()]),
+            ..ScanConfig::default()
+        };
+        assert!(some.validate().is_ok());
+        assert!(some.clusters("simclr") && !some.clusters("pixels"));
+        let none = ScanConfig {
+            representations: Some(Vec::new()),
+            ..ScanConfig::default()
+        };
+        let err = none.validate().unwrap_err().to_string();
+        assert!(err.contains("representations is empty"), "{err}");
+    }
 
     /// `n` points in 8-D around three well-separated centres, from a fixed sequence.
     fn blobs(n: usize, offset: usize) -> (Vec<f32>, Vec<u32>) {

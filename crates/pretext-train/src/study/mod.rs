@@ -68,6 +68,11 @@ pub struct StudyConfig {
     /// alike (`[study.train_views]`, the contrastive views' settings); none when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_views: Option<ViewsConfig>,
+    /// The budgets at which fine-tuning and the supervised baseline run, each one of `budgets`;
+    /// every budget when absent. A training run costs minutes where a frozen-feature probe
+    /// costs seconds, so a large study may train at the budgets that matter only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_budgets: Option<Vec<LabelBudget>>,
 }
 
 impl Default for StudyConfig {
@@ -100,6 +105,7 @@ impl Default for StudyConfig {
             train_batch_size: 64,
             finetune_encoder_lr_scale: 0.1,
             train_views: None,
+            train_budgets: None,
         }
     }
 }
@@ -150,6 +156,18 @@ impl StudyConfig {
                 .validate()
                 .map_err(|e| TrainError::config(format!("train_views: {e}")))?;
         }
+        if let Some(train) = &self.train_budgets {
+            if train.is_empty() {
+                return Err(TrainError::config(
+                    "train_budgets is empty; leave it out to train at every budget",
+                ));
+            }
+            if let Some(b) = train.iter().find(|b| !self.budgets.contains(b)) {
+                return Err(TrainError::config(format!(
+                    "train_budgets lists {b} labels per class, which budgets does not"
+                )));
+            }
+        }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
             return Err(TrainError::config(format!(
                 "validation_fraction = {} must lie strictly between 0 and 1",
@@ -157,6 +175,13 @@ impl StudyConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Whether fine-tuning and the supervised baseline run at `budget`.
+    pub fn trains_at(&self, budget: LabelBudget) -> bool {
+        self.train_budgets
+            .as_ref()
+            .is_none_or(|b| b.contains(&budget))
     }
 }
 
@@ -481,12 +506,8 @@ pub fn run_candidates(
     let runs_of = |rep: &dyn Candidate| -> Vec<(&dyn Evaluation, LabelBudget, u64)> {
         let mut runs = Vec::new();
         for seed in 0..config.seeds {
-            for unit in units.iter().filter(|u| u.applies(rep)) {
-                let budgets = if unit.label_free() {
-                    vec![LabelBudget::All]
-                } else {
-                    budgets.clone()
-                };
+            for unit in units.iter().filter(|u| u.applies(config, rep)) {
+                let budgets = unit.budgets(config, &budgets);
                 runs.extend(budgets.into_iter().map(|b| (unit.as_ref(), b, seed)));
             }
         }
@@ -504,11 +525,24 @@ pub fn run_candidates(
             .flat_map(|seed| {
                 budgets
                     .iter()
+                    .filter(|&&budget| config.trains_at(budget))
                     .map(move |&budget| CellKey::new(b.name, Protocol::Supervised, budget, seed))
             })
             .collect(),
         None => Vec::new(),
     };
+    if let Some(names) = &config.scan.representations {
+        for name in names {
+            if !candidates.iter().any(|c| c.name() == name) {
+                let have: Vec<&str> = candidates.iter().map(|c| c.name()).collect();
+                observer.note(&format!(
+                    "scan.representations names {name:?}, which this study does not have \
+                     (it has {})",
+                    have.join(", ")
+                ));
+            }
+        }
+    }
     let mut log = CellLog::open(cells_path)?;
     // This study's cells. The log may hold others, from a run of the same directory with other
     // representations or budgets: they stay in the file but are neither counted nor reported.
@@ -685,6 +719,37 @@ pub fn summarize(cells: &[Cell]) -> Vec<Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_budgets_are_some_of_the_study_budgets() {
+        let at = |train: Option<Vec<LabelBudget>>| StudyConfig {
+            train_budgets: train,
+            ..StudyConfig::default()
+        };
+        let every = at(None);
+        assert!(every.validate().is_ok());
+        assert!(every.trains_at(LabelBudget::PerClass(1)) && every.trains_at(LabelBudget::All));
+        let ten = at(Some(vec![LabelBudget::PerClass(10)]));
+        assert!(ten.validate().is_ok());
+        assert!(ten.trains_at(LabelBudget::PerClass(10)));
+        assert!(!ten.trains_at(LabelBudget::PerClass(1)) && !ten.trains_at(LabelBudget::All));
+        let err = at(Some(vec![LabelBudget::PerClass(5)]))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train_budgets lists 5"), "{err}");
+        let err = at(Some(Vec::new())).validate().unwrap_err().to_string();
+        assert!(err.contains("train_budgets is empty"), "{err}");
+        // Read from TOML as budgets are; absent from the settings' TOML when absent, so cells
+        // cached before the setting existed keep their names.
+        let read: StudyConfig = toml::from_str("train_budgets = [\"10\", \"all\"]").unwrap();
+        assert_eq!(
+            read.train_budgets,
+            Some(vec![LabelBudget::PerClass(10), LabelBudget::All])
+        );
+        let text = toml::to_string(&StudyConfig::default()).unwrap();
+        assert!(!text.contains("train_budgets") && !text.contains("representations"));
+    }
 
     #[test]
     fn training_views_validate_and_leave_default_settings_unchanged() {

@@ -105,14 +105,24 @@ pub(super) trait Evaluation {
     /// The protocols whose cells one run fills (a clustering gives ACC, NMI and ARI at once).
     fn protocols(&self) -> &'static [Protocol];
 
-    /// Whether it evaluates `candidate` at all (fine-tuning needs a pretrained encoder).
-    fn applies(&self, _candidate: &dyn Candidate) -> bool {
+    /// Whether it evaluates `candidate` at all (fine-tuning needs a pretrained encoder; SCAN
+    /// may be kept for some representations).
+    fn applies(&self, _config: &StudyConfig, _candidate: &dyn Candidate) -> bool {
         true
     }
 
     /// Whether it uses no labels, and so runs once per seed (its budget is "all").
     fn label_free(&self) -> bool {
         false
+    }
+
+    /// The budgets it runs at, of the study's `budgets`.
+    fn budgets(&self, _config: &StudyConfig, budgets: &[LabelBudget]) -> Vec<LabelBudget> {
+        if self.label_free() {
+            vec![LabelBudget::All]
+        } else {
+            budgets.to_vec()
+        }
     }
 
     /// The scores of [`Self::protocols`], in order, for one budget and seed.
@@ -234,6 +244,10 @@ impl Evaluation for Scan {
         true
     }
 
+    fn applies(&self, config: &StudyConfig, candidate: &dyn Candidate) -> bool {
+        config.scan.clusters(candidate.name())
+    }
+
     fn evaluate(&self, ctx: &Context<'_>, _: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let f = ctx.features;
         let s = scan_probe(
@@ -259,8 +273,16 @@ impl Evaluation for Finetune {
         &[Protocol::Finetune]
     }
 
-    fn applies(&self, candidate: &dyn Candidate) -> bool {
+    fn applies(&self, _config: &StudyConfig, candidate: &dyn Candidate) -> bool {
         candidate.is_pretrained()
+    }
+
+    fn budgets(&self, config: &StudyConfig, budgets: &[LabelBudget]) -> Vec<LabelBudget> {
+        budgets
+            .iter()
+            .copied()
+            .filter(|&b| config.trains_at(b))
+            .collect()
     }
 
     fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
