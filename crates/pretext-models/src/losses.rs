@@ -1,14 +1,16 @@
 //! The pretext tasks' losses. Each returns a one-element tensor (the batch mean).
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
-/// Mean cross-entropy of `logits` `[batch, classes]` against class indices `[batch]`.
+use crate::kernels::log_softmax_last;
+
+/// Mean cross-entropy of `logits` `[batch, classes]` against class indices `[batch]` (Burn's
+/// `CrossEntropyLoss` with its defaults, through the log-softmax kernel).
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    CrossEntropyLossConfig::new()
-        .init(&logits.device())
-        .forward(logits, targets)
+    let [n, _] = logits.dims();
+    let picked: Tensor<2> = log_softmax_last(logits).gather(1, targets.reshape([n, 1]));
+    picked.mean().neg().reshape([1])
 }
 
 /// Rows scaled to unit L2 norm (a small epsilon keeps zero rows finite).
@@ -32,7 +34,7 @@ pub fn nt_xent(first: Tensor<2>, second: Tensor<2>, temperature: f32) -> Tensor<
         .map(|i| (i + n as i64) % (2 * n as i64))
         .collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [2 * n]), &device);
-    let log_p = log_softmax(logits, 1);
+    let log_p = log_softmax_last(logits);
     let picked: Tensor<2> = log_p.gather(1, targets.reshape([2 * n, 1]));
     picked.mean().neg().reshape([1])
 }

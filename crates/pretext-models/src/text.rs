@@ -2,16 +2,16 @@
 //! its masked-token (MLM) head and a classifier on its pooled output.
 
 use burn::module::{Module, Param};
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderInput};
+use burn::nn::transformer::TransformerEncoder;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::encoders::vit::transformer;
+use crate::encoders::transformer::{blocks, encode};
 use crate::error::ModelError;
+use crate::kernels::gelu;
 use crate::losses::cross_entropy;
 use crate::settings::settings;
 
@@ -105,7 +105,7 @@ impl TextEncoderConfig {
                 std: 0.02,
             }
             .init([self.max_len, self.dim], device),
-            blocks: transformer(
+            blocks: blocks(
                 self.dim,
                 self.heads,
                 self.depth,
@@ -151,9 +151,7 @@ impl TextEncoder {
             .slice([0..len, 0..self.dim])
             .reshape([1, len, self.dim]);
         let x = self.tokens.forward(tokens) + position;
-        let x = self
-            .blocks
-            .forward(TransformerEncoderInput::new(x).mask_pad(padding));
+        let x = encode(&self.blocks, x, Some(padding));
         self.norm.forward(x)
     }
 

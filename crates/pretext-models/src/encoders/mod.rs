@@ -6,6 +6,7 @@ pub mod cnn;
 pub mod mlp;
 mod norm;
 pub mod resnet;
+pub mod transformer;
 pub mod vit;
 
 use std::fmt;

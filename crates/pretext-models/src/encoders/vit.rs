@@ -6,12 +6,11 @@
 //! same layout as `pretext_data::tasks::MaskingTask`.
 
 use burn::module::{Module, Param};
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
+use burn::nn::transformer::TransformerEncoder;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 
+use crate::encoders::transformer::{blocks, encode};
 use crate::error::ModelError;
 use crate::settings::settings;
 
@@ -88,7 +87,7 @@ impl VitEncoderConfig {
                 std: 0.02,
             }
             .init([self.num_patches(), self.dim], device),
-            blocks: transformer(
+            blocks: blocks(
                 self.dim,
                 self.heads,
                 self.depth,
@@ -102,22 +101,6 @@ impl VitEncoderConfig {
             dim: self.dim,
         })
     }
-}
-
-/// Pre-norm transformer blocks without dropout (small data sets are better served by
-/// augmentation, and dropout would make the training step random).
-pub(crate) fn transformer(
-    dim: usize,
-    heads: usize,
-    depth: usize,
-    mlp_ratio: usize,
-    dropout: f64,
-    device: &Device,
-) -> TransformerEncoder {
-    TransformerEncoderConfig::new(dim, dim * mlp_ratio, heads, depth)
-        .with_dropout(dropout)
-        .with_norm_first(true)
-        .init(device)
 }
 
 /// See [`VitEncoderConfig`].
@@ -160,9 +143,7 @@ impl VitEncoder {
             .val()
             .select(0, indices.reshape([b * k]))
             .reshape([b, k, dim]);
-        let x = self
-            .blocks
-            .forward(TransformerEncoderInput::new(tokens + position));
+        let x = encode(&self.blocks, tokens + position, None);
         self.norm.forward(x)
     }
 

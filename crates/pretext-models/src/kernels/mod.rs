@@ -4,6 +4,8 @@
 //! every other backend it composes Burn's own operations, so results agree across backends.
 
 #[cfg(feature = "flex")]
+mod flex_activation;
+#[cfg(feature = "flex")]
 mod flex_conv;
 #[cfg(feature = "flex")]
 mod flex_norm;
@@ -18,6 +20,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
+use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 
 /// `conv.forward(x)`. On flex, a convolution with no dilation, one group and the same padding
 /// on both sides of each axis (3x3 with `Same` padding, a ResNet's stride-2 3x3 and 1x1
@@ -115,6 +118,36 @@ pub fn max_pool2_relu(x: Tensor<4>) -> Tensor<4> {
 /// [`max_pool2_relu`] from Burn's pooling module and ReLU, for every backend.
 fn max_pool2_relu_composed(x: Tensor<4>) -> Tensor<4> {
     relu(MaxPool2dConfig::new([2, 2]).init().forward(x))
+}
+
+/// `softmax(x, D - 1)`: the softmax over the last axis, as attention takes it. On flex one pass
+/// forward and one backward per row.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_activation::softmax_last(&x) {
+        return out;
+    }
+    softmax(x, D - 1)
+}
+
+/// `log_softmax(x, D - 1)`, as cross-entropy takes it. On flex one pass forward and one
+/// backward per row.
+pub fn log_softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_activation::log_softmax_last(&x) {
+        return out;
+    }
+    log_softmax(x, D - 1)
+}
+
+/// GELU, the exact form `x Φ(x)` (Burn's `gelu`). On flex one vectorised pass forward and one
+/// backward, with the normal distribution function to within 1e-6.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_activation::gelu(&x) {
+        return out;
+    }
+    burn_gelu(x)
 }
 
 // The kernels' own tests; without the feature every function is Burn's composition.
@@ -444,5 +477,78 @@ mod tests {
             .expect("the flex kernel takes inference tensors")
             .into_data()
             .assert_eq(&max_pool2_relu_composed(x).into_data(), true);
+    }
+
+    /// A kernel's output and input gradient against Burn's operation on the same input and
+    /// output weighting, on tracked and inference tensors.
+    fn check_activation<const D: usize>(
+        dims: [usize; D],
+        scale: f32,
+        fast: impl Fn(Tensor<D>) -> Tensor<D>,
+        slow: impl Fn(Tensor<D>) -> Tensor<D>,
+    ) {
+        let device = Device::flex().autodiff();
+        let data = crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 5, &device)
+            .mul_scalar(scale)
+            .into_data();
+        let (fast_x, slow_x) = (
+            Tensor::<D>::from_data(data.clone(), &device).require_grad(),
+            Tensor::<D>::from_data(data.clone(), &device).require_grad(),
+        );
+        let (fast_y, slow_y) = (fast(fast_x.clone()), slow(slow_x.clone()));
+        let tolerance = Tolerance::<f32>::rel_abs(1e-5, 1e-6);
+        fast_y
+            .to_data()
+            .assert_approx_eq::<f32>(&slow_y.to_data(), tolerance);
+        let weights = crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 6, &device);
+        let fast_grad = fast_x.grad(&(fast_y * weights.clone()).sum().backward());
+        let slow_grad = slow_x.grad(&(slow_y * weights).sum().backward());
+        fast_grad
+            .expect("the kernel's input gradient")
+            .into_data()
+            .assert_approx_eq::<f32>(&slow_grad.unwrap().into_data(), tolerance);
+        let plain = Tensor::<D>::from_data(data, &Device::flex());
+        fast(plain.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&slow(plain).into_data(), tolerance);
+    }
+
+    #[test]
+    fn softmax_matches_burn_forward_and_backward() {
+        let burn = |x: Tensor<4>| softmax(x, 3);
+        // Attention's scores: batch, heads, queries, keys; then odd sizes and large logits.
+        check_activation([2, 4, 9, 9], 1.0, softmax_last, burn);
+        check_activation([3, 1, 5, 37], 30.0, softmax_last, burn);
+        check_activation([1, 1, 3, 1], 1.0, softmax_last, burn);
+        // A masked key (Burn's attention fills it with -1e4) gets no weight and no gradient.
+        let device = Device::flex().autodiff();
+        let x = Tensor::<2>::from_floats([[1.0, -1.0e4, 0.5], [f32::NAN, 0.0, 1.0]], &device)
+            .require_grad();
+        let y = softmax_last(x.clone());
+        let values = y.to_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(values[1], 0.0);
+        assert!((values[0] + values[2] - 1.0).abs() < 1e-6, "{values:?}");
+        assert!(
+            values[3..].iter().all(|v| v.is_nan()),
+            "NaN spreads over its row"
+        );
+        let grad = x.grad(&y.narrow(0, 0, 1).sum().backward()).unwrap();
+        let grad = grad.into_data().try_to_vec::<f32>().unwrap();
+        assert!(grad[..3].iter().all(|g| g.abs() < 1e-6), "{grad:?}");
+    }
+
+    #[test]
+    fn log_softmax_matches_burn_forward_and_backward() {
+        let burn = |x: Tensor<2>| log_softmax(x, 1);
+        // Cross-entropy's logits: a batch over a vocabulary; then large logits and one class.
+        check_activation([6, 400], 1.0, log_softmax_last, burn);
+        check_activation([5, 13], 40.0, log_softmax_last, burn);
+        check_activation([3, 1], 1.0, log_softmax_last, burn);
+    }
+
+    #[test]
+    fn gelu_matches_burn_forward_and_backward() {
+        check_activation([3, 7, 33], 1.0, gelu, burn_gelu);
+        check_activation([1000], 4.0, gelu, burn_gelu);
     }
 }

@@ -3,12 +3,12 @@
 //! predicts every patch's pixels; the loss counts masked patches only.
 
 use burn::module::{Module, Param};
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderInput};
+use burn::nn::transformer::TransformerEncoder;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::encoders::VitEncoder;
-use crate::encoders::vit::transformer;
+use crate::encoders::transformer::{blocks, encode};
 use crate::losses::masked_patch_mse;
 
 /// What one MAE step needs, as tensors.
@@ -71,7 +71,7 @@ impl MaeModel {
             decoder_embed: LinearConfig::new(encoder.dim(), decoder.dim).init(device),
             mask_token: normal.init([decoder.dim], device),
             decoder_position: normal.init([patches, decoder.dim], device),
-            decoder: transformer(decoder.dim, decoder.heads, decoder.depth, 2, 0.0, device),
+            decoder: blocks(decoder.dim, decoder.heads, decoder.depth, 2, 0.0, device),
             decoder_norm: LayerNormConfig::new(decoder.dim).init(device),
             predict: LinearConfig::new(decoder.dim, patch_dim).init(device),
             encoder,
@@ -100,7 +100,7 @@ impl MaeModel {
         let sequence = Tensor::cat(vec![tokens, mask_tokens], 1);
         let order: Tensor<3, Int> = restore.reshape([b, n, 1]).expand([b, n, d]);
         let x = sequence.gather(1, order) + self.decoder_position.val().reshape([1, n, d]);
-        let x = self.decoder.forward(TransformerEncoderInput::new(x));
+        let x = encode(&self.decoder, x, None);
         self.predict.forward(self.decoder_norm.forward(x))
     }
 

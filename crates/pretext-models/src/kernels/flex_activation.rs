@@ -1,0 +1,393 @@
+//! The flex kernels behind [`super::softmax_last`], [`super::log_softmax_last`] and
+//! [`super::gelu`]: one pass forward and one backward each, where Burn composes the softmax from five operations (max, subtract,
+//! exp, sum, divide) and its backward from as many again, and evaluates GELU's error function
+//! one scalar `erff` call at a time. The Transformers spend a fifth of their step in them.
+//!
+//! Both use [`exp`], a polynomial the compiler vectorises, in place of the scalar `expf`.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{DType, Tensor};
+use rayon::prelude::*;
+
+use super::flex_util::{tensor, with_f32};
+
+/// Values per parallel task: small enough to share a step's tensors between both cores, large
+/// enough that scheduling costs nothing.
+const CHUNK: usize = 1 << 14;
+
+/// `e^x` within 2 ulp over the range that does not overflow (Cephes' `expf` polynomial after
+/// reduction by `ln 2`); 0 below -87.3 and `inf` above 88.7, NaN for NaN. Branch-free and
+/// without calls (no `round`, no `mul_add`, which are library calls on the baseline x86-64
+/// target), so loops over it vectorise.
+#[inline(always)]
+pub(super) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts, so that x - n ln 2 is exact for the n reached here.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(-87.3, 88.7);
+    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // 2^n in two normal factors through the exponent bits: n lies in [-126, 128], whose ends
+    // one factor cannot hold.
+    let n = if n.is_nan() { 0 } else { n as i32 };
+    let half = n / 2;
+    let factor = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    let y = e * factor(half) * factor(n - half);
+    let y = if x < -87.3 { 0.0 } else { y };
+    let y = if x > 88.7 { f32::INFINITY } else { y };
+    if x.is_nan() { x } else { y }
+}
+
+/// `Φ(x)`, the standard normal distribution function, and `φ(x)`, its density, from
+/// Abramowitz and Stegun's 7.1.26 (absolute error below 1.5e-7 in `erfc`), written as the tail
+/// `Φ(-|x|)` so that both halves keep their precision.
+#[inline(always)]
+fn normal_cdf_pdf(x: f32) -> (f32, f32) {
+    const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+    let z = x.abs() * FRAC_1_SQRT_2;
+    let t = 1.0 / (0.327_591_1 * z + 1.0);
+    let poly = 1.061_405_4f32;
+    let poly = poly * t - 1.453_152_1;
+    let poly = poly * t + 1.421_413_7;
+    let poly = poly * t - 0.284_496_74;
+    let poly = poly * t + 0.254_829_6;
+    let gaussian = exp(-z * z);
+    let tail = 0.5 * poly * t * gaussian;
+    let cdf = if x < 0.0 { tail } else { 1.0 - tail };
+    (cdf, FRAC_1_SQRT_2PI * gaussian)
+}
+
+/// GELU, `x Φ(x)`, the exact form (Burn's `gelu`).
+#[inline(always)]
+fn gelu_value(x: f32) -> f32 {
+    x * normal_cdf_pdf(x).0
+}
+
+/// GELU's derivative, `Φ(x) + x φ(x)`.
+#[inline(always)]
+fn gelu_slope(x: f32) -> f32 {
+    let (cdf, pdf) = normal_cdf_pdf(x);
+    x * pdf + cdf
+}
+
+/// Runs `kernel` on a flex float32 tensor (tracked by autodiff or not); `None` leaves it to
+/// the generic path.
+fn on_flex<const D: usize>(
+    x: &Tensor<D>,
+    forward: impl Fn(&FlexTensor) -> FlexTensor,
+    tracked: impl Fn(FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>>,
+) -> Option<Tensor<D>> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    if x.device().is_autodiff() {
+        let prim = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+        return Some(Tensor::from_primitive::<Autodiff<Flex>>(tracked(prim)));
+    }
+    let prim = x.clone().try_into_primitive::<Flex>().ok()?;
+    Some(Tensor::from_primitive::<Flex>(forward(&prim)))
+}
+
+/// The shape of `t` as a vector.
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the last axis.
+
+pub(super) fn softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    if x.dims()[D - 1] == 0 {
+        return None;
+    }
+    on_flex(x, softmax_forward, |x| {
+        let (input, guard) = x.into_parts();
+        match Softmax
+            .prepare::<NoCheckpointing>([guard])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = softmax_forward(&input);
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(softmax_forward(&input)),
+        }
+    })
+}
+
+/// Rows of `n` values per parallel task.
+fn rows_per_task(n: usize) -> usize {
+    (CHUNK / n).max(1)
+}
+
+fn softmax_forward(x: &FlexTensor) -> FlexTensor {
+    let dims = shape(x);
+    let n = *dims.last().expect("at least one axis");
+    let mut out = vec![0.0f32; dims.iter().product()];
+    with_f32(x, |x| {
+        let task = rows_per_task(n) * n;
+        out.par_chunks_mut(task)
+            .zip(x.par_chunks(task))
+            .for_each(|(out, x)| {
+                for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    // A row of -inf alone has no finite maximum; shifting by 0 keeps Burn's NaN.
+                    let max = if max.is_finite() { max } else { 0.0 };
+                    let mut sum = 0.0f32;
+                    for (y, &v) in y.iter_mut().zip(row) {
+                        *y = exp(v - max);
+                        sum += *y;
+                    }
+                    let inv = 1.0 / sum;
+                    y.iter_mut().for_each(|y| *y *= inv);
+                }
+            });
+    });
+    tensor(out, &dims)
+}
+
+/// Softmax's backward pass: `dx = y (dy - Σ dy y)` per row, from the output `y`.
+#[derive(Debug)]
+struct Softmax;
+
+impl Backward<Flex, 1> for Softmax {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = parent else { return };
+        let y = &ops.state;
+        let dims = shape(y);
+        let n = *dims.last().expect("at least one axis");
+        let mut dx = vec![0.0f32; dims.iter().product()];
+        with_f32(y, |y| {
+            with_f32(&grad, |dy| {
+                let task = rows_per_task(n) * n;
+                dx.par_chunks_mut(task)
+                    .zip(y.par_chunks(task).zip(dy.par_chunks(task)))
+                    .for_each(|(dx, (y, dy))| {
+                        let rows = dx.chunks_exact_mut(n).zip(y.chunks_exact(n));
+                        for ((dx, y), dy) in rows.zip(dy.chunks_exact(n)) {
+                            let dot: f32 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
+                            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                                *dx = y * (g - dot);
+                            }
+                        }
+                    });
+            });
+        });
+        grads.register::<Flex>(node.id, tensor(dx, &dims));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log-softmax over the last axis.
+
+pub(super) fn log_softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    if x.dims()[D - 1] == 0 {
+        return None;
+    }
+    on_flex(x, log_softmax_forward, |x| {
+        let (input, guard) = x.into_parts();
+        match LogSoftmax
+            .prepare::<NoCheckpointing>([guard])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = log_softmax_forward(&input);
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(log_softmax_forward(&input)),
+        }
+    })
+}
+
+fn log_softmax_forward(x: &FlexTensor) -> FlexTensor {
+    let dims = shape(x);
+    let n = *dims.last().expect("at least one axis");
+    let mut out = vec![0.0f32; dims.iter().product()];
+    with_f32(x, |x| {
+        let task = rows_per_task(n) * n;
+        out.par_chunks_mut(task)
+            .zip(x.par_chunks(task))
+            .for_each(|(out, x)| {
+                for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let max = if max.is_finite() { max } else { 0.0 };
+                    let sum: f32 = row.iter().map(|&v| exp(v - max)).sum();
+                    // Shifted by the maximum first: the largest logit's value stays exact.
+                    let log_sum = sum.ln();
+                    for (y, &v) in y.iter_mut().zip(row) {
+                        *y = (v - max) - log_sum;
+                    }
+                }
+            });
+    });
+    tensor(out, &dims)
+}
+
+/// Log-softmax's backward pass: `dx = dy - e^y Σ dy` per row, from the output `y`.
+#[derive(Debug)]
+struct LogSoftmax;
+
+impl Backward<Flex, 1> for LogSoftmax {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = parent else { return };
+        let y = &ops.state;
+        let dims = shape(y);
+        let n = *dims.last().expect("at least one axis");
+        let mut dx = vec![0.0f32; dims.iter().product()];
+        with_f32(y, |y| {
+            with_f32(&grad, |dy| {
+                let task = rows_per_task(n) * n;
+                dx.par_chunks_mut(task)
+                    .zip(y.par_chunks(task).zip(dy.par_chunks(task)))
+                    .for_each(|(dx, (y, dy))| {
+                        let rows = dx.chunks_exact_mut(n).zip(y.chunks_exact(n));
+                        for ((dx, y), dy) in rows.zip(dy.chunks_exact(n)) {
+                            let total: f32 = dy.iter().sum();
+                            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                                *dx = g - exp(y) * total;
+                            }
+                        }
+                    });
+            });
+        });
+        grads.register::<Flex>(node.id, tensor(dx, &dims));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GELU.
+
+pub(super) fn gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    on_flex(x, gelu_forward, |x| {
+        let (input, guard) = x.into_parts();
+        match Gelu
+            .prepare::<NoCheckpointing>([guard])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = gelu_forward(&input);
+                prep.finish(input, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(gelu_forward(&input)),
+        }
+    })
+}
+
+fn gelu_forward(x: &FlexTensor) -> FlexTensor {
+    let dims = shape(x);
+    let mut out = vec![0.0f32; dims.iter().product()];
+    with_f32(x, |x| {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(out, x)| {
+                for (y, &v) in out.iter_mut().zip(x) {
+                    *y = gelu_value(v);
+                }
+            });
+    });
+    tensor(out, &dims)
+}
+
+/// GELU's backward pass, `dx = dy (Φ(x) + x φ(x))`, from the input `x`.
+#[derive(Debug)]
+struct Gelu;
+
+impl Backward<Flex, 1> for Gelu {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = parent else { return };
+        let x = &ops.state;
+        let dims = shape(x);
+        let mut dx = vec![0.0f32; dims.iter().product()];
+        with_f32(x, |x| {
+            with_f32(&grad, |dy| {
+                dx.par_chunks_mut(CHUNK)
+                    .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+                    .for_each(|(dx, (x, dy))| {
+                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                            *dx = g * gelu_slope(x);
+                        }
+                    });
+            });
+        });
+        grads.register::<Flex>(node.id, tensor(dx, &dims));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_the_standard_library() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (ours, std) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((ours - std) / std).abs());
+            x += 0.003_7;
+        }
+        assert!(worst < 2.5e-7, "relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn gelu_and_its_slope_match_the_error_function() {
+        let phi = |x: f64| 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+        let pdf = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let mut x = -10.0f32;
+        while x < 10.0 {
+            let xd = x as f64;
+            let value = xd * phi(xd);
+            let slope = phi(xd) + xd * pdf(xd);
+            assert!(
+                (gelu_value(x) as f64 - value).abs() < 1e-6 * (1.0 + value.abs()),
+                "gelu({x}) = {} against {value}",
+                gelu_value(x)
+            );
+            assert!(
+                (gelu_slope(x) as f64 - slope).abs() < 1e-6,
+                "gelu'({x}) = {} against {slope}",
+                gelu_slope(x)
+            );
+            x += 0.001_3;
+        }
+        assert_eq!(gelu_value(0.0), 0.0);
+        assert!(gelu_value(f32::NAN).is_nan());
+    }
+}
