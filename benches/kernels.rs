@@ -1,6 +1,6 @@
 //! Pretext's flex kernels beside the Burn operations they replace, in one run: the CNN
-//! encoder's layers at batch 128, forward and backward (`sum().backward()`), on flex with every
-//! core. Prints the median of several repetitions after warm-up for each side and the speed-up.
+//! encoder's layers at batch 128 and the Transformers' activations at the benchmark steps'
+//! shapes, forward and backward (`sum().backward()`), on flex with every core. Prints the median of several repetitions after warm-up for each side and the speed-up.
 //!
 //! Run: `cargo bench --bench kernels`.
 
@@ -10,8 +10,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
+use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
-use pretext_models::kernels::{batch_norm_train, conv2d, max_pool2_relu};
+use pretext_models::kernels::{
+    batch_norm_train, conv2d, gelu, log_softmax_last, max_pool2_relu, softmax_last,
+};
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
@@ -114,4 +117,34 @@ fn main() {
             drop(out.sum().backward())
         }),
     );
+
+    // The text step's attention scores (32 sequences x 4 heads x 64 x 64), its feed-forward
+    // activations (32 x 64 tokens x 256), its loss's logits (293 masked tokens x 4,000) and
+    // NT-Xent's (512 views x 512) at the two-view steps' batch.
+    let scores = random([32, 4, 64, 64]).require_grad();
+    row(
+        "softmax, 32x4x64x64",
+        time(|| drop(softmax(scores.clone(), 3).sum().backward())),
+        time(|| drop(softmax_last(scores.clone()).sum().backward())),
+    );
+    let hidden = random([32, 64, 16, 16])
+        .reshape([32, 64, 256])
+        .require_grad();
+    row(
+        "GELU, 32x64x256",
+        time(|| drop(burn_gelu(hidden.clone()).sum().backward())),
+        time(|| drop(gelu(hidden.clone()).sum().backward())),
+    );
+    for (name, dims) in [
+        ("log-softmax, 293x4000", [293, 4000]),
+        ("log-softmax, 512x512", [512, 512]),
+    ] {
+        let logits = Tensor::<2>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let logits = logits.require_grad();
+        row(
+            name,
+            time(|| drop(log_softmax(logits.clone(), 1).sum().backward())),
+            time(|| drop(log_softmax_last(logits.clone()).sum().backward())),
+        );
+    }
 }

@@ -110,6 +110,156 @@ fn shape(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
 }
 
+/// Defines `$name` to run `$kernel` compiled for AVX-512 or for AVX2 with FMA where the CPU has
+/// them, and for the baseline target otherwise, so that its loops vectorise to the widest unit
+/// this CPU has (the features are detected once and cached by the standard library).
+macro_rules! dispatched {
+    ($name:ident => $kernel:ident($($arg:ident: $ty:ty),*)) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+                fn v4($($arg: $ty),*) {
+                    $kernel($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3($($arg: $ty),*) {
+                    $kernel($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU has every feature `v4` is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has every feature `v3` is compiled for.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+
+/// Lanes of the reductions: independent partial results the compiler keeps in vector
+/// registers (a plain running sum is one dependent chain of scalar additions).
+const LANES: usize = 16;
+
+/// `Σ term(a_i, b_i)` in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (ca, cb) in ca.zip(cb) {
+        for i in 0..LANES {
+            lanes[i] += term(ca[i], cb[i]);
+        }
+    }
+    let rest: f32 = ra.iter().zip(rb).map(|(&a, &b)| term(a, b)).sum();
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// The row's largest value, ignoring NaN (as `f32::max` does); `-inf` for a row of `-inf`.
+#[inline(always)]
+fn row_max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            lanes[i] = lanes[i].max(c[i]);
+        }
+    }
+    lanes
+        .iter()
+        .chain(rest)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Softmax of each `n`-value row of `x` into `out`.
+#[inline(always)]
+fn softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
+    for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        let max = row_max(row);
+        // A row of -inf alone has no finite maximum; shifting by 0 keeps Burn's NaN.
+        let max = if max.is_finite() { max } else { 0.0 };
+        for (y, &v) in y.iter_mut().zip(row) {
+            *y = exp(v - max);
+        }
+        let inv = 1.0 / lane_sum(y, y, |a, _| a);
+        y.iter_mut().for_each(|y| *y *= inv);
+    }
+}
+
+/// Softmax's input gradient per row: `dx = y (dy - Σ dy y)`.
+#[inline(always)]
+fn softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
+    let rows = dx.chunks_exact_mut(n).zip(y.chunks_exact(n));
+    for ((dx, y), dy) in rows.zip(dy.chunks_exact(n)) {
+        let dot = lane_sum(y, dy, |y, g| y * g);
+        for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = y * (g - dot);
+        }
+    }
+}
+
+/// Log-softmax of each `n`-value row of `x` into `out`.
+#[inline(always)]
+fn log_softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
+    for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        let max = row_max(row);
+        let max = if max.is_finite() { max } else { 0.0 };
+        for (y, &v) in y.iter_mut().zip(row) {
+            *y = exp(v - max);
+        }
+        // Shifted by the maximum first: the largest logit's value stays exact.
+        let log_sum = lane_sum(y, y, |a, _| a).ln();
+        for (y, &v) in y.iter_mut().zip(row) {
+            *y = (v - max) - log_sum;
+        }
+    }
+}
+
+/// Log-softmax's input gradient per row: `dx = dy - e^y Σ dy`.
+#[inline(always)]
+fn log_softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
+    let rows = dx.chunks_exact_mut(n).zip(y.chunks_exact(n));
+    for ((dx, y), dy) in rows.zip(dy.chunks_exact(n)) {
+        let total = lane_sum(dy, dy, |g, _| g);
+        for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+            *dx = g - exp(y) * total;
+        }
+    }
+}
+
+#[inline(always)]
+fn gelu_values(out: &mut [f32], x: &[f32]) {
+    for (y, &v) in out.iter_mut().zip(x) {
+        *y = gelu_value(v);
+    }
+}
+
+#[inline(always)]
+fn gelu_grads(dx: &mut [f32], x: &[f32], dy: &[f32]) {
+    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+        *dx = g * gelu_slope(x);
+    }
+}
+
+dispatched!(softmax_chunk => softmax_rows(out: &mut [f32], x: &[f32], n: usize));
+dispatched!(softmax_grad_chunk => softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize));
+dispatched!(log_softmax_chunk => log_softmax_rows(out: &mut [f32], x: &[f32], n: usize));
+dispatched!(log_softmax_grad_chunk => log_softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize));
+dispatched!(gelu_chunk => gelu_values(out: &mut [f32], x: &[f32]));
+dispatched!(gelu_grad_chunk => gelu_grads(dx: &mut [f32], x: &[f32], dy: &[f32]));
+
 // ---------------------------------------------------------------------------------------------
 // Softmax over the last axis.
 
@@ -146,20 +296,7 @@ fn softmax_forward(x: &FlexTensor) -> FlexTensor {
         let task = rows_per_task(n) * n;
         out.par_chunks_mut(task)
             .zip(x.par_chunks(task))
-            .for_each(|(out, x)| {
-                for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    // A row of -inf alone has no finite maximum; shifting by 0 keeps Burn's NaN.
-                    let max = if max.is_finite() { max } else { 0.0 };
-                    let mut sum = 0.0f32;
-                    for (y, &v) in y.iter_mut().zip(row) {
-                        *y = exp(v - max);
-                        sum += *y;
-                    }
-                    let inv = 1.0 / sum;
-                    y.iter_mut().for_each(|y| *y *= inv);
-                }
-            });
+            .for_each(|(out, x)| softmax_chunk(out, x, n));
     });
     tensor(out, &dims)
 }
@@ -184,15 +321,7 @@ impl Backward<Flex, 1> for Softmax {
                 let task = rows_per_task(n) * n;
                 dx.par_chunks_mut(task)
                     .zip(y.par_chunks(task).zip(dy.par_chunks(task)))
-                    .for_each(|(dx, (y, dy))| {
-                        let rows = dx.chunks_exact_mut(n).zip(y.chunks_exact(n));
-                        for ((dx, y), dy) in rows.zip(dy.chunks_exact(n)) {
-                            let dot: f32 = y.iter().zip(dy).map(|(y, g)| y * g).sum();
-                            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
-                                *dx = y * (g - dot);
-                            }
-                        }
-                    });
+                    .for_each(|(dx, (y, dy))| softmax_grad_chunk(dx, y, dy, n));
             });
         });
         grads.register::<Flex>(node.id, tensor(dx, &dims));
@@ -230,18 +359,7 @@ fn log_softmax_forward(x: &FlexTensor) -> FlexTensor {
         let task = rows_per_task(n) * n;
         out.par_chunks_mut(task)
             .zip(x.par_chunks(task))
-            .for_each(|(out, x)| {
-                for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let max = if max.is_finite() { max } else { 0.0 };
-                    let sum: f32 = row.iter().map(|&v| exp(v - max)).sum();
-                    // Shifted by the maximum first: the largest logit's value stays exact.
-                    let log_sum = sum.ln();
-                    for (y, &v) in y.iter_mut().zip(row) {
-                        *y = (v - max) - log_sum;
-                    }
-                }
-            });
+            .for_each(|(out, x)| log_softmax_chunk(out, x, n));
     });
     tensor(out, &dims)
 }
@@ -266,15 +384,7 @@ impl Backward<Flex, 1> for LogSoftmax {
                 let task = rows_per_task(n) * n;
                 dx.par_chunks_mut(task)
                     .zip(y.par_chunks(task).zip(dy.par_chunks(task)))
-                    .for_each(|(dx, (y, dy))| {
-                        let rows = dx.chunks_exact_mut(n).zip(y.chunks_exact(n));
-                        for ((dx, y), dy) in rows.zip(dy.chunks_exact(n)) {
-                            let total: f32 = dy.iter().sum();
-                            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
-                                *dx = g - exp(y) * total;
-                            }
-                        }
-                    });
+                    .for_each(|(dx, (y, dy))| log_softmax_grad_chunk(dx, y, dy, n));
             });
         });
         grads.register::<Flex>(node.id, tensor(dx, &dims));
@@ -307,11 +417,7 @@ fn gelu_forward(x: &FlexTensor) -> FlexTensor {
     with_f32(x, |x| {
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
-            .for_each(|(out, x)| {
-                for (y, &v) in out.iter_mut().zip(x) {
-                    *y = gelu_value(v);
-                }
-            });
+            .for_each(|(out, x)| gelu_chunk(out, x));
     });
     tensor(out, &dims)
 }
@@ -334,11 +440,7 @@ impl Backward<Flex, 1> for Gelu {
             with_f32(&grad, |dy| {
                 dx.par_chunks_mut(CHUNK)
                     .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-                    .for_each(|(dx, (x, dy))| {
-                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-                            *dx = g * gelu_slope(x);
-                        }
-                    });
+                    .for_each(|(dx, (x, dy))| gelu_grad_chunk(dx, x, dy));
             });
         });
         grads.register::<Flex>(node.id, tensor(dx, &dims));
@@ -364,6 +466,48 @@ mod tests {
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(100.0), f32::INFINITY);
         assert!(exp(f32::NAN).is_nan());
+    }
+
+    /// The kernels as dispatched (AVX-512 or AVX2 where the CPU has them) against the same loops
+    /// built for the baseline target, which CPUs without them run.
+    #[test]
+    fn every_instruction_set_computes_the_same() {
+        let n = 70;
+        let x: Vec<f32> = (0..3 * n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let dy: Vec<f32> = (0..3 * n)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 9.0)
+            .collect();
+        let close = |a: &[f32], b: &[f32]| {
+            for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + a.abs()),
+                    "at {i}: {a} against {b}"
+                );
+            }
+        };
+        let (mut base, mut wide) = (vec![0.0f32; 3 * n], vec![0.0f32; 3 * n]);
+        softmax_rows(&mut base, &x, n);
+        softmax_chunk(&mut wide, &x, n);
+        close(&base, &wide);
+        let y = base.clone();
+        softmax_grad_rows(&mut base, &y, &dy, n);
+        softmax_grad_chunk(&mut wide, &y, &dy, n);
+        close(&base, &wide);
+        log_softmax_rows(&mut base, &x, n);
+        log_softmax_chunk(&mut wide, &x, n);
+        close(&base, &wide);
+        let y = base.clone();
+        log_softmax_grad_rows(&mut base, &y, &dy, n);
+        log_softmax_grad_chunk(&mut wide, &y, &dy, n);
+        close(&base, &wide);
+        gelu_values(&mut base, &x);
+        gelu_chunk(&mut wide, &x);
+        close(&base, &wide);
+        gelu_grads(&mut base, &x, &dy);
+        gelu_grad_chunk(&mut wide, &x, &dy);
+        close(&base, &wide);
     }
 
     #[test]
