@@ -261,26 +261,63 @@ dispatched!(gelu_chunk => gelu_values(out: &mut [f32], x: &[f32]));
 dispatched!(gelu_grad_chunk => gelu_grads(dx: &mut [f32], x: &[f32], dy: &[f32]));
 
 // ---------------------------------------------------------------------------------------------
-// Softmax over the last axis.
+// Softmax and log-softmax over the last axis.
+
+/// A row-wise operation over the last axis whose backward pass needs only its output.
+#[derive(Debug, Clone, Copy)]
+enum Rows {
+    /// Backward: `dx = y (dy - Σ dy y)`.
+    Softmax,
+    /// Backward: `dx = dy - e^y Σ dy`.
+    LogSoftmax,
+}
+
+impl Rows {
+    fn forward(self, out: &mut [f32], x: &[f32], n: usize) {
+        match self {
+            Rows::Softmax => softmax_chunk(out, x, n),
+            Rows::LogSoftmax => log_softmax_chunk(out, x, n),
+        }
+    }
+
+    fn backward(self, dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
+        match self {
+            Rows::Softmax => softmax_grad_chunk(dx, y, dy, n),
+            Rows::LogSoftmax => log_softmax_grad_chunk(dx, y, dy, n),
+        }
+    }
+}
 
 pub(super) fn softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    rows_last(x, Rows::Softmax)
+}
+
+pub(super) fn log_softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    rows_last(x, Rows::LogSoftmax)
+}
+
+fn rows_last<const D: usize>(x: &Tensor<D>, op: Rows) -> Option<Tensor<D>> {
     if x.dims()[D - 1] == 0 {
         return None;
     }
-    on_flex(x, softmax_forward, |x| {
-        let (input, guard) = x.into_parts();
-        match Softmax
-            .prepare::<NoCheckpointing>([guard])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let output = softmax_forward(&input);
-                prep.finish(output.clone(), output)
+    on_flex(
+        x,
+        |x| rows_forward(x, op),
+        |x| {
+            let (input, guard) = x.into_parts();
+            match RowsBackward(op)
+                .prepare::<NoCheckpointing>([guard])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let output = rows_forward(&input, op);
+                    prep.finish(output.clone(), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(rows_forward(&input, op)),
             }
-            OpsKind::UnTracked(prep) => prep.finish(softmax_forward(&input)),
-        }
-    })
+        },
+    )
 }
 
 /// Rows of `n` values per parallel task.
@@ -288,7 +325,7 @@ fn rows_per_task(n: usize) -> usize {
     (CHUNK / n).max(1)
 }
 
-fn softmax_forward(x: &FlexTensor) -> FlexTensor {
+fn rows_forward(x: &FlexTensor, op: Rows) -> FlexTensor {
     let dims = shape(x);
     let n = *dims.last().expect("at least one axis");
     let mut out = vec![0.0f32; dims.iter().product()];
@@ -296,16 +333,16 @@ fn softmax_forward(x: &FlexTensor) -> FlexTensor {
         let task = rows_per_task(n) * n;
         out.par_chunks_mut(task)
             .zip(x.par_chunks(task))
-            .for_each(|(out, x)| softmax_chunk(out, x, n));
+            .for_each(|(out, x)| op.forward(out, x, n));
     });
     tensor(out, &dims)
 }
 
-/// Softmax's backward pass: `dx = y (dy - Σ dy y)` per row, from the output `y`.
+/// The backward pass of [`Rows`], from the output `y`.
 #[derive(Debug)]
-struct Softmax;
+struct RowsBackward(Rows);
 
-impl Backward<Flex, 1> for Softmax {
+impl Backward<Flex, 1> for RowsBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
@@ -321,70 +358,7 @@ impl Backward<Flex, 1> for Softmax {
                 let task = rows_per_task(n) * n;
                 dx.par_chunks_mut(task)
                     .zip(y.par_chunks(task).zip(dy.par_chunks(task)))
-                    .for_each(|(dx, (y, dy))| softmax_grad_chunk(dx, y, dy, n));
-            });
-        });
-        grads.register::<Flex>(node.id, tensor(dx, &dims));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Log-softmax over the last axis.
-
-pub(super) fn log_softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
-    if x.dims()[D - 1] == 0 {
-        return None;
-    }
-    on_flex(x, log_softmax_forward, |x| {
-        let (input, guard) = x.into_parts();
-        match LogSoftmax
-            .prepare::<NoCheckpointing>([guard])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let output = log_softmax_forward(&input);
-                prep.finish(output.clone(), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(log_softmax_forward(&input)),
-        }
-    })
-}
-
-fn log_softmax_forward(x: &FlexTensor) -> FlexTensor {
-    let dims = shape(x);
-    let n = *dims.last().expect("at least one axis");
-    let mut out = vec![0.0f32; dims.iter().product()];
-    with_f32(x, |x| {
-        let task = rows_per_task(n) * n;
-        out.par_chunks_mut(task)
-            .zip(x.par_chunks(task))
-            .for_each(|(out, x)| log_softmax_chunk(out, x, n));
-    });
-    tensor(out, &dims)
-}
-
-/// Log-softmax's backward pass: `dx = dy - e^y Σ dy` per row, from the output `y`.
-#[derive(Debug)]
-struct LogSoftmax;
-
-impl Backward<Flex, 1> for LogSoftmax {
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let Some(node) = parent else { return };
-        let y = &ops.state;
-        let dims = shape(y);
-        let n = *dims.last().expect("at least one axis");
-        let mut dx = vec![0.0f32; dims.iter().product()];
-        with_f32(y, |y| {
-            with_f32(&grad, |dy| {
-                let task = rows_per_task(n) * n;
-                dx.par_chunks_mut(task)
-                    .zip(y.par_chunks(task).zip(dy.par_chunks(task)))
-                    .for_each(|(dx, (y, dy))| log_softmax_grad_chunk(dx, y, dy, n));
+                    .for_each(|(dx, (y, dy))| self.0.backward(dx, y, dy, n));
             });
         });
         grads.register::<Flex>(node.id, tensor(dx, &dims));
