@@ -119,9 +119,8 @@ fn feed_forward(pwff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::transformer::TransformerEncoderConfig;
     use burn::nn::transformer::TransformerEncoderInput;
-    use burn::tensor::{Device, Distribution, Tolerance};
+    use burn::tensor::{Distribution, Tolerance};
 
     /// Burn's own forward pass, for the tests.
     fn burn_encode(

@@ -1,9 +1,10 @@
 //! The flex kernels behind [`super::softmax_last`], [`super::log_softmax_last`] and
-//! [`super::gelu`]: one pass forward and one backward each, where Burn composes the softmax from five operations (max, subtract,
-//! exp, sum, divide) and its backward from as many again, and evaluates GELU's error function
-//! one scalar `erff` call at a time. The Transformers spend a fifth of their step in them.
+//! [`super::gelu`]: one pass forward and one backward each, where Burn composes the softmax
+//! from five operations (max, subtract, exp, sum, divide) and its backward from as many again,
+//! and evaluates GELU's error function one scalar `erff` call at a time. The Transformers spent
+//! a fifth of their step in them.
 //!
-//! Both use [`exp`], a polynomial the compiler vectorises, in place of the scalar `expf`.
+//! All three use [`exp`], a polynomial the compiler vectorises, in place of the scalar `expf`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -26,7 +27,7 @@ const CHUNK: usize = 1 << 14;
 /// without calls (no `round`, no `mul_add`, which are library calls on the baseline x86-64
 /// target), so loops over it vectorise.
 #[inline(always)]
-pub(super) fn exp(x: f32) -> f32 {
+fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts, so that x - n ln 2 is exact for the n reached here.
     const LN2_HI: f32 = 0.693_359_4;
@@ -87,8 +88,8 @@ fn gelu_slope(x: f32) -> f32 {
     x * pdf + cdf
 }
 
-/// Runs `kernel` on a flex float32 tensor (tracked by autodiff or not); `None` leaves it to
-/// the generic path.
+/// `forward` on a flex float32 tensor, or `tracked` on one under autodiff; `None` leaves any
+/// other tensor to the generic path.
 fn on_flex<const D: usize>(
     x: &Tensor<D>,
     forward: impl Fn(&FlexTensor) -> FlexTensor,
@@ -183,16 +184,24 @@ fn row_max(row: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, f32::max)
 }
 
+/// `e^(v - max)` of each value `v` of `row` into `y`; returns the shift `max`, the row's
+/// largest value (0 for a row with no finite maximum, which keeps Burn's NaN for a row of
+/// -inf alone).
+#[inline(always)]
+fn shifted_exp(y: &mut [f32], row: &[f32]) -> f32 {
+    let max = row_max(row);
+    let max = if max.is_finite() { max } else { 0.0 };
+    for (y, &v) in y.iter_mut().zip(row) {
+        *y = exp(v - max);
+    }
+    max
+}
+
 /// Softmax of each `n`-value row of `x` into `out`.
 #[inline(always)]
 fn softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
     for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-        let max = row_max(row);
-        // A row of -inf alone has no finite maximum; shifting by 0 keeps Burn's NaN.
-        let max = if max.is_finite() { max } else { 0.0 };
-        for (y, &v) in y.iter_mut().zip(row) {
-            *y = exp(v - max);
-        }
+        shifted_exp(y, row);
         let inv = 1.0 / lane_sum(y, y, |a, _| a);
         y.iter_mut().for_each(|y| *y *= inv);
     }
@@ -214,11 +223,7 @@ fn softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
 #[inline(always)]
 fn log_softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
     for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-        let max = row_max(row);
-        let max = if max.is_finite() { max } else { 0.0 };
-        for (y, &v) in y.iter_mut().zip(row) {
-            *y = exp(v - max);
-        }
+        let max = shifted_exp(y, row);
         // Shifted by the maximum first: the largest logit's value stays exact.
         let log_sum = lane_sum(y, y, |a, _| a).ln();
         for (y, &v) in y.iter_mut().zip(row) {
@@ -261,76 +266,98 @@ dispatched!(gelu_chunk => gelu_values(out: &mut [f32], x: &[f32]));
 dispatched!(gelu_grad_chunk => gelu_grads(dx: &mut [f32], x: &[f32], dy: &[f32]));
 
 // ---------------------------------------------------------------------------------------------
-// Softmax and log-softmax over the last axis.
+// The operations: each runs in parallel tasks of whole rows (or of values, for GELU), and its
+// backward pass reads one saved tensor and the output's gradient.
 
-/// A row-wise operation over the last axis whose backward pass needs only its output.
 #[derive(Debug, Clone, Copy)]
-enum Rows {
-    /// Backward: `dx = y (dy - Σ dy y)`.
+enum Kernel {
+    /// Over the last axis; backward from the output: `dx = y (dy - Σ dy y)`.
     Softmax,
-    /// Backward: `dx = dy - e^y Σ dy`.
+    /// Over the last axis; backward from the output: `dx = dy - e^y Σ dy`.
     LogSoftmax,
+    /// Element-wise; backward from the input: `dx = dy (Φ(x) + x φ(x))`.
+    Gelu,
 }
 
-impl Rows {
-    fn forward(self, out: &mut [f32], x: &[f32], n: usize) {
+impl Kernel {
+    /// Values per parallel task when the last axis holds `n`.
+    fn task(self, n: usize) -> usize {
         match self {
-            Rows::Softmax => softmax_chunk(out, x, n),
-            Rows::LogSoftmax => log_softmax_chunk(out, x, n),
+            // Whole rows.
+            Kernel::Softmax | Kernel::LogSoftmax => (CHUNK / n).max(1) * n,
+            Kernel::Gelu => CHUNK,
         }
     }
 
-    fn backward(self, dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
+    /// Whether the backward pass reads the input (else the output).
+    fn saves_input(self) -> bool {
+        matches!(self, Kernel::Gelu)
+    }
+
+    fn forward(self, out: &mut [f32], x: &[f32], n: usize) {
         match self {
-            Rows::Softmax => softmax_grad_chunk(dx, y, dy, n),
-            Rows::LogSoftmax => log_softmax_grad_chunk(dx, y, dy, n),
+            Kernel::Softmax => softmax_chunk(out, x, n),
+            Kernel::LogSoftmax => log_softmax_chunk(out, x, n),
+            Kernel::Gelu => gelu_chunk(out, x),
+        }
+    }
+
+    fn backward(self, dx: &mut [f32], saved: &[f32], dy: &[f32], n: usize) {
+        match self {
+            Kernel::Softmax => softmax_grad_chunk(dx, saved, dy, n),
+            Kernel::LogSoftmax => log_softmax_grad_chunk(dx, saved, dy, n),
+            Kernel::Gelu => gelu_grad_chunk(dx, saved, dy),
         }
     }
 }
 
 pub(super) fn softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
-    rows_last(x, Rows::Softmax)
+    run(x, Kernel::Softmax)
 }
 
 pub(super) fn log_softmax_last<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
-    rows_last(x, Rows::LogSoftmax)
+    run(x, Kernel::LogSoftmax)
 }
 
-fn rows_last<const D: usize>(x: &Tensor<D>, op: Rows) -> Option<Tensor<D>> {
+pub(super) fn gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
+    run(x, Kernel::Gelu)
+}
+
+fn run<const D: usize>(x: &Tensor<D>, op: Kernel) -> Option<Tensor<D>> {
     if x.dims()[D - 1] == 0 {
         return None;
     }
     on_flex(
         x,
-        |x| rows_forward(x, op),
+        |x| forward(x, op),
         |x| {
             let (input, guard) = x.into_parts();
-            match RowsBackward(op)
+            match KernelBackward(op)
                 .prepare::<NoCheckpointing>([guard])
                 .compute_bound()
                 .stateful()
             {
                 OpsKind::Tracked(prep) => {
-                    let output = rows_forward(&input, op);
-                    prep.finish(output.clone(), output)
+                    let output = forward(&input, op);
+                    let saved = if op.saves_input() {
+                        input
+                    } else {
+                        output.clone()
+                    };
+                    prep.finish(saved, output)
                 }
-                OpsKind::UnTracked(prep) => prep.finish(rows_forward(&input, op)),
+                OpsKind::UnTracked(prep) => prep.finish(forward(&input, op)),
             }
         },
     )
 }
 
-/// Rows of `n` values per parallel task.
-fn rows_per_task(n: usize) -> usize {
-    (CHUNK / n).max(1)
-}
-
-fn rows_forward(x: &FlexTensor, op: Rows) -> FlexTensor {
+fn forward(x: &FlexTensor, op: Kernel) -> FlexTensor {
     let dims = shape(x);
     let n = *dims.last().expect("at least one axis");
     let mut out = vec![0.0f32; dims.iter().product()];
     with_f32(x, |x| {
-        let task = rows_per_task(n) * n;
+        let task = op.task(n);
         out.par_chunks_mut(task)
             .zip(x.par_chunks(task))
             .for_each(|(out, x)| op.forward(out, x, n));
@@ -338,83 +365,27 @@ fn rows_forward(x: &FlexTensor, op: Rows) -> FlexTensor {
     tensor(out, &dims)
 }
 
-/// The backward pass of [`Rows`], from the output `y`.
+/// The backward pass of a [`Kernel`], from the tensor it saved.
 #[derive(Debug)]
-struct RowsBackward(Rows);
+struct KernelBackward(Kernel);
 
-impl Backward<Flex, 1> for RowsBackward {
+impl Backward<Flex, 1> for KernelBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [parent] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         let Some(node) = parent else { return };
-        let y = &ops.state;
-        let dims = shape(y);
+        let saved = &ops.state;
+        let dims = shape(saved);
         let n = *dims.last().expect("at least one axis");
         let mut dx = vec![0.0f32; dims.iter().product()];
-        with_f32(y, |y| {
+        with_f32(saved, |saved| {
             with_f32(&grad, |dy| {
-                let task = rows_per_task(n) * n;
+                let task = self.0.task(n);
                 dx.par_chunks_mut(task)
-                    .zip(y.par_chunks(task).zip(dy.par_chunks(task)))
-                    .for_each(|(dx, (y, dy))| self.0.backward(dx, y, dy, n));
-            });
-        });
-        grads.register::<Flex>(node.id, tensor(dx, &dims));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// GELU.
-
-pub(super) fn gelu<const D: usize>(x: &Tensor<D>) -> Option<Tensor<D>> {
-    on_flex(x, gelu_forward, |x| {
-        let (input, guard) = x.into_parts();
-        match Gelu
-            .prepare::<NoCheckpointing>([guard])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let output = gelu_forward(&input);
-                prep.finish(input, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(gelu_forward(&input)),
-        }
-    })
-}
-
-fn gelu_forward(x: &FlexTensor) -> FlexTensor {
-    let dims = shape(x);
-    let mut out = vec![0.0f32; dims.iter().product()];
-    with_f32(x, |x| {
-        out.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(out, x)| gelu_chunk(out, x));
-    });
-    tensor(out, &dims)
-}
-
-/// GELU's backward pass, `dx = dy (Φ(x) + x φ(x))`, from the input `x`.
-#[derive(Debug)]
-struct Gelu;
-
-impl Backward<Flex, 1> for Gelu {
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let Some(node) = parent else { return };
-        let x = &ops.state;
-        let dims = shape(x);
-        let mut dx = vec![0.0f32; dims.iter().product()];
-        with_f32(x, |x| {
-            with_f32(&grad, |dy| {
-                dx.par_chunks_mut(CHUNK)
-                    .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-                    .for_each(|(dx, (x, dy))| gelu_grad_chunk(dx, x, dy));
+                    .zip(saved.par_chunks(task).zip(dy.par_chunks(task)))
+                    .for_each(|(dx, (saved, dy))| self.0.backward(dx, saved, dy, n));
             });
         });
         grads.register::<Flex>(node.id, tensor(dx, &dims));
