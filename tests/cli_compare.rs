@@ -243,6 +243,42 @@ fn the_study_writes_its_report_and_resumes() {
         ];
         probe(&args, &augmented).success().stdout(contains(needle));
     }
+    // Label propagation and self-training (fine-tuning on the propagated labels too), with
+    // the propagation's settings from the file; bad ones name it.
+    let propagation = dir.path().join("propagation.toml");
+    std::fs::write(
+        &propagation,
+        "[study]\ntrain_steps = 5\n\n[study.propagation]\nneighbours = 4\niterations = 10\n",
+    )
+    .unwrap();
+    for (protocol, needle) in [
+        (
+            "propagation",
+            "autoencoder  label propagation  1 labels per class",
+        ),
+        (
+            "self-training",
+            "autoencoder  self-training  1 labels per class",
+        ),
+    ] {
+        let args = [
+            "--labels-per-class",
+            "1",
+            "--seeds",
+            "2",
+            "--protocol",
+            protocol,
+        ];
+        probe(&args, &propagation)
+            .success()
+            .stdout(contains(needle))
+            .stdout(contains("(2 seeds"));
+    }
+    std::fs::write(&propagation, "[study.propagation]\nalpha = 1.5\n").unwrap();
+    probe(&["--protocol", "propagation"], &propagation)
+        .code(1)
+        .stderr(contains("propagation.toml"))
+        .stderr(contains("alpha"));
     std::fs::write(&augmented, "[study.train_views]\ncrop_scale = [0.6, 2.0]\n").unwrap();
     probe(&["--protocol", "supervised"], &augmented)
         .code(1)

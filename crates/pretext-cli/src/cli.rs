@@ -560,11 +560,17 @@ pub enum EvalSplitArg {
 pub enum ProtocolArg {
     Linear,
     Knn,
+    /// Label propagation: the labels spread over the training images' neighbour graph; each
+    /// test image takes its nearest training images' propagated classes.
+    Propagation,
     /// The encoder with a linear head (started from the linear probe), trained on the labels.
     Finetune,
     /// The study's supervised baseline: the reference CNN trained from scratch on the same
     /// labelled images, with the same steps and augmentations as fine-tuning.
     Supervised,
+    /// Self-training: the encoder fine-tuned on the labels and on the rest of the training
+    /// images labelled by label propagation.
+    SelfTraining,
     /// K-means on the test features (no labels; ACC, NMI and ARI).
     Cluster,
     /// A Gaussian mixture on the test features' first principal components (no labels).

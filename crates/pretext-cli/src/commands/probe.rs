@@ -30,8 +30,10 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
     let protocol = match args.protocol {
         ProtocolArg::Linear => Protocol::Linear,
         ProtocolArg::Knn => Protocol::Knn,
+        ProtocolArg::Propagation => Protocol::Propagation,
         ProtocolArg::Finetune => Protocol::Finetune,
         ProtocolArg::Supervised => Protocol::Supervised,
+        ProtocolArg::SelfTraining => Protocol::SelfTraining,
         ProtocolArg::Cluster => Protocol::Cluster,
         ProtocolArg::Gmm => Protocol::Gmm,
         ProtocolArg::Scan => Protocol::Scan,

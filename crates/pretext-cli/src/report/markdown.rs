@@ -168,7 +168,9 @@ pub fn render(
     for protocol in [
         Protocol::Linear,
         Protocol::Knn,
+        Protocol::Propagation,
         Protocol::Finetune,
+        Protocol::SelfTraining,
         Protocol::Supervised,
     ] {
         if !summaries.iter().any(|s| s.protocol == protocol) {

@@ -110,10 +110,17 @@ impl LabelEfficiency<'_> {
         if has(Protocol::Knn) {
             panels.push(("kNN probe", vec![Protocol::Knn]));
         }
-        if has(Protocol::Finetune) || has(Protocol::Supervised) {
+        if has(Protocol::Propagation) {
+            panels.push(("label propagation", vec![Protocol::Propagation]));
+        }
+        if has(Protocol::Finetune) || has(Protocol::Supervised) || has(Protocol::SelfTraining) {
             panels.push((
                 "fine-tuning (and from scratch)",
-                vec![Protocol::Finetune, Protocol::Supervised],
+                vec![
+                    Protocol::Finetune,
+                    Protocol::SelfTraining,
+                    Protocol::Supervised,
+                ],
             ));
         }
         panels
@@ -148,6 +155,7 @@ impl Draw for LabelEfficiency<'_> {
         let panels = self.panels();
         let line_name = |s: &Summary| match s.protocol {
             Protocol::Supervised => "from scratch".to_string(),
+            Protocol::SelfTraining => format!("{} self-training", s.representation),
             _ => s.representation.clone(),
         };
         let all_lines = self

@@ -23,14 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi};
-use pretext_baselines::tsne::nearest_neighbours;
-use pretext_baselines::{Components, Fit, Pca, PcaConfig, PcaSolver, Transform};
 use pretext_models::heads::ClusteringHeads;
 use pretext_models::losses::scan_losses;
 
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
-use crate::probes::linear::standardisation;
+use crate::probes::mining::{MiningSpace, Standardiser, nearest, tensor};
 
 /// What SCAN's heads read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,20 +176,12 @@ pub fn scan_probe(
             config.neighbours
         )));
     }
-    let (mean, scale) = standardisation(pool, dim);
-    let standardise = |rows: &[f32]| -> Vec<f32> {
-        rows.chunks_exact(dim)
-            .flat_map(|r| {
-                r.iter()
-                    .zip(mean.iter().zip(&scale))
-                    .map(|(v, (m, s))| (v - m) * s)
-            })
-            .collect()
-    };
+    let standardiser = Standardiser::fit(pool, dim);
+    let standardise = |rows: &[f32]| standardiser.apply(rows);
     let x = standardise(pool);
-    let space = MiningSpace::fit(&x, dim, config, seed, device)?;
+    let space = MiningSpace::fit(&x, dim, config.mining_components, seed, device)?;
     let mined = space.project(&x, device)?;
-    let neighbours = nearest(&mined, space.dim, config.neighbours, device);
+    let (neighbours, _) = nearest(&mined, space.dim, config.neighbours, device);
     let (x, test, dim) = match config.head_input {
         ScanInput::Features => (x, standardise(test), dim),
         ScanInput::Components => {
@@ -238,74 +228,6 @@ pub fn scan_probe(
         entropy: fitted.loss[2],
         confident: fitted.confident,
     })
-}
-
-fn tensor(values: Vec<f32>, dim: usize, device: &Device) -> Tensor<2> {
-    let rows = values.len() / dim;
-    Tensor::from_data(TensorData::new(values, [rows, dim]), device)
-}
-
-/// Unit rows scaled to unit length.
-fn unit(mut v: Vec<f32>, dim: usize) -> Vec<f32> {
-    for row in v.chunks_exact_mut(dim) {
-        let norm = row.iter().map(|a| a * a).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            row.iter_mut().for_each(|a| *a /= norm);
-        }
-    }
-    v
-}
-
-/// Where neighbours are mined: unit rows, on their first principal components when the
-/// features are wider than `mining_components`, scaled to unit length again.
-struct MiningSpace {
-    pca: Option<Pca>,
-    dim: usize,
-    input: usize,
-}
-
-impl MiningSpace {
-    fn fit(x: &[f32], dim: usize, config: &ScanConfig, seed: u64, device: &Device) -> Result<Self> {
-        if dim <= config.mining_components {
-            return Ok(Self {
-                pca: None,
-                dim,
-                input: dim,
-            });
-        }
-        let pca = PcaConfig::new(Components::Count(config.mining_components))
-            .solver(PcaSolver::Randomized)
-            .seed(seed)
-            .fit(&tensor(unit(x.to_vec(), dim), dim, device))?;
-        Ok(Self {
-            pca: Some(pca),
-            dim: config.mining_components,
-            input: dim,
-        })
-    }
-
-    fn project(&self, rows: &[f32], device: &Device) -> Result<Vec<f32>> {
-        let rows = unit(rows.to_vec(), self.input);
-        let Some(pca) = &self.pca else {
-            return Ok(rows);
-        };
-        let projected = pca
-            .transform(&tensor(rows, self.input, device))?
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap_or_default();
-        Ok(unit(projected, self.dim))
-    }
-}
-
-/// Each unit row's `k` nearest others (cosine order), `[rows * k]`.
-fn nearest(z: &[f32], dim: usize, k: usize, device: &Device) -> Vec<u32> {
-    let found = nearest_neighbours(&tensor(z.to_vec(), dim, device), k);
-    let mut out = Vec::with_capacity(found.len() * k);
-    for row in found {
-        out.extend(row.iter().map(|nb| nb.index as u32));
-    }
-    out
 }
 
 /// The clustering step and self-labelling on standardised training features.

@@ -26,7 +26,7 @@ use pretext_models::encoders::{EncoderConfig, EncoderKind};
 
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
-use crate::probes::{LinearHead, ScanConfig};
+use crate::probes::{LinearHead, PropagationConfig, ScanConfig};
 use protocols::Evaluation;
 
 pub use cells::{Cell, CellKey, CellLog, Score};
@@ -54,8 +54,14 @@ pub struct StudyConfig {
     pub gmm_components: usize,
     /// SCAN's settings.
     pub scan: ScanConfig,
-    /// The protocols to run: `linear`, `knn`, `cluster` (ACC, NMI and ARI), `finetune` (each
-    /// pretrained encoder with a linear head), `supervised` (the same CNN from scratch).
+    /// Label propagation's settings; left out of the settings' TOML at their defaults, so
+    /// cells cached before it existed keep their names.
+    #[serde(skip_serializing_if = "PropagationConfig::is_default")]
+    pub propagation: PropagationConfig,
+    /// The protocols to run: `linear`, `knn`, `propagation` (label propagation), `cluster`
+    /// (K-means' ACC, NMI and ARI), `gmm`, `scan`, `finetune` (each pretrained encoder with a
+    /// linear head), `supervised` (the same CNN from scratch), `self-training` (fine-tuning on
+    /// propagated labels too).
     pub protocols: Vec<Protocol>,
     /// Optimizer steps of each fine-tuning or supervised run, the same at every budget (equal
     /// compute; with all labels that can be part of one pass over them).
@@ -93,6 +99,7 @@ impl Default for StudyConfig {
             cluster_n_init: 3,
             gmm_components: 50,
             scan: ScanConfig::default(),
+            propagation: PropagationConfig::default(),
             protocols: vec![
                 Protocol::Linear,
                 Protocol::Knn,
@@ -134,6 +141,7 @@ impl StudyConfig {
             )));
         }
         self.scan.validate()?;
+        self.propagation.validate()?;
         if self.pca_components == 0
             || self.gmm_components == 0
             || self.knn_k == 0
@@ -191,6 +199,9 @@ impl StudyConfig {
 pub enum Protocol {
     Linear,
     Knn,
+    /// Label propagation over the training pool's neighbour graph, the test images classified
+    /// by their nearest pool images' propagated classes.
+    Propagation,
     /// K-means on the test features, scored by Hungarian-matched accuracy (needs no labels, so
     /// its budget is "all" by convention).
     Cluster,
@@ -212,6 +223,9 @@ pub enum Protocol {
     Finetune,
     /// The same encoder trained from scratch on the labelled subset.
     Supervised,
+    /// The pretrained encoder and a linear head fine-tuned on the labelled subset and on the
+    /// rest of the training pool labelled by label propagation.
+    SelfTraining,
 }
 
 impl Protocol {
@@ -241,8 +255,10 @@ impl Protocol {
             Protocol::Scan => &[Protocol::Scan, Protocol::ScanNmi, Protocol::ScanAri],
             Protocol::Linear => &[Protocol::Linear],
             Protocol::Knn => &[Protocol::Knn],
+            Protocol::Propagation => &[Protocol::Propagation],
             Protocol::Finetune => &[Protocol::Finetune],
             Protocol::Supervised => &[Protocol::Supervised],
+            Protocol::SelfTraining => &[Protocol::SelfTraining],
             Protocol::ClusterNmi => &[Protocol::ClusterNmi],
             Protocol::ClusterAri => &[Protocol::ClusterAri],
             Protocol::GmmNmi => &[Protocol::GmmNmi],
@@ -256,7 +272,12 @@ impl Protocol {
     pub fn is_label_free(self) -> bool {
         !matches!(
             self,
-            Protocol::Linear | Protocol::Knn | Protocol::Finetune | Protocol::Supervised
+            Protocol::Linear
+                | Protocol::Knn
+                | Protocol::Propagation
+                | Protocol::Finetune
+                | Protocol::Supervised
+                | Protocol::SelfTraining
         )
     }
 
@@ -264,6 +285,7 @@ impl Protocol {
         match self {
             Protocol::Linear => "linear probe",
             Protocol::Knn => "kNN probe",
+            Protocol::Propagation => "label propagation",
             Protocol::Cluster => "K-means ACC",
             Protocol::ClusterNmi => "K-means NMI",
             Protocol::ClusterAri => "K-means ARI",
@@ -275,6 +297,7 @@ impl Protocol {
             Protocol::ScanAri => "SCAN ARI",
             Protocol::Finetune => "fine-tuning",
             Protocol::Supervised => "supervised from scratch",
+            Protocol::SelfTraining => "self-training",
         }
     }
 }
@@ -319,9 +342,52 @@ pub trait Candidate {
     /// Features of the training pool, the validation split (training-set indices) and the
     /// whole test split.
     fn features(&self, pool: &[usize], val: &[usize]) -> Result<Features>;
-    /// Fine-tunes the candidate's encoder with a linear head starting from `head` on the
-    /// training examples `labelled`; returns its predicted class of each test example.
-    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<Vec<u32>>;
+    /// Fine-tunes the candidate's encoder with a linear head starting from `head` on
+    /// `examples`; returns its predicted class of each test example.
+    fn fine_tune(&self, head: LinearHead, examples: Examples, seed: u64) -> Result<Vec<u32>>;
+}
+
+/// The training examples a training protocol learns from: training-set indices, and the labels
+/// to learn where they are not the data's own (labels propagated to unlabelled examples).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Examples {
+    pub indices: Vec<usize>,
+    pub labels: Option<Vec<u32>>,
+}
+
+impl Examples {
+    /// Examples with the data's own labels.
+    pub fn labelled(indices: Vec<usize>) -> Self {
+        Self {
+            indices,
+            labels: None,
+        }
+    }
+
+    /// The whole training set's labels with this one's in place of `own` at its indices, or
+    /// `None` when it keeps the data's own.
+    pub fn relabelled(&self, own: &[u32]) -> Result<Option<Vec<u32>>> {
+        let Some(labels) = &self.labels else {
+            return Ok(None);
+        };
+        if labels.len() != self.indices.len() {
+            return Err(TrainError::config(format!(
+                "{} labels for {} training examples",
+                labels.len(),
+                self.indices.len()
+            )));
+        }
+        let mut all = own.to_vec();
+        for (&i, &label) in self.indices.iter().zip(labels) {
+            *all.get_mut(i).ok_or_else(|| {
+                TrainError::config(format!(
+                    "training example {i} is out of range ({} examples)",
+                    own.len()
+                ))
+            })? = label;
+        }
+        Ok(Some(all))
+    }
 }
 
 /// The supervised baseline: a name and a run that trains from scratch on the training examples
@@ -372,7 +438,15 @@ pub fn run_study(
             encoder_lr_scale: 1.0,
             head: None,
         };
-        train_and_test(start, data, &train, labelled, config, seed, device)
+        train_and_test(
+            start,
+            data,
+            &train,
+            Examples::labelled(labelled),
+            config,
+            seed,
+            device,
+        )
     };
     run_candidates(
         config,
@@ -415,7 +489,7 @@ impl Candidate for ImageCandidate<'_> {
             .features(self.data, pool, val, self.config, self.device)
     }
 
-    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<Vec<u32>> {
+    fn fine_tune(&self, head: LinearHead, examples: Examples, seed: u64) -> Result<Vec<u32>> {
         let Representation::Encoder { encoder, .. } = self.rep else {
             return Err(TrainError::config("only an encoder can be fine-tuned"));
         };
@@ -431,7 +505,7 @@ impl Candidate for ImageCandidate<'_> {
             start,
             self.data,
             &self.train,
-            labelled,
+            examples,
             self.config,
             seed,
             self.device,
@@ -576,6 +650,7 @@ pub fn run_candidates(
             pool_indices: &split.train,
             device,
             probes: Default::default(),
+            graph: Default::default(),
         };
         for (unit, budget, seed) in runs {
             let started = std::time::Instant::now();
@@ -749,6 +824,50 @@ mod tests {
         );
         let text = toml::to_string(&StudyConfig::default()).unwrap();
         assert!(!text.contains("train_budgets") && !text.contains("representations"));
+    }
+
+    #[test]
+    fn examples_replace_the_labels_they_carry_and_keep_the_rest() {
+        let own = [0, 1, 2, 0, 1];
+        assert_eq!(
+            Examples::labelled(vec![0, 3]).relabelled(&own).unwrap(),
+            None
+        );
+        let propagated = Examples {
+            indices: vec![1, 4, 2],
+            labels: Some(vec![2, 0, 2]),
+        };
+        assert_eq!(
+            propagated.relabelled(&own).unwrap(),
+            Some(vec![0, 2, 2, 0, 0])
+        );
+        let short = Examples {
+            indices: vec![1, 4],
+            labels: Some(vec![2]),
+        };
+        assert!(short.relabelled(&own).is_err());
+        let outside = Examples {
+            indices: vec![5],
+            labels: Some(vec![0]),
+        };
+        assert!(outside.relabelled(&own).is_err());
+    }
+
+    #[test]
+    fn propagation_settings_validate_and_leave_default_settings_unchanged() {
+        let bad = StudyConfig {
+            propagation: PropagationConfig {
+                iterations: 0,
+                ..PropagationConfig::default()
+            },
+            ..StudyConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        let text = toml::to_string(&StudyConfig::default()).unwrap();
+        assert!(!text.contains("propagation"), "{text}");
+        let read: StudyConfig = toml::from_str("[propagation]\nneighbours = 5\n").unwrap();
+        assert_eq!(read.propagation.neighbours, 5);
+        assert!(toml::to_string(&read).unwrap().contains("propagation"));
     }
 
     #[test]

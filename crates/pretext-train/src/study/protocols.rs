@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -11,10 +12,10 @@ use pretext_baselines::metrics::{ari, hungarian_accuracy, nmi};
 use pretext_baselines::{Components, Fit, GaussianMixtureConfig, PcaConfig, Transform};
 use pretext_data::LabelBudget;
 
-use super::{Candidate, Features, Protocol, Score, StudyConfig};
+use super::{Candidate, Examples, Features, Protocol, Score, StudyConfig};
 use crate::error::Result;
 use crate::probes::{
-    FittedLinearProbe, KnnProbe, Labelled, LinearProbe, cluster_probe, scan_probe,
+    FittedLinearProbe, Graph, KnnProbe, Labelled, LinearProbe, cluster_probe, scan_probe,
 };
 
 /// What every protocol of one candidate sees: its features and the study's splits.
@@ -34,6 +35,9 @@ pub(super) struct Context<'a> {
     pub device: &'a Device,
     /// Linear probes fitted so far, which fine-tuning starts from.
     pub probes: RefCell<BTreeMap<(LabelBudget, u64), FittedLinearProbe>>,
+    /// The pool's neighbour graph once label propagation has built it: it needs no labels, so
+    /// every budget and seed shares it.
+    pub graph: RefCell<Option<Rc<Graph>>>,
 }
 
 impl Context<'_> {
@@ -77,6 +81,22 @@ impl Context<'_> {
             .borrow_mut()
             .insert((budget, seed), fitted.clone());
         Ok(fitted)
+    }
+
+    /// The pool's neighbour graph, built once.
+    fn graph(&self) -> Result<Rc<Graph>> {
+        if let Some(g) = self.graph.borrow().as_ref() {
+            return Ok(Rc::clone(g));
+        }
+        let f = self.features;
+        // One graph for every seed: its principal components are seeded with 0.
+        let graph = Rc::new(
+            self.config
+                .propagation
+                .graph(&f.pool, f.dim, 0, self.device)?,
+        );
+        *self.graph.borrow_mut() = Some(Rc::clone(&graph));
+        Ok(graph)
     }
 
     /// Clusters of the test rows scored against the test labels: ACC, NMI and ARI.
@@ -159,6 +179,24 @@ impl Evaluation for Knn {
         let (x, y) = ctx.subset(budget, seed);
         let f = ctx.features;
         ctx.classified(&knn.predict(&x, &y, &f.test, f.dim, ctx.classes, ctx.device))
+    }
+}
+
+/// Label propagation ([`Graph`]) from the labelled subset over the pool's neighbour graph; the
+/// test images take their nearest pool images' propagated classes.
+pub(super) struct Propagation;
+
+impl Evaluation for Propagation {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::Propagation]
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
+        let graph = ctx.graph()?;
+        let chosen = &ctx.subsets[&(budget, seed)];
+        let labels: Vec<u32> = chosen.iter().map(|&i| ctx.pool_labels[i]).collect();
+        let propagated = graph.propagate(chosen, &labels, ctx.classes)?;
+        ctx.classified(&graph.predict(&propagated, &ctx.features.test, ctx.device)?)
     }
 }
 
@@ -291,7 +329,47 @@ impl Evaluation for Finetune {
             .iter()
             .map(|&i| ctx.pool_indices[i])
             .collect();
-        ctx.classified(&ctx.candidate.fine_tune(head, labelled, seed)?)
+        ctx.classified(
+            &ctx.candidate
+                .fine_tune(head, Examples::labelled(labelled), seed)?,
+        )
+    }
+}
+
+/// Self-training (Iscen et al. 2019): label propagation labels the whole training pool from the
+/// labelled subset, and the pretrained encoder is fine-tuned on all of it (the labelled images
+/// with their own labels), its head starting from the linear probe of the labelled subset.
+pub(super) struct SelfTraining;
+
+impl Evaluation for SelfTraining {
+    fn protocols(&self) -> &'static [Protocol] {
+        &[Protocol::SelfTraining]
+    }
+
+    fn applies(&self, _config: &StudyConfig, candidate: &dyn Candidate) -> bool {
+        candidate.is_pretrained()
+    }
+
+    fn budgets(&self, config: &StudyConfig, budgets: &[LabelBudget]) -> Vec<LabelBudget> {
+        Finetune.budgets(config, budgets)
+    }
+
+    fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
+        let head = ctx.probe(budget, seed)?.head();
+        let chosen = &ctx.subsets[&(budget, seed)];
+        let given: Vec<u32> = chosen.iter().map(|&i| ctx.pool_labels[i]).collect();
+        let mut labels = ctx
+            .graph()?
+            .propagate(chosen, &given, ctx.classes)?
+            .labels();
+        for (&i, &label) in chosen.iter().zip(&given) {
+            labels[i] = label;
+        }
+        let examples = Examples {
+            indices: ctx.pool_indices.to_vec(),
+            labels: Some(labels),
+        };
+        ctx.classified(&ctx.candidate.fine_tune(head, examples, seed)?)
     }
 }
 
@@ -300,7 +378,9 @@ pub(super) fn enabled(config: &StudyConfig) -> Vec<Box<dyn Evaluation>> {
     let all: Vec<Box<dyn Evaluation>> = vec![
         Box::new(Linear),
         Box::new(Knn),
+        Box::new(Propagation),
         Box::new(Finetune),
+        Box::new(SelfTraining),
         Box::new(KMeans),
         Box::new(Gmm),
         Box::new(Scan),

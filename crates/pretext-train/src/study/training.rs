@@ -12,7 +12,7 @@ use pretext_data::{BatchLoader, ImageDataset, ImageSet, LoaderConfig, Normalizat
 use pretext_models::Encoder;
 use pretext_models::tasks::{ClassifierModel, TaskModel};
 
-use super::StudyConfig;
+use super::{Examples, StudyConfig};
 use crate::config::OptimizerConfig;
 use crate::error::{Result, TrainError};
 use crate::model::seeded;
@@ -31,13 +31,13 @@ pub struct Start<'a> {
 }
 
 /// Trains the encoder of `start` with a new linear head on the images of `train` (the data's
-/// training split, shared across runs) at `labelled`, and returns its predicted class of each
-/// test image.
+/// training split, shared across runs) that `examples` names, and returns its predicted class
+/// of each test image.
 pub fn train_and_test(
     start: Start<'_>,
     data: &ImageDataset,
     train: &Arc<ImageSet>,
-    labelled: Vec<usize>,
+    examples: Examples,
     config: &StudyConfig,
     seed: u64,
     device: &Device,
@@ -56,6 +56,18 @@ pub fn train_and_test(
     let shape = data.train.shape;
     let norm = data.normalization();
     let train_device = device.clone().autodiff();
+    let relabelled = match &train.labels {
+        Some(own) => examples.relabelled(own)?,
+        None => None,
+    };
+    let train = match relabelled {
+        Some(labels) => Arc::new(ImageSet {
+            labels: Some(labels),
+            ..(**train).clone()
+        }),
+        None => Arc::clone(train),
+    };
+    let labelled = examples.indices;
     let n = labelled.len();
     let batch_size = config.train_batch_size.min(n).max(1);
     let task = match &config.train_views {
@@ -64,7 +76,7 @@ pub fn train_and_test(
     };
     let loader = BatchLoader::new(
         AnyTask::Supervised(task),
-        Arc::clone(train),
+        train,
         Some(labelled),
         norm.clone(),
         LoaderConfig {

@@ -31,8 +31,8 @@ use crate::probes::LinearHead;
 use crate::projection::{PROJECTED_EXAMPLES, Projection, evenly_spaced, project_features};
 use crate::run_dir::RunMode;
 use crate::study::{
-    Baseline, Candidate, Cell, Features, StudyConfig, StudyLabels, StudyObserver, Summary,
-    predictions, run_candidates, summarize,
+    Baseline, Candidate, Cell, Examples, Features, StudyConfig, StudyLabels, StudyObserver,
+    Summary, predictions, run_candidates, summarize,
 };
 use crate::trainer::{LoopSettings, train_quietly};
 
@@ -202,7 +202,7 @@ impl Candidate for EncoderCandidate<'_> {
         })
     }
 
-    fn fine_tune(&self, head: LinearHead, labelled: Vec<usize>, seed: u64) -> Result<Vec<u32>> {
+    fn fine_tune(&self, head: LinearHead, examples: Examples, seed: u64) -> Result<Vec<u32>> {
         let classes = head.bias.len();
         let dim = head.weight.len() / classes.max(1);
         let device = self.device.clone().autodiff();
@@ -217,12 +217,16 @@ impl Candidate for EncoderCandidate<'_> {
                 Tensor::from_data(TensorData::new(head.bias.clone(), [classes]), &device),
             )))
         })?;
+        let labels = match examples.relabelled(&self.labels)? {
+            Some(labels) => Arc::new(labels),
+            None => Arc::clone(&self.labels),
+        };
         train_text_classifier(
             model,
             self.sequences,
-            &self.labels,
+            &labels,
             self.test_labels,
-            labelled,
+            examples.indices,
             self.config,
             self.config.finetune_encoder_lr_scale,
             seed,
@@ -347,7 +351,7 @@ impl Candidate for TfIdfCandidate<'_> {
         })
     }
 
-    fn fine_tune(&self, _: LinearHead, _: Vec<usize>, _: u64) -> Result<Vec<u32>> {
+    fn fine_tune(&self, _: LinearHead, _: Examples, _: u64) -> Result<Vec<u32>> {
         Err(TrainError::config(
             "TF-IDF features have no encoder to fine-tune",
         ))
