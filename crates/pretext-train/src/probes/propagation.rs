@@ -35,6 +35,10 @@ pub struct PropagationConfig {
     pub mining_components: usize,
     /// The pool images a test image's classes are read from.
     pub query_neighbours: usize,
+    /// Each class's propagated scores scaled to the same total over the pool before classes
+    /// are read (Iscen et al. balance classes too), so that a class whose few labels sit in a
+    /// dense region does not take over its neighbours'.
+    pub balance: bool,
 }
 
 impl Default for PropagationConfig {
@@ -46,6 +50,7 @@ impl Default for PropagationConfig {
             iterations: 30,
             mining_components: 128,
             query_neighbours: 20,
+            balance: true,
         }
     }
 }
@@ -158,6 +163,18 @@ impl Propagated {
     }
 }
 
+/// Rows scaled to sum to one; a row of zeros becomes uniform.
+fn normalise_rows(f: &mut [f32], classes: usize) {
+    for row in f.chunks_exact_mut(classes) {
+        let total: f32 = row.iter().sum();
+        if total > 0.0 {
+            row.iter_mut().for_each(|v| *v /= total);
+        } else {
+            row.fill(1.0 / classes as f32);
+        }
+    }
+}
+
 fn argmax(row: &[f32]) -> usize {
     (0..row.len())
         .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
@@ -218,13 +235,21 @@ impl Graph {
             }
             std::mem::swap(&mut f, &mut next);
         }
-        for row in f.chunks_exact_mut(classes) {
-            let total: f32 = row.iter().sum();
-            if total > 0.0 {
-                row.iter_mut().for_each(|v| *v /= total);
-            } else {
-                row.fill(1.0 / classes as f32);
+        normalise_rows(&mut f, classes);
+        if self.config.balance {
+            let mut totals = vec![0f64; classes];
+            for row in f.chunks_exact(classes) {
+                totals
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(t, &v)| *t += v as f64);
             }
+            for row in f.chunks_exact_mut(classes) {
+                row.iter_mut()
+                    .zip(&totals)
+                    .for_each(|(v, &t)| *v = if t > 0.0 { (*v as f64 / t) as f32 } else { 0.0 });
+            }
+            normalise_rows(&mut f, classes);
         }
         Ok(Propagated { scores: f, classes })
     }
@@ -324,6 +349,32 @@ mod tests {
         assert_eq!((labels[3], labels[50], labels[70]), (0, 1, 1));
         let again = config.graph(&x, 3, 0, &device).unwrap();
         assert_eq!(again.propagate(&[3, 50, 70], &[0, 1, 1], 2).unwrap(), a);
+    }
+
+    #[test]
+    fn balancing_evens_out_the_classes_share_of_the_pool() {
+        let device = Device::default();
+        // One well-connected cloud, three labels of class 0 against one of class 1: class 0's
+        // scores outweigh class 1's until balanced.
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let x: Vec<f32> = (0..80 * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let share = |balance: bool| {
+            let config = PropagationConfig {
+                neighbours: 20,
+                balance,
+                ..PropagationConfig::default()
+            };
+            let graph = config.graph(&x, 3, 0, &device).unwrap();
+            let p = graph.propagate(&[0, 20, 40, 60], &[0, 0, 0, 1], 2).unwrap();
+            let class0: f32 = p.scores.chunks_exact(2).map(|r| r[0]).sum();
+            class0 / (p.scores.len() / 2) as f32
+        };
+        let (raw, balanced) = (share(false), share(true));
+        assert!(raw > 0.6, "{raw}");
+        assert!(
+            (balanced - 0.5).abs() < (raw - 0.5).abs() / 2.0,
+            "{raw} {balanced}"
+        );
     }
 
     #[test]
