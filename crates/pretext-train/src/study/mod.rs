@@ -652,9 +652,17 @@ pub fn run_candidates(
             probes: Default::default(),
             graph: Default::default(),
         };
+        let mut shared = protocols::SharedScores::default();
         for (unit, budget, seed) in runs {
             let started = std::time::Instant::now();
-            let scores = unit.evaluate(&ctx, budget, seed)?;
+            let scores = match shared.get(unit, budget, seed, &subsets) {
+                Some(scores) => scores,
+                None => {
+                    let scores = unit.evaluate(&ctx, budget, seed)?;
+                    shared.keep(unit, budget, seed, &scores);
+                    scores
+                }
+            };
             for (key, score) in keys(rep, unit, budget, seed).into_iter().zip(scores) {
                 if !log.contains(&key) {
                     record(&mut log, observer, (&mut done, total), key, score, started)?;

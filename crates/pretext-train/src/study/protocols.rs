@@ -136,6 +136,13 @@ pub(super) trait Evaluation {
         false
     }
 
+    /// Whether the seed changes its result beyond choosing the labelled subset (a training
+    /// run's initialisation, a clustering's starts). One whose result the subset alone decides
+    /// is computed once for the seeds that share a subset (every seed, with all labels).
+    fn seeded(&self) -> bool {
+        true
+    }
+
     /// The budgets it runs at, of the study's `budgets`.
     fn budgets(&self, _config: &StudyConfig, budgets: &[LabelBudget]) -> Vec<LabelBudget> {
         if self.label_free() {
@@ -157,6 +164,10 @@ impl Evaluation for Linear {
         &[Protocol::Linear]
     }
 
+    fn seeded(&self) -> bool {
+        false
+    }
+
     fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let fitted = ctx.probe(budget, seed)?;
         ctx.classified(&fitted.predict(&ctx.features.test, ctx.device))
@@ -169,6 +180,10 @@ pub(super) struct Knn;
 impl Evaluation for Knn {
     fn protocols(&self) -> &'static [Protocol] {
         &[Protocol::Knn]
+    }
+
+    fn seeded(&self) -> bool {
+        false
     }
 
     fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
@@ -189,6 +204,10 @@ pub(super) struct Propagation;
 impl Evaluation for Propagation {
     fn protocols(&self) -> &'static [Protocol] {
         &[Protocol::Propagation]
+    }
+
+    fn seeded(&self) -> bool {
+        false
     }
 
     fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
@@ -373,6 +392,46 @@ impl Evaluation for SelfTraining {
     }
 }
 
+/// Scores of the units whose result the labelled subset alone decides, kept for the seeds that
+/// share the subset they were computed on.
+#[derive(Default)]
+pub(super) struct SharedScores {
+    /// By the unit's first protocol and the budget: the seed computed and its scores.
+    kept: BTreeMap<(Protocol, LabelBudget), (u64, Vec<Score>)>,
+}
+
+impl SharedScores {
+    /// The scores of `unit` at `budget` computed for another seed with the same subset.
+    pub fn get(
+        &self,
+        unit: &dyn Evaluation,
+        budget: LabelBudget,
+        seed: u64,
+        subsets: &BTreeMap<(LabelBudget, u64), Vec<usize>>,
+    ) -> Option<Vec<Score>> {
+        if unit.seeded() {
+            return None;
+        }
+        let (computed, scores) = self.kept.get(&(unit.protocols()[0], budget))?;
+        let same = subsets.get(&(budget, *computed)) == subsets.get(&(budget, seed));
+        same.then(|| scores.clone())
+    }
+
+    /// Keeps `scores` of `unit` at `budget` and `seed`, if the seed does not change them.
+    pub fn keep(
+        &mut self,
+        unit: &dyn Evaluation,
+        budget: LabelBudget,
+        seed: u64,
+        scores: &[Score],
+    ) {
+        if !unit.seeded() {
+            self.kept
+                .insert((unit.protocols()[0], budget), (seed, scores.to_vec()));
+        }
+    }
+}
+
 /// The units of the protocols `config` lists, in the order cells are computed.
 pub(super) fn enabled(config: &StudyConfig) -> Vec<Box<dyn Evaluation>> {
     let all: Vec<Box<dyn Evaluation>> = vec![
@@ -388,4 +447,37 @@ pub(super) fn enabled(config: &StudyConfig) -> Vec<Box<dyn Evaluation>> {
     all.into_iter()
         .filter(|u| config.protocols.contains(&u.protocols()[0]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_the_seed_does_not_change_are_shared_by_seeds_with_one_subset() {
+        let all = LabelBudget::All;
+        let ten = LabelBudget::PerClass(10);
+        let subsets: BTreeMap<(LabelBudget, u64), Vec<usize>> = [
+            ((all, 0), vec![0, 1, 2, 3]),
+            ((all, 1), vec![0, 1, 2, 3]),
+            ((ten, 0), vec![0, 2]),
+            ((ten, 1), vec![1, 3]),
+        ]
+        .into_iter()
+        .collect();
+        let score = |v: f64| vec![Score::plain(v)];
+        let mut shared = SharedScores::default();
+        assert!(!Linear.seeded() && !Knn.seeded() && !Propagation.seeded());
+        assert!(Finetune.seeded() && SelfTraining.seeded() && KMeans.seeded());
+        shared.keep(&Linear, all, 0, &score(0.9));
+        shared.keep(&Linear, ten, 0, &score(0.7));
+        shared.keep(&Finetune, all, 0, &score(0.8));
+        // All labels: the same subset for every seed.
+        assert_eq!(shared.get(&Linear, all, 1, &subsets), Some(score(0.9)));
+        // Ten labels: another subset for seed 1.
+        assert_eq!(shared.get(&Linear, ten, 1, &subsets), None);
+        // Another unit, and one the seed changes, share nothing.
+        assert_eq!(shared.get(&Knn, all, 1, &subsets), None);
+        assert_eq!(shared.get(&Finetune, all, 1, &subsets), None);
+    }
 }
