@@ -8,7 +8,8 @@
 //! Neighbours are mined as SCAN mines them (the standardised features' first principal
 //! components, cosine similarity). Edges weigh `max(similarity, 0)^power`; the graph is made
 //! symmetric and normalised (`D^-1/2 W D^-1/2`), and the class scores follow
-//! `F <- alpha W F + (1 - alpha) Y` from the one-hot labels `Y`.
+//! `F <- alpha W F + (1 - alpha) Y` from the one-hot labels `Y`; each class's scores are then
+//! scaled to the same total over the pool (`balance`).
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use crate::probes::mining::{MiningSpace, Standardiser, nearest, nearest_in};
 /// Settings of label propagation. Defaults (chosen on the validation split of the 30-minute
 /// recipe's encoder): 10 neighbours, alpha 0.99 and edge weights of similarity cubed as Iscen et
 /// al., 30 iterations, neighbours mined on 128 principal components, test images read from
-/// their 20 nearest pool images.
+/// their 20 nearest pool images, classes balanced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PropagationConfig {
