@@ -1,7 +1,9 @@
 //! The kNN probe: cosine similarity to a labelled memory bank, the k nearest vote with weights
 //! `exp(similarity / temperature)` (as InstDisc and DINO evaluate).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
+
+use crate::probes::mining::{nearest_in, unit};
 
 /// Settings of the probe. Defaults: k = 20, temperature 0.07.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,21 +21,9 @@ impl Default for KnnProbe {
     }
 }
 
-/// Rows scaled to unit length (zero rows stay zero).
-fn normalized_rows(features: &[f32], dim: usize) -> Vec<f32> {
-    let mut out = features.to_vec();
-    for row in out.chunks_exact_mut(dim) {
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            row.iter_mut().for_each(|v| *v /= norm);
-        }
-    }
-    out
-}
-
 impl KnnProbe {
-    /// Predicted class of every query row. Similarities are computed as matrix products on
-    /// `device`, a block of queries at a time; the neighbours are chosen on the host.
+    /// Predicted class of every query row: its `k` most similar bank rows (cosine; ties to the
+    /// lower bank index) vote.
     pub fn predict(
         &self,
         bank: &[f32],
@@ -47,41 +37,30 @@ impl KnnProbe {
         if n_bank == 0 || dim == 0 {
             return vec![0; queries.len() / dim.max(1)];
         }
-        let bank_t: Tensor<2> = Tensor::from_data(
-            TensorData::new(normalized_rows(bank, dim), [n_bank, dim]),
-            device,
-        )
-        .transpose();
         let k = self.k.min(n_bank);
-        let mut predictions = Vec::with_capacity(queries.len() / dim);
-        let block = 512;
-        for rows in normalized_rows(queries, dim).chunks(block * dim) {
-            let nq = rows.len() / dim;
-            let q: Tensor<2> = Tensor::from_data(TensorData::new(rows.to_vec(), [nq, dim]), device);
-            let sims = q
-                .matmul(bank_t.clone())
-                .into_data()
-                .try_into_vec_as::<f32>()
-                .unwrap_or_default();
-            let mut order: Vec<usize> = (0..n_bank).collect();
-            for row in sims.chunks_exact(n_bank) {
-                // The k most similar, in any order: a partial selection, not a full sort.
-                // Start every row from the same order, so ties break the same way.
-                order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
-                order.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
-                let mut votes = vec![0f64; num_classes.max(1)];
-                for &i in &order[..k] {
-                    if let Some(v) = votes.get_mut(bank_labels[i] as usize) {
-                        *v += ((row[i] / self.temperature) as f64).exp();
+        let (index, similarity) = nearest_in(
+            &unit(bank.to_vec(), dim),
+            &unit(queries.to_vec(), dim),
+            dim,
+            k,
+            device,
+        );
+        let mut votes = vec![0f64; num_classes.max(1)];
+        index
+            .chunks_exact(k)
+            .zip(similarity.chunks_exact(k))
+            .map(|(neighbours, sims)| {
+                votes.fill(0.0);
+                for (&i, &s) in neighbours.iter().zip(sims) {
+                    if let Some(v) = votes.get_mut(bank_labels[i as usize] as usize) {
+                        *v += ((s / self.temperature) as f64).exp();
                     }
                 }
-                let best = (0..votes.len())
+                (0..votes.len())
                     .max_by(|&a, &b| votes[a].total_cmp(&votes[b]).then(b.cmp(&a)))
-                    .unwrap_or(0);
-                predictions.push(best as u32);
-            }
-        }
-        predictions
+                    .unwrap_or(0) as u32
+            })
+            .collect()
     }
 }
 

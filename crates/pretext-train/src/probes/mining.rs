@@ -1,7 +1,8 @@
-//! The space where neighbours are mined from frozen features, shared by SCAN and label
-//! propagation: features standardised by the training pool's statistics, rows scaled to unit
-//! length, projected on their first principal components when the features are wide, and
-//! scaled to unit length again, so that a dot product is a cosine similarity.
+//! Nearest neighbours of frozen features by cosine similarity, for the kNN probe, SCAN and
+//! label propagation; and the space SCAN and label propagation mine them in: features
+//! standardised by the training pool's statistics, rows scaled to unit length, projected on
+//! their first principal components when the features are wide, and scaled to unit length
+//! again, so that a dot product is a cosine similarity.
 
 use burn::tensor::{Device, Tensor, TensorData};
 

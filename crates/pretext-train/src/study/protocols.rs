@@ -15,7 +15,8 @@ use pretext_data::LabelBudget;
 use super::{Candidate, Examples, Features, Protocol, Score, StudyConfig};
 use crate::error::Result;
 use crate::probes::{
-    FittedLinearProbe, Graph, KnnProbe, Labelled, LinearProbe, cluster_probe, scan_probe,
+    FittedLinearProbe, Graph, KnnProbe, Labelled, LinearProbe, Propagated, cluster_probe,
+    scan_probe,
 };
 
 /// What every protocol of one candidate sees: its features and the study's splits.
@@ -81,6 +82,15 @@ impl Context<'_> {
             .borrow_mut()
             .insert((budget, seed), fitted.clone());
         Ok(fitted)
+    }
+
+    /// Label propagation from the (budget, seed) subset over the pool's graph.
+    fn propagated(&self, budget: LabelBudget, seed: u64) -> Result<(Rc<Graph>, Propagated)> {
+        let graph = self.graph()?;
+        let chosen = &self.subsets[&(budget, seed)];
+        let labels: Vec<u32> = chosen.iter().map(|&i| self.pool_labels[i]).collect();
+        let propagated = graph.propagate(chosen, &labels, self.classes)?;
+        Ok((graph, propagated))
     }
 
     /// The pool's neighbour graph, built once.
@@ -211,10 +221,7 @@ impl Evaluation for Propagation {
     }
 
     fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
-        let graph = ctx.graph()?;
-        let chosen = &ctx.subsets[&(budget, seed)];
-        let labels: Vec<u32> = chosen.iter().map(|&i| ctx.pool_labels[i]).collect();
-        let propagated = graph.propagate(chosen, &labels, ctx.classes)?;
+        let (graph, propagated) = ctx.propagated(budget, seed)?;
         ctx.classified(&graph.predict(&propagated, &ctx.features.test, ctx.device)?)
     }
 }
@@ -375,14 +382,9 @@ impl Evaluation for SelfTraining {
 
     fn evaluate(&self, ctx: &Context<'_>, budget: LabelBudget, seed: u64) -> Result<Vec<Score>> {
         let head = ctx.probe(budget, seed)?.head();
-        let chosen = &ctx.subsets[&(budget, seed)];
-        let given: Vec<u32> = chosen.iter().map(|&i| ctx.pool_labels[i]).collect();
-        let mut labels = ctx
-            .graph()?
-            .propagate(chosen, &given, ctx.classes)?
-            .labels();
-        for (&i, &label) in chosen.iter().zip(&given) {
-            labels[i] = label;
+        let mut labels = ctx.propagated(budget, seed)?.1.labels();
+        for &i in &ctx.subsets[&(budget, seed)] {
+            labels[i] = ctx.pool_labels[i];
         }
         let examples = Examples {
             indices: ctx.pool_indices.to_vec(),
