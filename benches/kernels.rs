@@ -1,6 +1,8 @@
 //! Pretext's flex kernels beside the Burn operations they replace, in one run: the CNN
-//! encoder's layers at batch 128 and the Transformers' activations at the benchmark steps'
-//! shapes, forward and backward (`sum().backward()`), on flex with every core. Prints the median of several repetitions after warm-up for each side and the speed-up.
+//! encoder's layers at batch 128 and the Transformers' activations, layer norm, attention and
+//! token products at the benchmark steps' shapes, forward and backward (`sum().backward()`),
+//! on flex with every core. Prints the median of several repetitions after warm-up for each
+//! side and the speed-up.
 //!
 //! Run: `cargo bench --bench kernels`.
 
@@ -8,12 +10,13 @@ use std::time::Instant;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::MaxPool2dConfig;
-use burn::nn::{BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNormConfig, LayerNormConfig, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use pretext_models::kernels::{
-    batch_norm_train, conv2d, gelu, log_softmax_last, max_pool2_relu, softmax_last,
+    attention, attention_composed, batch_norm_train, conv2d, gelu, layer_norm, linear,
+    log_softmax_last, max_pool2_relu, softmax_last,
 };
 
 // The allocator the `pretext` binary uses, so figures match what users see.
@@ -134,6 +137,52 @@ fn main() {
         "GELU, 32x64x256",
         time(|| drop(burn_gelu(hidden.clone()).sum().backward())),
         time(|| drop(gelu(hidden.clone()).sum().backward())),
+    );
+    let tokens = random([32, 64, 8, 8]).reshape([32, 64, 64]).require_grad();
+    let layer = LayerNormConfig::new(64).init(&device);
+    row(
+        "layer norm, 32x64x64",
+        time(|| drop(layer.forward(tokens.clone()).sum().backward())),
+        time(|| drop(layer_norm(&layer, tokens.clone()).sum().backward())),
+    );
+    // The text step's attention: 32 sequences of 64 tokens, 4 heads of 16, from the
+    // projections' layout, with a padding mask.
+    let projection = || random([32, 64, 8, 8]).reshape([32, 64, 64]).require_grad();
+    let (q, k, v) = (projection(), projection(), projection());
+    let padding = Tensor::<2, burn::tensor::Int>::zeros([32, 64], &device).equal_elem(1);
+    row(
+        "attention, 32x64, 4 heads of 16",
+        time(|| {
+            let out = attention_composed(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                4,
+                Some(padding.clone()),
+                -1.0e4,
+                |w| w,
+            );
+            drop(out.sum().backward())
+        }),
+        time(|| {
+            let out = attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                4,
+                Some(padding.clone()),
+                -1.0e4,
+            );
+            drop(out.sum().backward())
+        }),
+    );
+    // A product as the Transformers' feed-forward layer takes it: 2,048 tokens, 64 → 256.
+    let layer = LinearConfig::new(64, 256).init(&device);
+    let tokens = random([32, 64, 8, 8]).reshape([32, 64, 64]).require_grad();
+    row(
+        "linear 64→256 on 32x64 tokens",
+        time(|| drop(layer.forward(tokens.clone()).sum().backward())),
+        time(|| drop(linear(&layer, tokens.clone()).sum().backward())),
     );
     for (name, dims) in [
         ("log-softmax, 293x4000", [293, 4000]),

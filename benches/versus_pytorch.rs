@@ -21,7 +21,8 @@
 //! Run: `cargo bench --bench versus_pytorch` (add `--features ndarray,wgpu` to time those
 //! backends too). Environment: PRETEXT_BENCH_DEVICES (comma-separated `--device` values;
 //! default: every compiled-in CPU backend), PRETEXT_BENCH_ROUNDS (default 3),
-//! PRETEXT_BENCH_STEPS (comma-separated step names; default all).
+//! PRETEXT_BENCH_STEPS (comma-separated step names; default all), PRETEXT_BENCH_REPEATS (timed
+//! steps per round; default 10, 3 on ndarray: raise it so a profile is mostly the steps).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -320,6 +321,11 @@ fn main() {
         } else {
             (3, 10)
         };
+        let repeats = std::env::var("PRETEXT_BENCH_REPEATS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .filter(|&r| r > 0)
+            .unwrap_or(repeats);
         // Per round: pretext's side, then PyTorch's.
         let mut mine: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut theirs: BTreeMap<String, Vec<f64>> = BTreeMap::new();

@@ -10,6 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::ModelError;
+use crate::kernels::{linear, matmul};
 
 /// A head: `widths[0]` inputs, `widths[last]` outputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +117,7 @@ impl MlpHead {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let mut x = x;
         for layer in &self.layers {
-            x = layer.linear.forward(x);
+            x = linear(&layer.linear, x);
             if let Some(norm) = &layer.norm {
                 x = norm.forward(x);
             }
@@ -179,10 +180,7 @@ impl ClusteringHeads {
     pub fn forward_all(&self, x: Tensor<2>) -> Tensor<3> {
         if self.hidden == 0 {
             let batch = x.dims()[0];
-            return self
-                .linear
-                .forward(x)
-                .reshape([batch, self.heads, self.clusters]);
+            return linear(&self.linear, x).reshape([batch, self.heads, self.clusters]);
         }
         Tensor::stack(self.forward(x), 1)
     }
@@ -192,7 +190,7 @@ impl ClusteringHeads {
     pub fn forward_head(&self, x: Tensor<2>, head: usize) -> Tensor<2> {
         let width = head_width(self.clusters, self.hidden);
         let weight = self.linear.weight.val().narrow(1, head * width, width);
-        let mut y = x.matmul(weight);
+        let mut y = matmul(x, weight);
         if let Some(bias) = &self.linear.bias {
             y = y + bias
                 .val()
@@ -202,12 +200,12 @@ impl ClusteringHeads {
         if self.hidden == 0 {
             return y;
         }
-        self.outputs[head].forward(relu(y))
+        linear(&self.outputs[head], relu(y))
     }
 
     /// Each head's cluster logits, `heads` tensors of `[batch, clusters]`.
     pub fn forward(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
-        let all = self.linear.forward(x);
+        let all = linear(&self.linear, x);
         if self.hidden == 0 {
             return (0..self.heads)
                 .map(|h| all.clone().narrow(1, h * self.clusters, self.clusters))
@@ -217,7 +215,7 @@ impl ClusteringHeads {
         self.outputs
             .iter()
             .enumerate()
-            .map(|(h, out)| out.forward(all.clone().narrow(1, h * self.hidden, self.hidden)))
+            .map(|(h, out)| linear(out, all.clone().narrow(1, h * self.hidden, self.hidden)))
             .collect()
     }
 }

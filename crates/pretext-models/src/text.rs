@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoders::transformer::{blocks, encode};
 use crate::error::ModelError;
-use crate::kernels::gelu;
+use crate::kernels::{gelu, layer_norm, linear, matmul};
 use crate::losses::cross_entropy;
 use crate::settings::settings;
 
@@ -152,7 +152,7 @@ impl TextEncoder {
             .reshape([1, len, self.dim]);
         let x = self.tokens.forward(tokens) + position;
         let x = encode(&self.blocks, x, Some(padding));
-        self.norm.forward(x)
+        layer_norm(&self.norm, x)
     }
 
     /// One vector per sequence, `[batch, dim]`, pooled as configured.
@@ -242,9 +242,10 @@ impl MlmModel {
         let states = self.encoder.states(tokens, padding);
         let [b, len, d] = states.dims();
         let picked = states.reshape([b * len, d]).select(0, positions);
-        let h = self.norm.forward(gelu(self.transform.forward(picked)));
+        let h = layer_norm(&self.norm, gelu(linear(&self.transform, picked)));
         let vocab = self.bias.dims()[0];
-        h.matmul(self.encoder.tokens.weight.val().transpose()) + self.bias.val().reshape([1, vocab])
+        matmul(h, self.encoder.tokens.weight.val().transpose())
+            + self.bias.val().reshape([1, vocab])
     }
 
     /// Mean cross-entropy over the selected positions only.
@@ -285,7 +286,7 @@ impl TextClassifierModel {
 
     /// Logits `[batch, classes]`.
     pub fn forward(&self, tokens: Tensor<2, Int>, padding: Tensor<2, Bool>) -> Tensor<2> {
-        self.head.forward(self.encoder.forward(tokens, padding))
+        linear(&self.head, self.encoder.forward(tokens, padding))
     }
 
     pub fn loss(

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::norm::batch_norm_2d;
 use crate::error::ModelError;
-use crate::kernels::{conv2d, max_pool2_relu};
+use crate::kernels::{conv2d, linear, max_pool2_relu};
 use crate::settings::settings;
 
 settings! {
@@ -172,7 +172,7 @@ impl CnnEncoder {
             x.flatten(1, 3)
         };
         match &self.fc {
-            Some(fc) => relu(fc.forward(x)),
+            Some(fc) => relu(linear(fc, x)),
             None => x,
         }
     }

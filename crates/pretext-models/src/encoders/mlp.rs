@@ -6,6 +6,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::ModelError;
+use crate::kernels::linear;
 use crate::settings::settings;
 
 settings! {
@@ -76,7 +77,7 @@ impl MlpEncoder {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x: Tensor<2> = images.flatten(1, 3);
         for layer in &self.layers {
-            x = relu(layer.forward(x));
+            x = relu(linear(layer, x));
         }
         x
     }

@@ -1,9 +1,9 @@
-//! Burn's Transformer blocks run by a forward pass of pretext's own, which takes the attention
-//! softmax and the feed-forward GELU to the flex kernels ([`crate::kernels`]). The modules and
-//! their parameters stay Burn's (`TransformerEncoder`), so records saved before read the same,
-//! and the result is Burn's `forward` to float rounding.
+//! Burn's Transformer blocks run by a forward pass of pretext's own, which takes the products,
+//! layer norms, attention softmax and feed-forward GELU to the flex kernels
+//! ([`crate::kernels`]). The modules and their parameters stay Burn's (`TransformerEncoder`),
+//! so records saved before read the same, and the result is Burn's `forward` to float
+//! rounding.
 
-use burn::nn::Linear;
 use burn::nn::activation::Activation;
 use burn::nn::attention::{MhaInput, MultiHeadAttention};
 use burn::nn::transformer::{
@@ -11,7 +11,7 @@ use burn::nn::transformer::{
 };
 use burn::tensor::{Bool, Device, Tensor};
 
-use crate::kernels::{gelu, softmax_last};
+use crate::kernels::{attention, attention_composed, gelu, layer_norm, linear};
 
 /// Pre-norm Transformer blocks of width `dim` (`heads` heads, a feed-forward `mlp_ratio` times
 /// as wide), for [`encode`]. The image models train without dropout (small data sets are
@@ -50,7 +50,7 @@ fn encode_layer(
     padding: Option<Tensor<2, Bool>>,
 ) -> Tensor<3> {
     let attend = if layer.norm_first {
-        layer.norm_2.forward(x.clone())
+        layer_norm(&layer.norm_2, x.clone())
     } else {
         x.clone()
     };
@@ -59,9 +59,9 @@ fn encode_layer(
         .forward(self_attention(&layer.mha, attend, padding));
     let mut x = x + attended;
     let fed = if layer.norm_first {
-        layer.norm_1.forward(x.clone())
+        layer_norm(&layer.norm_1, x.clone())
     } else {
-        x = layer.norm_1.forward(x);
+        x = layer_norm(&layer.norm_1, x);
         x.clone()
     };
     let fed = layer.dropout.forward(feed_forward(&layer.pwff, fed));
@@ -69,11 +69,11 @@ fn encode_layer(
     if layer.norm_first {
         x
     } else {
-        layer.norm_2.forward(x)
+        layer_norm(&layer.norm_2, x)
     }
 }
 
-/// Burn's multi-head self-attention with the softmax kernel.
+/// Burn's multi-head self-attention with the product and attention kernels.
 fn self_attention(
     mha: &MultiHeadAttention,
     x: Tensor<3>,
@@ -87,33 +87,33 @@ fn self_attention(
         };
         return mha.forward(input).context;
     }
-    let [b, len, dim] = x.dims();
-    let heads = |linear: &Linear| {
-        linear
-            .forward(x.clone())
-            .reshape([b, len, mha.n_heads, mha.d_k])
-            .swap_dims(1, 2)
+    let (query, key, value) = (
+        linear(&mha.query, x.clone()),
+        linear(&mha.key, x.clone()),
+        linear(&mha.value, x.clone()),
+    );
+    let dropout = &mha.dropout;
+    let dropping = dropout.prob > 0.0 && dropout.training.is_enabled() && x.device().is_autodiff();
+    let (heads, masked) = (mha.n_heads, mha.min_float);
+    let context = if dropping {
+        // Dropout on the attention weights (SimCSE's views) needs them as a tensor.
+        attention_composed(query, key, value, heads, padding, masked, |w| {
+            dropout.forward(w)
+        })
+    } else {
+        attention(query, key, value, heads, padding, masked)
     };
-    let (query, key, value) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
-    let mut scores = query
-        .matmul(key.transpose())
-        .div_scalar((mha.d_k as f32).sqrt());
-    if let Some(mask) = padding {
-        scores = scores.mask_fill(mask.reshape([b, 1, 1, len]), mha.min_float);
-    }
-    let weights = mha.dropout.forward(softmax_last(scores));
-    let context = weights.matmul(value).swap_dims(1, 2).reshape([b, len, dim]);
-    mha.output.forward(context)
+    linear(&mha.output, context)
 }
 
 /// Burn's position-wise feed-forward with the GELU kernel (other activations are Burn's).
 fn feed_forward(pwff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
-    let x = pwff.linear_inner.forward(x);
+    let x = linear(&pwff.linear_inner, x);
     let x = match &pwff.activation {
         Activation::Gelu(g) if !g.approximate => gelu(x),
         other => other.forward(x),
     };
-    pwff.linear_outer.forward(pwff.dropout.forward(x))
+    linear(&pwff.linear_outer, pwff.dropout.forward(x))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::encoders::transformer::{blocks, encode};
 use crate::error::ModelError;
+use crate::kernels::{layer_norm, linear};
 use crate::settings::settings;
 
 settings! {
@@ -137,14 +138,14 @@ impl VitEncoder {
     pub fn forward_patches(&self, patches: Tensor<3>, indices: Tensor<2, Int>) -> Tensor<3> {
         let [b, k, _] = patches.dims();
         let dim = self.dim;
-        let tokens = self.patch_embed.forward(patches);
+        let tokens = linear(&self.patch_embed, patches);
         let position = self
             .position
             .val()
             .select(0, indices.reshape([b * k]))
             .reshape([b, k, dim]);
         let x = encode(&self.blocks, tokens + position, None);
-        self.norm.forward(x)
+        layer_norm(&self.norm, x)
     }
 
     /// All tokens of whole images, `[batch, patches, dim]`.

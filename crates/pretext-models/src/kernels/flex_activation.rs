@@ -16,7 +16,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::flex_util::{tensor, with_f32};
+use super::flex_util::{LANES, dispatched, for_lanes, lane_sum, tensor, with_f32, zip_lanes};
 
 /// Values per parallel task: small enough to share a step's tensors between both cores, large
 /// enough that scheduling costs nothing.
@@ -35,7 +35,8 @@ fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let clamped = x.clamp(-87.3, 88.7);
-    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let shifted = clamped * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -45,11 +46,14 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n in two normal factors through the exponent bits: n lies in [-126, 128], whose ends
-    // one factor cannot hold.
-    let n = if n.is_nan() { 0 } else { n as i32 };
-    let half = n / 2;
-    let factor = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
-    let y = e * factor(half) * factor(n - half);
+    // one factor cannot hold. n is read from the low mantissa bits of `shifted` (whose exponent
+    // is 2^23's), not by `as i32`: a saturating conversion does not vectorise, and left the
+    // loops over this function one lane at a time. For NaN the bits are meaningless and the
+    // result is replaced below.
+    let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let half = n >> 1;
+    let factor = |k: i32| f32::from_bits((k.wrapping_add(127) as u32) << 23);
+    let y = e * factor(half) * factor(n.wrapping_sub(half));
     let y = if x < -87.3 { 0.0 } else { y };
     let y = if x > 88.7 { f32::INFINITY } else { y };
     if x.is_nan() { x } else { y }
@@ -111,61 +115,6 @@ fn shape(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
 }
 
-/// Defines `$name` to run `$kernel` compiled for AVX-512 or for AVX2 with FMA where the CPU has
-/// them, and for the baseline target otherwise, so that its loops vectorise to the widest unit
-/// this CPU has (the features are detected once and cached by the standard library).
-macro_rules! dispatched {
-    ($name:ident => $kernel:ident($($arg:ident: $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
-                fn v4($($arg: $ty),*) {
-                    $kernel($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn v3($($arg: $ty),*) {
-                    $kernel($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512dq")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                {
-                    // SAFETY: the CPU has every feature `v4` is compiled for.
-                    return unsafe { v4($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has every feature `v3` is compiled for.
-                    return unsafe { v3($($arg),*) };
-                }
-            }
-            $kernel($($arg),*)
-        }
-    };
-}
-
-/// Lanes of the reductions: independent partial results the compiler keeps in vector
-/// registers (a plain running sum is one dependent chain of scalar additions).
-const LANES: usize = 16;
-
-/// `Σ term(a_i, b_i)` in [`LANES`] partial sums.
-#[inline(always)]
-fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (ca, cb) in ca.zip(cb) {
-        for i in 0..LANES {
-            lanes[i] += term(ca[i], cb[i]);
-        }
-    }
-    let rest: f32 = ra.iter().zip(rb).map(|(&a, &b)| term(a, b)).sum();
-    lanes.iter().sum::<f32>() + rest
-}
-
 /// The row's largest value, ignoring NaN (as `f32::max` does); `-inf` for a row of `-inf`.
 #[inline(always)]
 fn row_max(row: &[f32]) -> f32 {
@@ -191,10 +140,18 @@ fn row_max(row: &[f32]) -> f32 {
 fn shifted_exp(y: &mut [f32], row: &[f32]) -> f32 {
     let max = row_max(row);
     let max = if max.is_finite() { max } else { 0.0 };
-    for (y, &v) in y.iter_mut().zip(row) {
-        *y = exp(v - max);
-    }
+    zip_lanes(y, row, |_, v| exp(v - max));
     max
+}
+
+/// Softmax of `row` in place, for kernels that build their rows themselves (attention).
+#[inline(always)]
+pub(super) fn softmax_row(row: &mut [f32]) {
+    let max = row_max(row);
+    let max = if max.is_finite() { max } else { 0.0 };
+    for_lanes(row, |v| exp(v - max));
+    let inv = 1.0 / lane_sum(row, row, |a, _| a);
+    for_lanes(row, |v| v * inv);
 }
 
 /// Softmax of each `n`-value row of `x` into `out`.

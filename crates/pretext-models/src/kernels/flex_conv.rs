@@ -21,6 +21,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
+use super::flex_gemm::{View, matmul};
 use super::flex_util::{dims, plane_sums, tensor, with_f32};
 
 /// The shape of one convolution: no dilation, one group, `pad` on both sides of each axis.
@@ -193,66 +194,6 @@ impl Backward<Flex, 3> for ConvBackward {
         register!(grads, px, out.x);
         register!(grads, pw, out.weight);
         register!(grads, pb, out.bias);
-    }
-}
-
-/// A row-major matrix view: element `(r, c)` is `data[r * row + c * col]`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    row: usize,
-    col: usize,
-}
-
-impl<'a> View<'a> {
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        View {
-            data,
-            row: cols,
-            col: 1,
-        }
-    }
-
-    /// The transpose of a row-major `[rows, cols]` matrix.
-    fn transposed(data: &'a [f32], cols: usize) -> Self {
-        View {
-            data,
-            row: 1,
-            col: cols,
-        }
-    }
-
-    fn covers(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.row + (cols - 1) * self.col < self.data.len()
-    }
-}
-
-/// `dst[m, n] (row-major) = [dst +] lhs[m, k] × rhs[k, n]`, on the calling thread.
-fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, accumulate: bool, lhs: View, rhs: View) {
-    assert!(dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n));
-    // SAFETY: the assertion above keeps every index the product touches inside the slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col as isize,
-            lhs.row as isize,
-            rhs.data.as_ptr(),
-            rhs.col as isize,
-            rhs.row as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

@@ -1,4 +1,5 @@
-//! Reading and making flex tensors in the kernels, and the lane sums they share.
+//! Reading and making flex tensors in the kernels, the lane sums they share, and their builds
+//! for each instruction set.
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType, Shape};
@@ -57,3 +58,100 @@ pub(super) fn plane_sums(
     }
     sums
 }
+
+/// Lanes of the reductions: independent partial results the compiler keeps in vector
+/// registers (a plain running sum is one dependent chain of scalar additions).
+pub(super) const LANES: usize = 16;
+
+/// `Σ term(a_i, b_i)` in [`LANES`] partial sums.
+#[inline(always)]
+pub(super) fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (ca, cb) in ca.zip(cb) {
+        for i in 0..LANES {
+            lanes[i] += term(ca[i], cb[i]);
+        }
+    }
+    let rest: f32 = ra.iter().zip(rb).map(|(&a, &b)| term(a, b)).sum();
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// `y = f(y)` for each value, in blocks of [`LANES`]: the compiler vectorises a plain loop
+/// for 64 values at a time and runs shorter rows (attention over 49 or 12 tokens) one value at
+/// a time; a fixed block of [`LANES`] is one vector operation at any length.
+#[inline(always)]
+pub(super) fn for_lanes(y: &mut [f32], f: impl Fn(f32) -> f32) {
+    let mut blocks = y.chunks_exact_mut(LANES);
+    for block in &mut blocks {
+        // A fixed-size array: one vector operation, whatever the row's length.
+        let block: &mut [f32; LANES] = block.try_into().expect("a block of lanes");
+        for v in block.iter_mut() {
+            *v = f(*v);
+        }
+    }
+    for v in blocks.into_remainder() {
+        *v = f(*v);
+    }
+}
+
+/// `y = f(y, x)` for each pair, in blocks of [`LANES`] as [`for_lanes`].
+#[inline(always)]
+pub(super) fn zip_lanes(y: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32) {
+    let n = y.len().min(x.len());
+    let whole = n - n % LANES;
+    let (y_body, y_tail) = y[..n].split_at_mut(whole);
+    let (x_body, x_tail) = x[..n].split_at(whole);
+    for (y, x) in y_body
+        .chunks_exact_mut(LANES)
+        .zip(x_body.chunks_exact(LANES))
+    {
+        for i in 0..LANES {
+            y[i] = f(y[i], x[i]);
+        }
+    }
+    for (y, &x) in y_tail.iter_mut().zip(x_tail) {
+        *y = f(*y, x);
+    }
+}
+
+/// Defines `$name` to run `$kernel` compiled for AVX-512 or for AVX2 with FMA where the CPU has
+/// them, and for the baseline target otherwise, so that its loops vectorise to the widest unit
+/// this CPU has (the features are detected once and cached by the standard library).
+macro_rules! dispatched {
+    ($name:ident => $kernel:ident($($arg:ident: $ty:ty),*)) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn v4($($arg: $ty),*) {
+                    $kernel($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn v3($($arg: $ty),*) {
+                    $kernel($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the CPU has every feature `v4` is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has every feature `v3` is compiled for.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+pub(super) use dispatched;

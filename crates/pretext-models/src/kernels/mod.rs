@@ -6,7 +6,15 @@
 #[cfg(feature = "flex")]
 mod flex_activation;
 #[cfg(feature = "flex")]
+mod flex_attention;
+#[cfg(feature = "flex")]
 mod flex_conv;
+#[cfg(feature = "flex")]
+mod flex_gemm;
+#[cfg(feature = "flex")]
+mod flex_layer_norm;
+#[cfg(feature = "flex")]
+mod flex_matmul;
 #[cfg(feature = "flex")]
 mod flex_norm;
 #[cfg(feature = "flex")]
@@ -18,9 +26,10 @@ mod flex_util;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2dConfig;
-use burn::tensor::Tensor;
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
+use burn::tensor::{Bool, Tensor};
 
 /// `conv.forward(x)`. On flex, a convolution with no dilation, one group and the same padding
 /// on both sides of each axis (3x3 with `Same` padding, a ResNet's stride-2 3x3 and 1x1
@@ -101,6 +110,103 @@ fn batch_norm_composed(
     )
 }
 
+/// `a.matmul(b)` for two matrices. On flex (tracked or not) the product and both gradients'
+/// are split over the cores in blocks fixed by the shape (see `flex_gemm`), reading
+/// transposed operands in place; elsewhere it is Burn's.
+pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_matmul::matmul(&a, &b) {
+        return out;
+    }
+    a.matmul(b)
+}
+
+/// `linear.forward(x)` as one [`matmul`] over all of `x`'s rows (every axis but the last
+/// folded into one), then the bias. Burn keeps a batched product of many small ones when the
+/// rows per batch are a multiple of 32 (the text encoder's 64 tokens), which packs the weight
+/// again for each and runs each on one core.
+pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let d_in = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let weight = linear.weight.val();
+    let d_out = weight.dims()[1];
+    let mut y = matmul(x.reshape([rows, d_in]), weight);
+    if let Some(bias) = &linear.bias {
+        y = y + bias.val().reshape([1, d_out]);
+    }
+    dims[D - 1] = d_out;
+    y.reshape(dims)
+}
+
+/// Multi-head scaled dot-product attention: with `q`, `k` and `v` `[batch, len, heads · d_k]`
+/// (the projections' layout), each head's `softmax(q kᵀ / sqrt(d_k)) v`, the heads side by
+/// side again in `[batch, len, heads · d_k]`. Keys where `padding` (`[batch, len]`) is true
+/// score `masked` before the softmax, as Burn's attention fills them with its `min_float`.
+///
+/// On flex one task per sequence does every head's scores, softmax and weighted sum in
+/// cache, forward and backward, keeping only the attention weights between them; elsewhere it
+/// is Burn's operations, as its `MultiHeadAttention` composes them.
+pub fn attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    padding: Option<Tensor<2, Bool>>,
+    masked: f64,
+) -> Tensor<3> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_attention::attention(&q, &k, &v, heads, padding.as_ref(), masked) {
+        return out;
+    }
+    attention_composed(q, k, v, heads, padding, masked, |w| w)
+}
+
+/// [`attention`] from tensor operations, for every backend, with `weights` applied to the
+/// attention weights `[batch, heads, len, len]` before they weigh the values (dropout).
+pub fn attention_composed(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    padding: Option<Tensor<2, Bool>>,
+    masked: f64,
+    weights: impl FnOnce(Tensor<4>) -> Tensor<4>,
+) -> Tensor<3> {
+    let [b, len, dim] = q.dims();
+    let d_k = dim / heads;
+    let split = |t: Tensor<3>| t.reshape([b, len, heads, d_k]).swap_dims(1, 2);
+    let mut scores = split(q)
+        .matmul(split(k).transpose())
+        .div_scalar((d_k as f32).sqrt());
+    if let Some(mask) = padding {
+        scores = scores.mask_fill(mask.reshape([b, 1, 1, len]), masked);
+    }
+    weights(softmax_last(scores))
+        .matmul(split(v))
+        .swap_dims(1, 2)
+        .reshape([b, len, dim])
+}
+
+/// `norm.forward(x)`: layer normalisation over the last axis. On a flex autodiff tensor one
+/// pass over each row forward and one backward (Burn composes it from nine operations
+/// forward and about twice as many backward); elsewhere, and for a norm without a shift, it is
+/// Burn's own.
+///
+/// `LayerNorm` keeps its epsilon private, so the kernel takes `LayerNormConfig`'s default,
+/// which every layer norm pretext builds uses (a test holds the two paths equal).
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if let Some(beta) = &norm.beta {
+        let epsilon = burn::nn::LayerNormConfig::new(1).epsilon;
+        if let Some(out) = flex_layer_norm::layer_norm(&x, &norm.gamma.val(), &beta.val(), epsilon)
+        {
+            return out;
+        }
+    }
+    norm.forward(x)
+}
+
 /// `relu(max_pool2d(x))` with 2x2 windows and stride 2 (odd trailing rows and columns are
 /// dropped, as Burn's `MaxPool2d` does): `[b, c, h, w]` → `[b, c, h/2, w/2]`.
 ///
@@ -155,7 +261,19 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
-    use burn::tensor::{Device, Distribution, Int, Tolerance};
+    use burn::tensor::{Device, Distribution, Gradients, Int, Tolerance};
+
+    /// The gradient of `fast` under `fast_grads` against that of `slow` under `slow_grads`.
+    fn assert_same_grad<const D: usize>(
+        (fast, fast_grads): (&Tensor<D>, &Gradients),
+        (slow, slow_grads): (&Tensor<D>, &Gradients),
+        tolerance: Tolerance<f32>,
+    ) {
+        fast.grad(fast_grads)
+            .expect("the kernel's gradient")
+            .into_data()
+            .assert_approx_eq::<f32>(&slow.grad(slow_grads).unwrap().into_data(), tolerance);
+    }
 
     /// A convolution padded to keep the image size.
     fn same(channels: [usize; 2], kernel: [usize; 2]) -> Conv2dConfig {
@@ -187,18 +305,12 @@ mod tests {
             crate::test_data::seeded(fast.dims(), Distribution::Normal(0.0, 1.0), 2, &device);
         let fast_grads = (fast * weights.clone()).sum().backward();
         let slow_grads = (slow * weights).sum().backward();
+        let (fast_g, slow_g) = (&fast_grads, &slow_grads);
         let weight = conv.weight.val();
-        weight
-            .grad(&fast_grads)
-            .unwrap()
-            .into_data()
-            .assert_approx_eq::<f32>(&weight.grad(&slow_grads).unwrap().into_data(), tolerance);
+        assert_same_grad((&weight, fast_g), (&weight, slow_g), tolerance);
         if let Some(bias) = &conv.bias {
             let bias = bias.val();
-            bias.grad(&fast_grads)
-                .unwrap()
-                .into_data()
-                .assert_approx_eq::<f32>(&bias.grad(&slow_grads).unwrap().into_data(), tolerance);
+            assert_same_grad((&bias, fast_g), (&bias, slow_g), tolerance);
         }
         match (fast_x.grad(&fast_grads), slow_x.grad(&slow_grads)) {
             (Some(fast), Some(slow)) => fast
@@ -267,46 +379,62 @@ mod tests {
         }
     }
 
+    /// `run`'s results on 2, 3 and 5 threads, bit for bit those on one.
+    fn assert_thread_count_free(run: impl Fn() -> Vec<burn::tensor::TensorData> + Sync) {
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(&run)
+        };
+        let one = on(1);
+        for threads in [2, 3, 5] {
+            for (a, b) in one.iter().zip(on(threads)) {
+                a.assert_eq(&b, true);
+            }
+        }
+    }
+
     #[test]
     fn gradients_do_not_depend_on_the_thread_count() {
         // Seeded runs are bit-identical only if no sum's order follows the thread schedule.
         let device = Device::flex().autodiff();
+        let grad = |t: &Tensor<1>, grads: &Gradients| t.grad(grads).unwrap().into_data();
         let conv = same([3, 8], [3, 3]).init(&device);
         let norm = burn::nn::BatchNormConfig::new(8).init(&device);
         let data =
             crate::test_data::seeded([37, 3, 12, 12], Distribution::Normal(0.0, 1.0), 4, &device)
                 .into_data();
-        let grads_with = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
-                let y = conv2d(&conv, x.clone());
-                let (y, _, _) =
-                    batch_norm_train(y, norm.gamma.val(), norm.beta.val(), norm.epsilon);
-                let grads = (max_pool2_relu(y).powf_scalar(2.0)).sum().backward();
-                [
-                    x.grad(&grads).unwrap().into_data(),
-                    conv.weight.val().grad(&grads).unwrap().into_data(),
-                    conv.bias
-                        .as_ref()
-                        .unwrap()
-                        .val()
-                        .grad(&grads)
-                        .unwrap()
-                        .into_data(),
-                    norm.gamma.val().grad(&grads).unwrap().into_data(),
-                ]
-            })
-        };
-        let one = grads_with(1);
-        for threads in [2, 3, 5] {
-            for (a, b) in one.iter().zip(grads_with(threads)) {
-                a.assert_eq(&b, true);
-            }
-        }
+        assert_thread_count_free(|| {
+            let x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
+            let y = conv2d(&conv, x.clone());
+            let (y, _, _) = batch_norm_train(y, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+            let grads = (max_pool2_relu(y).powf_scalar(2.0)).sum().backward();
+            vec![
+                x.grad(&grads).unwrap().into_data(),
+                conv.weight.val().grad(&grads).unwrap().into_data(),
+                grad(&conv.bias.as_ref().unwrap().val(), &grads),
+                grad(&norm.gamma.val(), &grads),
+            ]
+        });
+        // Layer norm over enough rows for several parallel tasks.
+        let norm = burn::nn::LayerNormConfig::new(48).init(&device);
+        let data =
+            crate::test_data::seeded([40, 30, 48], Distribution::Normal(0.5, 1.0), 12, &device)
+                .into_data();
+        assert_thread_count_free(|| {
+            let x = Tensor::<3>::from_data(data.clone(), &device).require_grad();
+            let grads = layer_norm(&norm, x.clone())
+                .powf_scalar(3.0)
+                .sum()
+                .backward();
+            vec![
+                x.grad(&grads).unwrap().into_data(),
+                grad(&norm.gamma.val(), &grads),
+                grad(&norm.beta.as_ref().unwrap().val(), &grads),
+            ]
+        });
     }
 
     #[test]
@@ -425,25 +553,229 @@ mod tests {
                 crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 10, &device);
             let fast_grads = (fast * weights.clone()).sum().backward();
             let slow_grads = (slow * weights).sum().backward();
-            let pairs = [
-                (
-                    fast_x.grad(&fast_grads).map(Tensor::into_data),
-                    slow_x.grad(&slow_grads).map(Tensor::into_data),
-                ),
-                (
-                    gamma.grad(&fast_grads).map(Tensor::into_data),
-                    gamma.grad(&slow_grads).map(Tensor::into_data),
-                ),
-                (
-                    beta.grad(&fast_grads).map(Tensor::into_data),
-                    beta.grad(&slow_grads).map(Tensor::into_data),
-                ),
-            ];
-            for (fast, slow) in pairs {
-                fast.unwrap()
-                    .assert_approx_eq::<f32>(&slow.unwrap(), tolerance);
+            let (fast, slow) = (&fast_grads, &slow_grads);
+            assert_same_grad((&fast_x, fast), (&slow_x, slow), tolerance);
+            assert_same_grad((&gamma, fast), (&gamma, slow), tolerance);
+            assert_same_grad((&beta, fast), (&beta, slow), tolerance);
+        }
+    }
+
+    #[test]
+    fn matmul_and_linear_match_burn_forward_and_backward() {
+        use burn::nn::LinearConfig;
+        let device = Device::flex().autodiff();
+        let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+        // Token products split by rows, a weight's gradient split by depth, a wide output
+        // split by columns, and small ones; then operands that are transposed views.
+        for ([m, k, n], transposed) in [
+            ([300, 48, 40], false),
+            ([2, 3, 5], false),
+            ([40, 1_100, 24], false),
+            ([24, 40, 600], true),
+            ([1, 1, 1], true),
+        ] {
+            let seeded = |dims: [usize; 2], seed: u64| {
+                crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), seed, &device)
+                    .into_data()
+            };
+            let (a_data, b_data) = if transposed {
+                (seeded([k, m], 20), seeded([n, k], 21))
+            } else {
+                (seeded([m, k], 20), seeded([k, n], 21))
+            };
+            let leaf = |data: &burn::tensor::TensorData| {
+                Tensor::<2>::from_data(data.clone(), &device).require_grad()
+            };
+            let (fast_a, fast_b, slow_a, slow_b) =
+                (leaf(&a_data), leaf(&b_data), leaf(&a_data), leaf(&b_data));
+            let operands = |a: &Tensor<2>, b: &Tensor<2>| {
+                if transposed {
+                    (a.clone().transpose(), b.clone().transpose())
+                } else {
+                    (a.clone(), b.clone())
+                }
+            };
+            let (a, b) = operands(&fast_a, &fast_b);
+            let fast = flex_matmul::matmul(&a, &b).expect("the flex kernel covers this input");
+            let (a, b) = operands(&slow_a, &slow_b);
+            let slow = a.matmul(b);
+            fast.to_data()
+                .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+            let weights =
+                crate::test_data::seeded([m, n], Distribution::Normal(0.0, 1.0), 22, &device);
+            let fast_grads = (fast * weights.clone()).sum().backward();
+            let slow_grads = (slow * weights).sum().backward();
+            for (fast, slow) in [(&fast_a, &slow_a), (&fast_b, &slow_b)] {
+                assert_same_grad((fast, &fast_grads), (slow, &slow_grads), tolerance);
             }
         }
+        // A linear layer on token states, with and without bias, and on inference tensors.
+        for bias in [true, false] {
+            let layer = LinearConfig::new(16, 24).with_bias(bias).init(&device);
+            let x =
+                crate::test_data::seeded([3, 64, 16], Distribution::Normal(0.0, 1.0), 23, &device)
+                    .require_grad();
+            let fast = linear(&layer, x.clone());
+            let slow = layer.forward(x.clone());
+            fast.to_data()
+                .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+            let fast_grads = fast.powf_scalar(2.0).sum().backward();
+            let slow_grads = slow.powf_scalar(2.0).sum().backward();
+            let (fast, slow) = (&fast_grads, &slow_grads);
+            assert_same_grad((&x, fast), (&x, slow), tolerance);
+            let weight = layer.weight.val();
+            assert_same_grad((&weight, fast), (&weight, slow), tolerance);
+            if let Some(b) = &layer.bias {
+                let b = b.val();
+                assert_same_grad((&b, fast), (&b, slow), tolerance);
+            }
+        }
+        let plain = Device::flex();
+        let layer = LinearConfig::new(16, 24).init(&plain);
+        let x = crate::test_data::seeded([5, 16], Distribution::Normal(0.0, 1.0), 24, &plain);
+        linear(&layer, x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&layer.forward(x).into_data(), tolerance);
+    }
+
+    #[test]
+    fn attention_matches_the_composition_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-5);
+        // The text model's heads of 16, one head, odd sizes; with and without padding (one
+        // sequence padded to a single key).
+        for ([b, len, heads, d_k], padded) in [
+            ([3, 7, 4, 16], true),
+            ([2, 5, 1, 3], false),
+            ([2, 9, 2, 5], true),
+        ] {
+            let dim = heads * d_k;
+            let data = |seed: u64| {
+                crate::test_data::seeded(
+                    [b, len, dim],
+                    Distribution::Normal(0.0, 1.0),
+                    seed,
+                    &device,
+                )
+                .into_data()
+            };
+            let (qd, kd, vd) = (data(30), data(31), data(32));
+            let padding = padded.then(|| {
+                let lengths: Vec<usize> =
+                    (0..b).map(|i| if i == 1 { 1 } else { len - i }).collect();
+                Tensor::<2, Bool>::from_data(
+                    burn::tensor::TensorData::new(
+                        lengths
+                            .iter()
+                            .flat_map(|&n| (0..len).map(move |j| j >= n))
+                            .collect::<Vec<bool>>(),
+                        [b, len],
+                    ),
+                    &device,
+                )
+            });
+            let leaves = || {
+                [&qd, &kd, &vd].map(|d| Tensor::<3>::from_data(d.clone(), &device).require_grad())
+            };
+            let (fast_in, slow_in) = (leaves(), leaves());
+            let [q, k, v] = fast_in.clone();
+            let fast = flex_attention::attention(&q, &k, &v, heads, padding.as_ref(), -1.0e4)
+                .expect("the flex kernel covers this input");
+            let [q, k, v] = slow_in.clone();
+            let slow = attention_composed(q, k, v, heads, padding.clone(), -1.0e4, |w| w);
+            fast.to_data()
+                .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+            let weights = crate::test_data::seeded(
+                [b, len, dim],
+                Distribution::Normal(0.0, 1.0),
+                33,
+                &device,
+            );
+            let fast_grads = (fast * weights.clone()).sum().backward();
+            let slow_grads = (slow * weights).sum().backward();
+            for (fast, slow) in fast_in.iter().zip(&slow_in) {
+                assert_same_grad((fast, &fast_grads), (slow, &slow_grads), tolerance);
+            }
+            // Inference tensors take the kernel too.
+            let plain =
+                |d: &burn::tensor::TensorData| Tensor::<3>::from_data(d.clone(), &Device::flex());
+            let mask =
+                padding.map(|p| Tensor::<2, Bool>::from_data(p.into_data(), &Device::flex()));
+            let fast = flex_attention::attention(
+                &plain(&qd),
+                &plain(&kd),
+                &plain(&vd),
+                heads,
+                mask.as_ref(),
+                -1.0e4,
+            )
+            .expect("the flex kernel takes inference tensors");
+            let slow = attention_composed(
+                plain(&qd),
+                plain(&kd),
+                plain(&vd),
+                heads,
+                mask,
+                -1.0e4,
+                |w| w,
+            );
+            fast.into_data()
+                .assert_approx_eq::<f32>(&slow.into_data(), tolerance);
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_burn_forward_and_backward() {
+        use burn::nn::LayerNormConfig;
+        let device = Device::flex().autodiff();
+        // Token states of the text and ViT models, a row longer than the lanes with a large
+        // mean, and single rows and widths.
+        for (dims, mean) in [
+            ([4, 9, 64], 0.0),
+            ([3, 5, 37], 40.0),
+            ([1, 1, 1], 0.0),
+            ([2, 1, 300], 1.0),
+        ] {
+            let mut norm = LayerNormConfig::new(dims[2]).init(&device);
+            // A scale and shift other than the initial ones, so their gradients are tested.
+            norm.gamma = norm.gamma.map(|_| {
+                crate::test_data::seeded([dims[2]], Distribution::Normal(1.0, 0.5), 8, &device)
+                    .require_grad()
+            });
+            norm.beta = norm.beta.map(|b| {
+                b.map(|_| {
+                    crate::test_data::seeded([dims[2]], Distribution::Normal(0.0, 0.5), 9, &device)
+                        .require_grad()
+                })
+            });
+            let data = crate::test_data::seeded(dims, Distribution::Normal(mean, 2.0), 7, &device)
+                .into_data();
+            let fast_x = Tensor::<3>::from_data(data.clone(), &device).require_grad();
+            let slow_x = Tensor::<3>::from_data(data, &device).require_grad();
+            let beta = norm.beta.as_ref().unwrap().val();
+            let fast = flex_layer_norm::layer_norm(&fast_x, &norm.gamma.val(), &beta, 1e-5)
+                .expect("the flex kernel covers this input");
+            let slow = norm.forward(slow_x.clone());
+            let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+            fast.to_data()
+                .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+            let weights =
+                crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 10, &device);
+            let fast_grads = (fast * weights.clone()).sum().backward();
+            let slow_grads = (slow * weights).sum().backward();
+            let gamma = norm.gamma.val();
+            let (fast, slow) = (&fast_grads, &slow_grads);
+            assert_same_grad((&fast_x, fast), (&slow_x, slow), tolerance);
+            assert_same_grad((&gamma, fast), (&gamma, slow), tolerance);
+            assert_same_grad((&beta, fast), (&beta, slow), tolerance);
+        }
+        // Without a shift, and on inference tensors, the layer is Burn's.
+        let plain = Device::flex();
+        let norm = LayerNormConfig::new(8).with_bias(false).init(&plain);
+        let x = crate::test_data::seeded([3, 8], Distribution::Normal(0.0, 1.0), 11, &plain);
+        layer_norm(&norm, x.clone())
+            .into_data()
+            .assert_eq(&norm.forward(x).into_data(), true);
     }
 
     #[test]

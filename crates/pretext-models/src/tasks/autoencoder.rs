@@ -7,6 +7,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::encoders::Encoder;
+use crate::kernels::linear;
 use crate::losses::mse;
 
 #[derive(Module, Debug)]
@@ -39,9 +40,7 @@ impl AutoencoderModel {
         let b = inputs.dims()[0];
         let z = self.encoder.forward(inputs);
         let [c, h, w] = self.output;
-        self.out
-            .forward(relu(self.hidden.forward(z)))
-            .reshape([b, c, h, w])
+        linear(&self.out, relu(linear(&self.hidden, z))).reshape([b, c, h, w])
     }
 
     pub fn loss(&self, inputs: Tensor<4>, targets: Tensor<4>) -> Tensor<1> {

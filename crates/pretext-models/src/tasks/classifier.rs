@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::encoders::Encoder;
+use crate::kernels::linear;
 use crate::losses::cross_entropy;
 
 #[derive(Module, Debug)]
@@ -36,7 +37,7 @@ impl ClassifierModel {
 
     /// `[batch, c, h, w]` → logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.head.forward(self.encoder.forward(images))
+        linear(&self.head, self.encoder.forward(images))
     }
 
     pub fn loss(&self, images: Tensor<4>, targets: Tensor<1, Int>) -> Tensor<1> {

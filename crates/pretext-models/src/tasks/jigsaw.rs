@@ -7,6 +7,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::encoders::Encoder;
+use crate::kernels::linear;
 use crate::losses::cross_entropy;
 
 #[derive(Module, Debug)]
@@ -41,7 +42,7 @@ impl JigsawModel {
         let features = self.encoder.forward(tiles);
         let [bt, d] = features.dims();
         let joined = features.reshape([bt / self.tiles, self.tiles * d]);
-        self.out.forward(relu(self.hidden.forward(joined)))
+        linear(&self.out, relu(linear(&self.hidden, joined)))
     }
 
     pub fn loss(&self, tiles: Tensor<4>, targets: Tensor<1, Int>) -> Tensor<1> {

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::encoders::VitEncoder;
 use crate::encoders::transformer::{blocks, encode};
+use crate::kernels::{layer_norm, linear};
 use crate::losses::masked_patch_mse;
 
 /// What one MAE step needs, as tensors.
@@ -87,9 +88,10 @@ impl MaeModel {
     ) -> Tensor<3> {
         let [b, n] = restore.dims();
         let v = visible.dims()[1];
-        let tokens = self
-            .decoder_embed
-            .forward(self.encoder.forward_patches(visible, visible_indices));
+        let tokens = linear(
+            &self.decoder_embed,
+            self.encoder.forward_patches(visible, visible_indices),
+        );
         let d = tokens.dims()[2];
         let mask_tokens: Tensor<3> = self
             .mask_token
@@ -101,7 +103,7 @@ impl MaeModel {
         let order: Tensor<3, Int> = restore.reshape([b, n, 1]).expand([b, n, d]);
         let x = sequence.gather(1, order) + self.decoder_position.val().reshape([1, n, d]);
         let x = encode(&self.decoder, x, None);
-        self.predict.forward(self.decoder_norm.forward(x))
+        linear(&self.predict, layer_norm(&self.decoder_norm, x))
     }
 
     pub fn loss(&self, input: MaeInput) -> Tensor<1> {
