@@ -15,8 +15,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use pretext_models::kernels::{
-    attention, attention_composed, batch_norm_train, conv2d, gelu, layer_norm, linear,
-    log_softmax_last, max_pool2_relu, softmax_last,
+    attention, attention_composed, batch_norm_train, batch_norm_train_rows, conv2d, gelu,
+    layer_norm, linear, log_softmax_last, max_pool2_relu, softmax_last,
 };
 
 // The allocator the `pretext` binary uses, so figures match what users see.
@@ -113,6 +113,24 @@ fn main() {
         time(|| {
             let (out, _, _) = batch_norm_train(
                 activations.clone(),
+                norm.gamma.val(),
+                norm.beta.val(),
+                norm.epsilon,
+            );
+            drop(out.sum().backward())
+        }),
+    );
+
+    // A two-view projector's hidden layer: two views of 256 images, 1,024 features.
+    let rows =
+        Tensor::<2>::random([512, 1024], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let norm = BatchNormConfig::new(1024).init(&device);
+    row(
+        "batch norm (training), 512x1024 rows",
+        time(|| drop(norm.forward(rows.clone()).sum().backward())),
+        time(|| {
+            let (out, _, _) = batch_norm_train_rows(
+                rows.clone(),
                 norm.gamma.val(),
                 norm.beta.val(),
                 norm.epsilon,

@@ -9,6 +9,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::encoders::norm::batch_norm_1d;
 use crate::error::ModelError;
 use crate::kernels::{linear, matmul};
 
@@ -119,7 +120,7 @@ impl MlpHead {
         for layer in &self.layers {
             x = linear(&layer.linear, x);
             if let Some(norm) = &layer.norm {
-                x = norm.forward(x);
+                x = batch_norm_1d(norm, x);
             }
             if layer.relu {
                 x = relu(x);

@@ -4,7 +4,7 @@
 
 pub mod cnn;
 pub mod mlp;
-mod norm;
+pub(crate) mod norm;
 pub mod resnet;
 pub mod transformer;
 pub mod vit;

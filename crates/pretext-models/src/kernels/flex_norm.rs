@@ -237,3 +237,215 @@ fn input_grad(state: &NormState, grad: &FlexTensor, d_beta: &[f64], d_gamma: &[f
     });
     tensor(out, &[b, c, h, w])
 }
+
+// ---------------------------------------------------------------------------------------------
+// Batch normalisation of `[batch, features]` rows (the projectors' hidden layers): the same
+// statistics per feature, summed down the columns in blocks of rows so that the loops run
+// along the contiguous features. Burn's `BatchNorm` composes it from tensor operations, about
+// six passes forward and ten backward.
+
+/// Rows per parallel task for rows of `c` features: small enough to share a batch between the
+/// cores, large enough that scheduling costs nothing. Fixed by the shape, so that the sums'
+/// order does not depend on the thread count.
+fn block_rows(c: usize) -> usize {
+    ((1 << 14) / c).max(1)
+}
+
+/// Each block's column sums `(Σ term₁, Σ term₂)` in f32, added up in f64 in block order.
+fn column_sums(
+    a: &[f32],
+    b: &[f32],
+    c: usize,
+    term: impl Fn(f32, f32, usize) -> (f32, f32) + Sync,
+) -> Vec<(f64, f64)> {
+    let rows = block_rows(c);
+    let blocks: Vec<(Vec<f32>, Vec<f32>)> = a
+        .par_chunks(rows * c)
+        .zip(b.par_chunks(rows * c))
+        .map(|(a, b)| {
+            let (mut s1, mut s2) = (vec![0.0f32; c], vec![0.0f32; c]);
+            for (a, b) in a.chunks_exact(c).zip(b.chunks_exact(c)) {
+                for (j, ((s1, s2), (&a, &b))) in s1
+                    .iter_mut()
+                    .zip(s2.iter_mut())
+                    .zip(a.iter().zip(b))
+                    .enumerate()
+                {
+                    let (t1, t2) = term(a, b, j);
+                    *s1 += t1;
+                    *s2 += t2;
+                }
+            }
+            (s1, s2)
+        })
+        .collect();
+    let mut sums = vec![(0.0f64, 0.0f64); c];
+    for (s1, s2) in &blocks {
+        for (j, sum) in sums.iter_mut().enumerate() {
+            sum.0 += f64::from(s1[j]);
+            sum.1 += f64::from(s2[j]);
+        }
+    }
+    sums
+}
+
+/// `out[i, j] = x[i, j] · a[j] + d[j]`, in blocks of rows.
+fn affine_rows(x: &[f32], c: usize, a: &[f32], d: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    let rows = block_rows(c);
+    out.par_chunks_mut(rows * c)
+        .zip(x.par_chunks(rows * c))
+        .for_each(|(out, x)| {
+            for (out, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for (((o, &v), &a), &d) in out.iter_mut().zip(x).zip(a).zip(d) {
+                    *o = v * a + d;
+                }
+            }
+        });
+    out
+}
+
+/// The kernel's output on `[batch, features]` with the batch mean and (biased) variance per
+/// feature, or `None` to leave the layer to the generic path.
+pub(super) fn batch_norm_train_rows(
+    x: &Tensor<2>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    epsilon: f64,
+) -> Option<(Tensor<2>, Tensor<1>, Tensor<1>)> {
+    let [b, c] = x.dims();
+    let fits = [x.dtype(), gamma.dtype(), beta.dtype()] == [DType::F32; 3]
+        && gamma.dims() == [c]
+        && beta.dims() == [c]
+        && b * c > 0;
+    if !fits || !x.device().is_autodiff() {
+        return None;
+    }
+    let prim = |t: Tensor<1>| t.try_into_primitive::<Autodiff<Flex>>().ok();
+    let (gamma, beta) = (prim(gamma.clone())?, prim(beta.clone())?);
+    let (x_prim, x_guard) = x
+        .clone()
+        .try_into_primitive::<Autodiff<Flex>>()
+        .ok()?
+        .into_parts();
+    let (gamma, gamma_guard) = gamma.into_parts();
+    let (beta, beta_guard) = beta.into_parts();
+    let gamma = with_f32(&gamma, <[f32]>::to_vec);
+    let beta = with_f32(&beta, <[f32]>::to_vec);
+    let (out, stats) = with_f32(&x_prim, |values| {
+        // Sums of x − shift, with each feature's first value as the shift (see `statistics`).
+        let shift = values[..c].to_vec();
+        let sums = column_sums(values, values, c, |v, _, j| {
+            let d = v - shift[j];
+            (d, d * d)
+        });
+        let n = b as f64;
+        let mut stats = Statistics {
+            mean: Vec::with_capacity(c),
+            inv_std: Vec::with_capacity(c),
+            variance: Vec::with_capacity(c),
+        };
+        for (j, (s1, s2)) in sums.into_iter().enumerate() {
+            let centred = s1 / n;
+            let variance = (s2 / n - centred * centred).max(0.0);
+            stats.mean.push(f64::from(shift[j]) + centred);
+            stats.variance.push(variance);
+            stats.inv_std.push(1.0 / (variance + epsilon).sqrt());
+        }
+        let scale: Vec<f64> = (0..c)
+            .map(|j| f64::from(gamma[j]) * stats.inv_std[j])
+            .collect();
+        let a: Vec<f32> = scale.iter().map(|&s| s as f32).collect();
+        let d: Vec<f32> = (0..c)
+            .map(|j| (f64::from(beta[j]) - stats.mean[j] * scale[j]) as f32)
+            .collect();
+        (tensor(affine_rows(values, c, &a, &d), &[b, c]), stats)
+    });
+    let result = stats.clone();
+    let out = match RowsBackward
+        .prepare::<NoCheckpointing>([x_guard, gamma_guard, beta_guard])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            NormState {
+                x: x_prim,
+                gamma,
+                stats,
+            },
+            out,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    let per_feature = |values: &[f64]| {
+        let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        Tensor::<1>::from_data(TensorData::new(values, [c]), &x.device())
+    };
+    Some((
+        Tensor::from_primitive::<Autodiff<Flex>>(out),
+        per_feature(&result.mean),
+        per_feature(&result.variance),
+    ))
+}
+
+#[derive(Debug)]
+struct RowsBackward;
+
+impl Backward<Flex, 3> for RowsBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pgamma, pbeta] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let state = ops.state;
+        let shape = state.x.layout().shape();
+        let (b, c) = (shape[0], shape[1]);
+        let stats = &state.stats;
+        let mean: Vec<f32> = stats.mean.iter().map(|&m| m as f32).collect();
+        // dβ = Σ dy; dγ = inv_std · Σ dy (x − mean).
+        let sums = with_f32(&state.x, |x| {
+            with_f32(&grad, |dy| {
+                column_sums(dy, x, c, |g, v, j| (g, g * (v - mean[j])))
+            })
+        });
+        let d_beta: Vec<f64> = sums.iter().map(|s| s.0).collect();
+        let d_gamma: Vec<f64> = (0..c).map(|j| stats.inv_std[j] * sums[j].1).collect();
+        if let Some(node) = px {
+            // dx = γ·inv_std · (dy − (Σ dy + x̂ · dγ) / N) = a·dy + e·x + d per feature.
+            let n = b as f64;
+            let (mut a, mut e, mut d) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; c]);
+            for j in 0..c {
+                let scale = f64::from(state.gamma[j]) * stats.inv_std[j];
+                let slope = scale * d_gamma[j] * stats.inv_std[j] / n;
+                a[j] = scale as f32;
+                e[j] = -slope as f32;
+                d[j] = ((slope * stats.mean[j] * n - scale * d_beta[j]) / n) as f32;
+            }
+            let mut dx = vec![0.0f32; b * c];
+            let rows = block_rows(c);
+            with_f32(&state.x, |x| {
+                with_f32(&grad, |dy| {
+                    dx.par_chunks_mut(rows * c)
+                        .zip(x.par_chunks(rows * c).zip(dy.par_chunks(rows * c)))
+                        .for_each(|(dx, (x, dy))| {
+                            let rows = dx.chunks_exact_mut(c).zip(x.chunks_exact(c));
+                            for ((dx, x), dy) in rows.zip(dy.chunks_exact(c)) {
+                                let terms = x.iter().zip(dy).zip(a.iter().zip(&e).zip(&d));
+                                for (dx, ((&v, &g), ((&a, &e), &d))) in dx.iter_mut().zip(terms) {
+                                    *dx = a * g + e * v + d;
+                                }
+                            }
+                        });
+                })
+            });
+            grads.register::<Flex>(node.id, tensor(dx, &[b, c]));
+        }
+        let as_tensor = |v: &[f64]| tensor(v.iter().map(|&v| v as f32).collect(), &[c]);
+        if let Some(node) = pgamma {
+            grads.register::<Flex>(node.id, as_tensor(&d_gamma));
+        }
+        if let Some(node) = pbeta {
+            grads.register::<Flex>(node.id, as_tensor(&d_beta));
+        }
+    }
+}

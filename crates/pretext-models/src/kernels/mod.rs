@@ -88,6 +88,25 @@ pub fn batch_norm_train(
     batch_norm_composed(x, gamma, beta, epsilon)
 }
 
+/// [`batch_norm_train`] for `[batch, features]` rows, as the projectors' hidden layers take it:
+/// the output, and each feature's batch mean and biased variance (detached). On a flex autodiff
+/// tensor a kernel that sums down the columns in blocks of rows, one pass forward for the
+/// statistics and one for the output, two backward; elsewhere the composition.
+pub fn batch_norm_train_rows(
+    x: Tensor<2>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<2>, Tensor<1>, Tensor<1>) {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_norm::batch_norm_train_rows(&x, &gamma, &beta, epsilon) {
+        return out;
+    }
+    let [b, c] = x.dims();
+    let (out, mean, variance) = batch_norm_composed(x.reshape([b, c, 1, 1]), gamma, beta, epsilon);
+    (out.reshape([b, c]), mean, variance)
+}
+
 /// [`batch_norm_train`] from tensor operations, for every backend.
 fn batch_norm_composed(
     x: Tensor<4>,
@@ -416,6 +435,22 @@ mod tests {
                 conv.weight.val().grad(&grads).unwrap().into_data(),
                 grad(&conv.bias.as_ref().unwrap().val(), &grads),
                 grad(&norm.gamma.val(), &grads),
+            ]
+        });
+        // Batch norm of rows over several blocks of rows.
+        let norm = burn::nn::BatchNormConfig::new(40).init(&device);
+        let data = crate::test_data::seeded([900, 40], Distribution::Normal(0.5, 1.0), 13, &device)
+            .into_data();
+        assert_thread_count_free(|| {
+            let x = Tensor::<2>::from_data(data.clone(), &device).require_grad();
+            let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+            let (y, _, _) = flex_norm::batch_norm_train_rows(&x, &gamma, &beta, 1e-5)
+                .expect("the flex kernel covers rows");
+            let grads = y.powf_scalar(3.0).sum().backward();
+            vec![
+                x.grad(&grads).unwrap().into_data(),
+                grad(&norm.gamma.val(), &grads),
+                grad(&norm.beta.val(), &grads),
             ]
         });
         // Layer norm over enough rows for several parallel tasks.
