@@ -26,6 +26,55 @@ struct Statistics {
     variance: Vec<f64>,
 }
 
+impl Statistics {
+    /// From each channel's sums of `x − shift` and its square over `n` values.
+    fn from_sums(sums: Vec<(f64, f64)>, shift: &[f32], n: f64, epsilon: f64) -> Self {
+        let mut stats = Statistics {
+            mean: Vec::with_capacity(sums.len()),
+            inv_std: Vec::with_capacity(sums.len()),
+            variance: Vec::with_capacity(sums.len()),
+        };
+        for (k, (s1, s2)) in sums.into_iter().enumerate() {
+            let centred = s1 / n;
+            let variance = (s2 / n - centred * centred).max(0.0);
+            stats.mean.push(f64::from(shift[k]) + centred);
+            stats.variance.push(variance);
+            stats.inv_std.push(1.0 / (variance + epsilon).sqrt());
+        }
+        stats
+    }
+
+    /// Per channel `(a, d)` with `y = a·x + d = (x − mean) · inv_std · γ + β`.
+    fn output_coefficients(&self, gamma: &[f32], beta: &[f32]) -> Vec<(f32, f32)> {
+        (0..gamma.len())
+            .map(|k| {
+                let scale = f64::from(gamma[k]) * self.inv_std[k];
+                let offset = f64::from(beta[k]) - self.mean[k] * scale;
+                (scale as f32, offset as f32)
+            })
+            .collect()
+    }
+
+    /// Per channel `(a, e, d)` with
+    /// `dx = a·dy + e·x + d = γ·inv_std · (dy − (Σ dy + x̂ · dγ) / n)`.
+    fn grad_coefficients(
+        &self,
+        gamma: &[f32],
+        d_beta: &[f64],
+        d_gamma: &[f64],
+        n: f64,
+    ) -> Vec<(f32, f32, f32)> {
+        (0..gamma.len())
+            .map(|k| {
+                let scale = f64::from(gamma[k]) * self.inv_std[k];
+                let slope = scale * d_gamma[k] * self.inv_std[k] / n;
+                let offset = (slope * self.mean[k] * n - scale * d_beta[k]) / n;
+                (scale as f32, -slope as f32, offset as f32)
+            })
+            .collect()
+    }
+}
+
 /// What the backward pass needs: the input, the scale and the batch statistics.
 #[derive(Debug, Clone)]
 struct NormState {
@@ -147,20 +196,7 @@ fn statistics(x: &FlexTensor, epsilon: f64) -> Statistics {
                 plane_sums(values, values, |v, _| ((v - s), (v - s) * (v - s)))
             })
             .collect();
-        let sums = per_channel(planes, c);
-        let mut stats = Statistics {
-            mean: Vec::with_capacity(c),
-            inv_std: Vec::with_capacity(c),
-            variance: Vec::with_capacity(c),
-        };
-        for (k, (s1, s2)) in sums.into_iter().enumerate() {
-            let centred = s1 / n;
-            let variance = (s2 / n - centred * centred).max(0.0);
-            stats.mean.push(f64::from(shift[k]) + centred);
-            stats.variance.push(variance);
-            stats.inv_std.push(1.0 / (variance + epsilon).sqrt());
-        }
-        stats
+        Statistics::from_sums(per_channel(planes, c), &shift, n, epsilon)
     })
 }
 
@@ -168,15 +204,7 @@ fn statistics(x: &FlexTensor, epsilon: f64) -> Statistics {
 fn normalise(x: &FlexTensor, gamma: &[f32], beta: &[f32], stats: &Statistics) -> FlexTensor {
     let [b, c, h, w] = dims(x);
     let plane = h * w;
-    let scale: Vec<f64> = (0..c)
-        .map(|k| f64::from(gamma[k]) * stats.inv_std[k])
-        .collect();
-    let coefficients: Vec<(f32, f32)> = (0..c)
-        .map(|k| {
-            let offset = f64::from(beta[k]) - stats.mean[k] * scale[k];
-            (scale[k] as f32, offset as f32)
-        })
-        .collect();
+    let coefficients = stats.output_coefficients(gamma, beta);
     let mut out = vec![0.0f32; b * c * plane];
     with_f32(x, |x| {
         out.par_chunks_mut(plane)
@@ -213,14 +241,7 @@ fn input_grad(state: &NormState, grad: &FlexTensor, d_beta: &[f64], d_gamma: &[f
     let plane = h * w;
     let n = (b * plane) as f64;
     let stats = &state.stats;
-    let coefficients: Vec<(f32, f32, f32)> = (0..c)
-        .map(|k| {
-            let scale = f64::from(state.gamma[k]) * stats.inv_std[k];
-            let slope = scale * d_gamma[k] * stats.inv_std[k] / n;
-            let offset = (slope * stats.mean[k] * n - scale * d_beta[k]) / n;
-            (scale as f32, -slope as f32, offset as f32)
-        })
-        .collect();
+    let coefficients = stats.grad_coefficients(&state.gamma, d_beta, d_gamma, n);
     let mut out = vec![0.0f32; b * c * plane];
     with_f32(&state.x, |x| {
         with_f32(grad, |grad| {
@@ -339,26 +360,9 @@ pub(super) fn batch_norm_train_rows(
             let d = v - shift[j];
             (d, d * d)
         });
-        let n = b as f64;
-        let mut stats = Statistics {
-            mean: Vec::with_capacity(c),
-            inv_std: Vec::with_capacity(c),
-            variance: Vec::with_capacity(c),
-        };
-        for (j, (s1, s2)) in sums.into_iter().enumerate() {
-            let centred = s1 / n;
-            let variance = (s2 / n - centred * centred).max(0.0);
-            stats.mean.push(f64::from(shift[j]) + centred);
-            stats.variance.push(variance);
-            stats.inv_std.push(1.0 / (variance + epsilon).sqrt());
-        }
-        let scale: Vec<f64> = (0..c)
-            .map(|j| f64::from(gamma[j]) * stats.inv_std[j])
-            .collect();
-        let a: Vec<f32> = scale.iter().map(|&s| s as f32).collect();
-        let d: Vec<f32> = (0..c)
-            .map(|j| (f64::from(beta[j]) - stats.mean[j] * scale[j]) as f32)
-            .collect();
+        let stats = Statistics::from_sums(sums, &shift, b as f64, epsilon);
+        let (a, d): (Vec<f32>, Vec<f32>) =
+            stats.output_coefficients(&gamma, &beta).into_iter().unzip();
         (tensor(affine_rows(values, c, &a, &d), &[b, c]), stats)
     });
     let result = stats.clone();
@@ -412,15 +416,7 @@ impl Backward<Flex, 3> for RowsBackward {
         let d_gamma: Vec<f64> = (0..c).map(|j| stats.inv_std[j] * sums[j].1).collect();
         if let Some(node) = px {
             // dx = γ·inv_std · (dy − (Σ dy + x̂ · dγ) / N) = a·dy + e·x + d per feature.
-            let n = b as f64;
-            let (mut a, mut e, mut d) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; c]);
-            for j in 0..c {
-                let scale = f64::from(state.gamma[j]) * stats.inv_std[j];
-                let slope = scale * d_gamma[j] * stats.inv_std[j] / n;
-                a[j] = scale as f32;
-                e[j] = -slope as f32;
-                d[j] = ((slope * stats.mean[j] * n - scale * d_beta[j]) / n) as f32;
-            }
+            let coefficients = stats.grad_coefficients(&state.gamma, &d_beta, &d_gamma, b as f64);
             let mut dx = vec![0.0f32; b * c];
             let rows = block_rows(c);
             with_f32(&state.x, |x| {
@@ -430,8 +426,8 @@ impl Backward<Flex, 3> for RowsBackward {
                         .for_each(|(dx, (x, dy))| {
                             let rows = dx.chunks_exact_mut(c).zip(x.chunks_exact(c));
                             for ((dx, x), dy) in rows.zip(dy.chunks_exact(c)) {
-                                let terms = x.iter().zip(dy).zip(a.iter().zip(&e).zip(&d));
-                                for (dx, ((&v, &g), ((&a, &e), &d))) in dx.iter_mut().zip(terms) {
+                                let terms = x.iter().zip(dy).zip(&coefficients);
+                                for (dx, ((&v, &g), &(a, e, d))) in dx.iter_mut().zip(terms) {
                                     *dx = a * g + e * v + d;
                                 }
                             }
