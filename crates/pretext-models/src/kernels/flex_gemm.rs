@@ -76,7 +76,8 @@ pub(super) fn matmul(
     unsafe { product(dst.as_mut_ptr(), n, m, n, k, accumulate, lhs, rhs) }
 }
 
-/// `gemm` on a destination of row stride `dst_row`.
+/// `gemm` on a destination of row stride `dst_row`. Without `accumulate` every value of the
+/// block is written before it is read, so the destination may be uninitialised.
 ///
 /// # Safety
 /// `dst` must be valid for writes of a `[m, n]` matrix of row stride `dst_row`, and `lhs` and
@@ -98,8 +99,9 @@ unsafe fn product(
     if k == 0 {
         if !accumulate {
             for i in 0..m {
-                // SAFETY: row i of the destination, as the caller guarantees.
-                unsafe { std::slice::from_raw_parts_mut(dst.add(i * dst_row), n).fill(0.0) };
+                // SAFETY: row i of the destination, as the caller guarantees (written, not
+                // read: the destination may be uninitialised).
+                unsafe { std::ptr::write_bytes(dst.add(i * dst_row), 0, n) };
             }
         }
         return;
@@ -188,22 +190,33 @@ impl Dst {
 /// `lhs[m, k] × rhs[k, n]`, row-major, over every core.
 pub(super) fn matmul_parallel(m: usize, n: usize, k: usize, lhs: View, rhs: View) -> Vec<f32> {
     assert!(lhs.covers(m, k) && rhs.covers(k, n));
-    let mut out = vec![0.0f32; m * n];
+    // Written whole by the products below, so never zero-filled first: that fill was a
+    // pass over every output, a tenth of a token product's time.
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    let dst = Dst(out.as_mut_ptr());
     match split(m, n, k) {
-        Split::Whole => matmul(&mut out, m, n, k, false, lhs, rhs),
-        Split::Rows(b) => out.par_chunks_mut(b * n).enumerate().for_each(|(i, dst)| {
-            let rows = dst.len() / n;
-            matmul(dst, rows, n, k, false, lhs.from(i * b, 0), rhs);
+        // SAFETY (all three): each call writes its own rows or columns of the m x n output,
+        // which `out` has room for; the operands cover their blocks (asserted above).
+        Split::Whole => unsafe { product(dst.at(0), n, m, n, k, false, lhs, rhs) },
+        Split::Rows(b) => (0..m.div_ceil(b)).into_par_iter().for_each(|i| {
+            let rows = b.min(m - i * b);
+            unsafe {
+                product(
+                    dst.at(i * b * n),
+                    n,
+                    rows,
+                    n,
+                    k,
+                    false,
+                    lhs.from(i * b, 0),
+                    rhs,
+                )
+            };
         }),
-        Split::Cols(b) => {
-            let dst = Dst(out.as_mut_ptr());
-            (0..n.div_ceil(b)).into_par_iter().for_each(|j| {
-                let cols = b.min(n - j * b);
-                // SAFETY: columns j*b .. j*b+cols of the m x n output, which no other task
-                // writes; the operands cover their blocks (asserted above).
-                unsafe { product(dst.at(j * b), n, m, cols, k, false, lhs, rhs.from(0, j * b)) };
-            });
-        }
+        Split::Cols(b) => (0..n.div_ceil(b)).into_par_iter().for_each(|j| {
+            let cols = b.min(n - j * b);
+            unsafe { product(dst.at(j * b), n, m, cols, k, false, lhs, rhs.from(0, j * b)) };
+        }),
         Split::Depth(b) => {
             let parts: Vec<Vec<f32>> = (0..k.div_ceil(b))
                 .into_par_iter()
@@ -222,13 +235,19 @@ pub(super) fn matmul_parallel(m: usize, n: usize, k: usize, lhs: View, rhs: View
                     part
                 })
                 .collect();
-            for part in &parts {
+            // One part or more: depth blocks exist only for a depth of 512 or more.
+            out.extend_from_slice(&parts[0]);
+            for part in &parts[1..] {
                 for (o, &p) in out.iter_mut().zip(part) {
                     *o += p;
                 }
             }
+            return out;
         }
     }
+    // SAFETY: the products above wrote all m x n values (`product` writes every value of its
+    // block, zeros when the depth is 0).
+    unsafe { out.set_len(m * n) };
     out
 }
 
