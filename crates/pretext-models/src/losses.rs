@@ -3,7 +3,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::kernels::log_softmax_last;
+use crate::kernels::{log_softmax_last, matmul};
 
 /// Mean cross-entropy of `logits` `[batch, classes]` against class indices `[batch]` (Burn's
 /// `CrossEntropyLoss` with its defaults, through the log-softmax kernel).
@@ -26,7 +26,7 @@ pub fn nt_xent(first: Tensor<2>, second: Tensor<2>, temperature: f32) -> Tensor<
     let [n, _] = first.dims();
     let device = first.device();
     let z = l2_normalize(Tensor::cat(vec![first, second], 0));
-    let similarity = z.clone().matmul(z.transpose()).div_scalar(temperature);
+    let similarity = matmul(z.clone(), z.transpose()).div_scalar(temperature);
     // A view is not its own negative: push the diagonal far below every other logit.
     let eye = Tensor::<2>::eye(2 * n, &device);
     let logits = similarity - eye.mul_scalar(1e9);
@@ -82,11 +82,8 @@ pub fn vicreg_variance(z: Tensor<2>) -> Tensor<1> {
 pub fn vicreg_covariance(z: Tensor<2>) -> Tensor<1> {
     let [n, d] = z.dims();
     let centred = z.clone() - z.mean_dim(0);
-    let cov = centred
-        .clone()
-        .transpose()
-        .matmul(centred)
-        .div_scalar(n.saturating_sub(1).max(1) as f32);
+    let cov =
+        matmul(centred.clone().transpose(), centred).div_scalar(n.saturating_sub(1).max(1) as f32);
     off_diagonal(cov)
         .powi_scalar(2)
         .sum()
@@ -115,10 +112,7 @@ pub fn barlow_twins_loss(first: Tensor<2>, second: Tensor<2>, lambda: f32) -> Te
         let (var, mean) = z.clone().var_mean_bias(0);
         (z - mean) / var.add_scalar(1e-5).sqrt()
     };
-    let c = standardise(first)
-        .transpose()
-        .matmul(standardise(second))
-        .div_scalar(n.max(1) as f32);
+    let c = matmul(standardise(first).transpose(), standardise(second)).div_scalar(n.max(1) as f32);
     let device = c.device();
     let eye = Tensor::<2>::eye(d, &device);
     let on_diagonal = (c.clone() * eye).sum_dim(1).reshape([d]).sub_scalar(1.0);
@@ -137,9 +131,8 @@ pub fn barlow_twins_loss(first: Tensor<2>, second: Tensor<2>, lambda: f32) -> Te
 pub fn info_nce(queries: Tensor<2>, keys: Tensor<2>, temperature: f32) -> Tensor<1> {
     let [n, _] = queries.dims();
     let device = queries.device();
-    let logits = l2_normalize(queries)
-        .matmul(l2_normalize(keys).transpose())
-        .div_scalar(temperature);
+    let logits =
+        matmul(l2_normalize(queries), l2_normalize(keys).transpose()).div_scalar(temperature);
     let targets = Tensor::<1, Int>::arange(0..n as i64, &device);
     cross_entropy(logits, targets).mul_scalar(2.0 * temperature)
 }
