@@ -12,30 +12,27 @@ use crate::kernels::{batch_norm_train, batch_norm_train_rows};
 /// `norm.forward(x)`, with the training-mode statistics computed as described above; running
 /// statistics are updated exactly as `BatchNorm` does (biased batch variance, `momentum`).
 pub fn batch_norm_2d(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    if !(x.device().is_autodiff() && norm.training.is_enabled()) {
-        return norm.forward(x);
-    }
-    let (out, mean, variance) =
-        batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
-    update_running(norm, mean, variance);
-    out
+    batch_norm(norm, x, batch_norm_train)
 }
 
 /// [`batch_norm_2d`] for `[batch, features]` rows (the projectors' hidden layers), through
 /// [`batch_norm_train_rows`].
 pub(crate) fn batch_norm_1d(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
+    batch_norm(norm, x, batch_norm_train_rows)
+}
+
+/// `norm.forward(x)` outside training; in training, `train`'s output, with the running
+/// statistics moved toward its batch mean and variance by `momentum`, detached.
+fn batch_norm<const D: usize>(
+    norm: &BatchNorm,
+    x: Tensor<D>,
+    train: impl FnOnce(Tensor<D>, Tensor<1>, Tensor<1>, f64) -> (Tensor<D>, Tensor<1>, Tensor<1>),
+) -> Tensor<D> {
     if !(x.device().is_autodiff() && norm.training.is_enabled()) {
         return norm.forward(x);
     }
-    let (out, mean, variance) =
-        batch_norm_train_rows(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
-    update_running(norm, mean, variance);
-    out
-}
-
-/// Moves the running statistics toward the batch's by `momentum`, detached.
-fn update_running(norm: &BatchNorm, mean: Tensor<1>, variance: Tensor<1>) {
-    let device = mean.device();
+    let device = x.device();
+    let (out, mean, variance) = train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
     let m = norm.momentum;
     let running = |state: Tensor<1>, batch: Tensor<1>| {
         state
@@ -48,6 +45,7 @@ fn update_running(norm: &BatchNorm, mean: Tensor<1>, variance: Tensor<1>) {
         .update(running(norm.running_mean.value_sync(), mean));
     norm.running_var
         .update(running(norm.running_var.value_sync(), variance));
+    out
 }
 
 #[cfg(test)]
@@ -58,33 +56,45 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn matches_burns_batch_norm_values_gradients_and_running_statistics() {
+    /// Largest differences allowed between pretext's layer and Burn's.
+    struct Limits {
+        output: f32,
+        input_grad: f32,
+        param_grad: f32,
+        running: f32,
+    }
+
+    /// `ours` against `BatchNorm::forward` on the same input of `dims` (drawn from `input`
+    /// with seed `seed`) and output weighting (seed `seed + 1`): values, the input's, scale's
+    /// and shift's gradients, and the running statistics. Returns Burn's layer and ours after
+    /// the step.
+    fn check<const D: usize>(
+        dims: [usize; D],
+        (input, seed): (Distribution, u64),
+        ours: impl Fn(&BatchNorm, Tensor<D>) -> Tensor<D>,
+        limits: Limits,
+    ) -> (BatchNorm, BatchNorm) {
         let device = Device::flex().autodiff();
-        let norm = BatchNormConfig::new(3).init(&device);
+        let norm = BatchNormConfig::new(dims[1]).init(&device);
         let ours_norm = norm.clone();
-        let x = crate::test_data::seeded([4, 3, 5, 6], Distribution::Normal(2.0, 3.0), 1, &device)
-            .require_grad();
-        let weights = crate::test_data::seeded([4, 3, 5, 6], Distribution::Default, 2, &device);
+        let x = crate::test_data::seeded(dims, input, seed, &device).require_grad();
+        let weights = crate::test_data::seeded(dims, Distribution::Default, seed + 1, &device);
 
         let theirs = norm.forward(x.clone());
-        let ours = batch_norm_2d(&ours_norm, x.clone());
-        let close = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
-        assert!(close(theirs.clone(), ours.clone()) < 1e-5);
+        let ours = ours(&ours_norm, x.clone());
+        let close = |a: Tensor<D>, b: Tensor<D>| (a - b).abs().max().into_scalar::<f32>();
+        assert!(close(theirs.clone(), ours.clone()) < limits.output);
 
         let g_theirs = (theirs * weights.clone()).sum().backward();
         let g_ours = (ours * weights).sum().backward();
-        let dx = (x.grad(&g_theirs).unwrap() - x.grad(&g_ours).unwrap())
-            .abs()
-            .max()
-            .into_scalar::<f32>();
-        assert!(dx < 1e-5, "input gradients differ by {dx}");
+        let dx = close(x.grad(&g_theirs).unwrap(), x.grad(&g_ours).unwrap());
+        assert!(dx < limits.input_grad, "input gradients differ by {dx}");
         for (a, b) in [
             (norm.gamma.grad(&g_theirs), ours_norm.gamma.grad(&g_ours)),
             (norm.beta.grad(&g_theirs), ours_norm.beta.grad(&g_ours)),
         ] {
             let d = (a.unwrap() - b.unwrap()).abs().max().into_scalar::<f32>();
-            assert!(d < 1e-4, "parameter gradients differ by {d}");
+            assert!(d < limits.param_grad, "parameter gradients differ by {d}");
         }
 
         // Running statistics, read after syncing as a checkpoint does.
@@ -94,8 +104,25 @@ mod tests {
             (theirs.running_var.value(), ours.running_var.value()),
         ] {
             let d = (a - b).abs().max().into_scalar::<f32>();
-            assert!(d < 1e-5, "running statistics differ by {d}");
+            assert!(d < limits.running, "running statistics differ by {d}");
         }
+        (theirs, ours)
+    }
+
+    #[test]
+    fn matches_burns_batch_norm_values_gradients_and_running_statistics() {
+        let limits = Limits {
+            output: 1e-5,
+            input_grad: 1e-5,
+            param_grad: 1e-4,
+            running: 1e-5,
+        };
+        let (theirs, ours) = check(
+            [4, 3, 5, 6],
+            (Distribution::Normal(2.0, 3.0), 1),
+            batch_norm_2d,
+            limits,
+        );
         // Inference uses the running statistics, as BatchNorm does.
         let plain = Tensor::<4>::ones([2, 3, 5, 6], &Device::flex());
         let d = (theirs.forward(plain.clone()) - batch_norm_2d(&ours, plain))
@@ -107,35 +134,18 @@ mod tests {
 
     #[test]
     fn rows_match_burns_batch_norm_values_gradients_and_running_statistics() {
-        let device = Device::flex().autodiff();
-        let norm = BatchNormConfig::new(37).init(&device);
-        let ours_norm = norm.clone();
         // A large mean beside the spread, and enough rows for several blocks.
-        let x = crate::test_data::seeded([600, 37], Distribution::Normal(30.0, 2.0), 3, &device)
-            .require_grad();
-        let weights = crate::test_data::seeded([600, 37], Distribution::Default, 4, &device);
-        let theirs = norm.forward(x.clone());
-        let ours = batch_norm_1d(&ours_norm, x.clone());
-        let close = |a: Tensor<2>, b: Tensor<2>| (a - b).abs().max().into_scalar::<f32>();
-        assert!(close(theirs.clone(), ours.clone()) < 1e-4);
-        let g_theirs = (theirs * weights.clone()).sum().backward();
-        let g_ours = (ours * weights).sum().backward();
-        let dx = close(x.grad(&g_theirs).unwrap(), x.grad(&g_ours).unwrap());
-        assert!(dx < 1e-5, "input gradients differ by {dx}");
-        for (a, b) in [
-            (norm.gamma.grad(&g_theirs), ours_norm.gamma.grad(&g_ours)),
-            (norm.beta.grad(&g_theirs), ours_norm.beta.grad(&g_ours)),
-        ] {
-            let d = (a.unwrap() - b.unwrap()).abs().max().into_scalar::<f32>();
-            assert!(d < 1e-3, "parameter gradients differ by {d}");
-        }
-        let (theirs, ours) = (norm.valid(), ours_norm.valid());
-        for (a, b) in [
-            (theirs.running_mean.value(), ours.running_mean.value()),
-            (theirs.running_var.value(), ours.running_var.value()),
-        ] {
-            let d = (a - b).abs().max().into_scalar::<f32>();
-            assert!(d < 1e-4, "running statistics differ by {d}");
-        }
+        let limits = Limits {
+            output: 1e-4,
+            input_grad: 1e-5,
+            param_grad: 1e-3,
+            running: 1e-4,
+        };
+        check(
+            [600, 37],
+            (Distribution::Normal(30.0, 2.0), 3),
+            batch_norm_1d,
+            limits,
+        );
     }
 }
