@@ -16,11 +16,9 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::flex_util::{LANES, dispatched, for_lanes, lane_sum, tensor, with_f32, zip_lanes};
-
-/// Values per parallel task: small enough to share a step's tensors between both cores, large
-/// enough that scheduling costs nothing.
-const CHUNK: usize = 1 << 14;
+use super::flex_util::{
+    LANES, TASK_VALUES, dispatched, for_lanes, lane_sum, task_rows, tensor, with_f32, zip_lanes,
+};
 
 /// `e^x` within 2 ulp over the range that does not overflow (Cephes' `expf` polynomial after
 /// reduction by `ln 2`); 0 below -87.3 and `inf` above 88.7, NaN for NaN. Branch-free and
@@ -133,25 +131,35 @@ fn row_max(row: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, f32::max)
 }
 
-/// `e^(v - max)` of each value `v` of `row` into `y`; returns the shift `max`, the row's
-/// largest value (0 for a row with no finite maximum, which keeps Burn's NaN for a row of
-/// -inf alone).
+/// The shift of a row's exponentials: its largest value, or 0 for a row with no finite
+/// maximum (which keeps Burn's NaN for a row of -inf alone).
+#[inline(always)]
+fn shift(row: &[f32]) -> f32 {
+    let max = row_max(row);
+    if max.is_finite() { max } else { 0.0 }
+}
+
+/// `e^(v - max)` of each value `v` of `row` into `y`; returns the [`shift`] `max`.
 #[inline(always)]
 fn shifted_exp(y: &mut [f32], row: &[f32]) -> f32 {
-    let max = row_max(row);
-    let max = if max.is_finite() { max } else { 0.0 };
+    let max = shift(row);
     zip_lanes(y, row, |_, v| exp(v - max));
     max
+}
+
+/// Divides the exponentials `y` by their sum.
+#[inline(always)]
+fn normalise(y: &mut [f32]) {
+    let inv = 1.0 / lane_sum(y, y, |a, _| a);
+    for_lanes(y, |v| v * inv);
 }
 
 /// Softmax of `row` in place, for kernels that build their rows themselves (attention).
 #[inline(always)]
 pub(super) fn softmax_row(row: &mut [f32]) {
-    let max = row_max(row);
-    let max = if max.is_finite() { max } else { 0.0 };
+    let max = shift(row);
     for_lanes(row, |v| exp(v - max));
-    let inv = 1.0 / lane_sum(row, row, |a, _| a);
-    for_lanes(row, |v| v * inv);
+    normalise(row);
 }
 
 /// Softmax of each `n`-value row of `x` into `out`.
@@ -159,8 +167,7 @@ pub(super) fn softmax_row(row: &mut [f32]) {
 fn softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
     for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
         shifted_exp(y, row);
-        let inv = 1.0 / lane_sum(y, y, |a, _| a);
-        y.iter_mut().for_each(|y| *y *= inv);
+        normalise(y);
     }
 }
 
@@ -241,8 +248,8 @@ impl Kernel {
     fn task(self, n: usize) -> usize {
         match self {
             // Whole rows.
-            Kernel::Softmax | Kernel::LogSoftmax => (CHUNK / n).max(1) * n,
-            Kernel::Gelu => CHUNK,
+            Kernel::Softmax | Kernel::LogSoftmax => task_rows(n) * n,
+            Kernel::Gelu => TASK_VALUES,
         }
     }
 

@@ -14,11 +14,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::flex_util::{dispatched, lane_sum, tensor, with_f32};
-
-/// Values per parallel task (whole rows): small enough to share a step's activations between
-/// the cores, large enough that scheduling costs nothing.
-const CHUNK: usize = 1 << 14;
+use super::flex_util::{dispatched, lane_sum, task_rows, tensor, with_f32};
 
 /// What the backward pass needs: the input, the scale, and each row's mean and
 /// `1 / sqrt(variance + epsilon)`.
@@ -64,11 +60,6 @@ pub(super) fn layer_norm<const D: usize>(
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
-}
-
-/// Rows per parallel task for rows of `n`.
-fn task_rows(n: usize) -> usize {
-    (CHUNK / n).max(1)
 }
 
 fn forward(

@@ -14,7 +14,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex_util::{dims, plane_sums, tensor, with_f32};
+use super::flex_util::{dims, plane_sums, task_rows, tensor, with_f32};
 
 /// The batch's statistics per channel, in f64: the sums behind them run over up to millions
 /// of values.
@@ -265,13 +265,6 @@ fn input_grad(state: &NormState, grad: &FlexTensor, d_beta: &[f64], d_gamma: &[f
 // along the contiguous features. Burn's `BatchNorm` composes it from tensor operations, about
 // six passes forward and ten backward.
 
-/// Rows per parallel task for rows of `c` features: small enough to share a batch between the
-/// cores, large enough that scheduling costs nothing. Fixed by the shape, so that the sums'
-/// order does not depend on the thread count.
-fn block_rows(c: usize) -> usize {
-    ((1 << 14) / c).max(1)
-}
-
 /// Each block's column sums `(Σ term₁, Σ term₂)` in f32, added up in f64 in block order.
 fn column_sums(
     a: &[f32],
@@ -279,7 +272,7 @@ fn column_sums(
     c: usize,
     term: impl Fn(f32, f32, usize) -> (f32, f32) + Sync,
 ) -> Vec<(f64, f64)> {
-    let rows = block_rows(c);
+    let rows = task_rows(c);
     let blocks: Vec<(Vec<f32>, Vec<f32>)> = a
         .par_chunks(rows * c)
         .zip(b.par_chunks(rows * c))
@@ -313,7 +306,7 @@ fn column_sums(
 /// `out[i, j] = x[i, j] · a[j] + d[j]`, in blocks of rows.
 fn affine_rows(x: &[f32], c: usize, a: &[f32], d: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    let rows = block_rows(c);
+    let rows = task_rows(c);
     out.par_chunks_mut(rows * c)
         .zip(x.par_chunks(rows * c))
         .for_each(|(out, x)| {
@@ -418,7 +411,7 @@ impl Backward<Flex, 3> for RowsBackward {
             // dx = γ·inv_std · (dy − (Σ dy + x̂ · dγ) / N) = a·dy + e·x + d per feature.
             let coefficients = stats.grad_coefficients(&state.gamma, &d_beta, &d_gamma, b as f64);
             let mut dx = vec![0.0f32; b * c];
-            let rows = block_rows(c);
+            let rows = task_rows(c);
             with_f32(&state.x, |x| {
                 with_f32(&grad, |dy| {
                     dx.par_chunks_mut(rows * c)

@@ -59,6 +59,16 @@ pub(super) fn plane_sums(
     sums
 }
 
+/// Values per parallel task: small enough to share a step's tensors between the cores, large
+/// enough that scheduling costs nothing.
+pub(super) const TASK_VALUES: usize = 1 << 14;
+
+/// Whole rows of `n` values per parallel task (at least one). Fixed by the shape, so that sums
+/// kept per task do not depend on the thread count.
+pub(super) fn task_rows(n: usize) -> usize {
+    (TASK_VALUES / n).max(1)
+}
+
 /// Lanes of the reductions: independent partial results the compiler keeps in vector
 /// registers (a plain running sum is one dependent chain of scalar additions).
 pub(super) const LANES: usize = 16;

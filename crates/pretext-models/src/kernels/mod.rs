@@ -129,7 +129,7 @@ fn batch_norm_composed(
     )
 }
 
-/// `a.matmul(b)` for two matrices. On flex (tracked or not) the product and both gradients'
+/// `a.matmul(b)` for two matrices. On flex (tracked or not) the product and both gradients
 /// are split over the cores in blocks fixed by the shape (see `flex_gemm`), reading
 /// transposed operands in place; elsewhere it is Burn's.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
