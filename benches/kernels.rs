@@ -194,6 +194,31 @@ fn main() {
             drop(out.sum().backward())
         }),
     );
+    // MAE's attention at the step's batch of 128: the encoder's 12 visible patches and the
+    // decoder's 49, rows shorter than or not a multiple of a vector.
+    for len in [12, 49] {
+        let projection = || {
+            random([128, len, 8, 8])
+                .reshape([128, len, 64])
+                .require_grad()
+        };
+        let (q, k, v) = (projection(), projection(), projection());
+        row(
+            &format!("attention, 128x{len}, 4 heads of 16"),
+            time(|| {
+                let out =
+                    attention_composed(q.clone(), k.clone(), v.clone(), 4, None, -1.0e4, |w| w);
+                drop(out.sum().backward())
+            }),
+            time(|| {
+                drop(
+                    attention(q.clone(), k.clone(), v.clone(), 4, None, -1.0e4)
+                        .sum()
+                        .backward(),
+                )
+            }),
+        );
+    }
     // A product as the Transformers' feed-forward layer takes it: 2,048 tokens, 64 → 256.
     let layer = LinearConfig::new(64, 256).init(&device);
     let tokens = random([32, 64, 8, 8]).reshape([32, 64, 64]).require_grad();

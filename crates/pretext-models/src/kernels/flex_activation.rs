@@ -17,7 +17,8 @@ use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 use super::flex_util::{
-    LANES, TASK_VALUES, dispatched, for_lanes, lane_sum, task_rows, tensor, with_f32, zip_lanes,
+    LANES, TASK_VALUES, dispatched, for_lanes, lane_sum, reduce_lanes, task_rows, tensor, with_f32,
+    zip_lanes,
 };
 
 /// `e^x` within 2 ulp over the range that does not overflow (Cephes' `expf` polynomial after
@@ -25,7 +26,7 @@ use super::flex_util::{
 /// without calls (no `round`, no `mul_add`, which are library calls on the baseline x86-64
 /// target), so loops over it vectorise.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts, so that x - n ln 2 is exact for the n reached here.
     const LN2_HI: f32 = 0.693_359_4;
@@ -124,11 +125,9 @@ fn row_max(row: &[f32]) -> f32 {
             lanes[i] = lanes[i].max(c[i]);
         }
     }
-    lanes
-        .iter()
-        .chain(rest)
+    rest.iter()
         .copied()
-        .fold(f32::NEG_INFINITY, f32::max)
+        .fold(reduce_lanes(lanes, f32::max), f32::max)
 }
 
 /// The shift of a row's exponentials: its largest value, or 0 for a row with no finite
@@ -152,14 +151,6 @@ fn shifted_exp(y: &mut [f32], row: &[f32]) -> f32 {
 fn normalise(y: &mut [f32]) {
     let inv = 1.0 / lane_sum(y, y, |a, _| a);
     for_lanes(y, |v| v * inv);
-}
-
-/// Softmax of `row` in place, for kernels that build their rows themselves (attention).
-#[inline(always)]
-pub(super) fn softmax_row(row: &mut [f32]) {
-    let max = shift(row);
-    for_lanes(row, |v| exp(v - max));
-    normalise(row);
 }
 
 /// Softmax of each `n`-value row of `x` into `out`.

@@ -73,6 +73,22 @@ pub(super) fn task_rows(n: usize) -> usize {
 /// registers (a plain running sum is one dependent chain of scalar additions).
 pub(super) const LANES: usize = 16;
 
+/// `op` over the lanes, folding halves onto each other: each step is one vector operation,
+/// where a fold one lane at a time is a chain of [`LANES`] dependent scalar operations that
+/// short rows (attention over 12 or 49 tokens) wait on.
+#[inline(always)]
+pub(super) fn reduce_lanes(lanes: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut v = lanes;
+    let mut half = LANES / 2;
+    while half > 0 {
+        for i in 0..half {
+            v[i] = op(v[i], v[i + half]);
+        }
+        half /= 2;
+    }
+    v[0]
+}
+
 /// `Σ term(a_i, b_i)` in [`LANES`] partial sums.
 #[inline(always)]
 pub(super) fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
@@ -85,7 +101,7 @@ pub(super) fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> 
         }
     }
     let rest: f32 = ra.iter().zip(rb).map(|(&a, &b)| term(a, b)).sum();
-    lanes.iter().sum::<f32>() + rest
+    reduce_lanes(lanes, |x, y| x + y) + rest
 }
 
 /// `y = f(y)` for each value, in blocks of [`LANES`]: the compiler vectorises a plain loop
@@ -126,11 +142,30 @@ pub(super) fn zip_lanes(y: &mut [f32], x: &[f32], f: impl Fn(f32, f32) -> f32) {
     }
 }
 
+/// `a · b + c`, as one fused instruction where the build has one (`FMA`): Rust does not fuse
+/// a product and a sum by itself, and a separate multiply and add take two instructions and
+/// wait on each other. Without the instruction (`FMA` false: x86 before AVX2), `mul_add`
+/// would call a software routine, so the two operations stay apart there.
+#[inline(always)]
+pub(super) fn mul_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// Defines `$name` to run `$kernel` compiled for AVX-512 or for AVX2 with FMA where the CPU has
 /// them, and for the baseline target otherwise, so that its loops vectorise to the widest unit
-/// this CPU has (the features are detected once and cached by the standard library).
+/// this CPU has (the features are detected once and cached by the standard library). A kernel
+/// written `$kernel::<FMA>` takes a `const FMA: bool`: true in the AVX-512 and AVX2 builds, and
+/// in the baseline build where that target has fused multiply-add (see [`mul_add`]).
 macro_rules! dispatched {
+    ($name:ident => $kernel:ident::<FMA>($($arg:ident: $ty:ty),*)) => {
+        dispatched!(@ $name, [$kernel::<true>],
+            [$kernel::<{ cfg!(any(target_feature = "fma", target_arch = "aarch64")) }>],
+            $($arg: $ty),*);
+    };
     ($name:ident => $kernel:ident($($arg:ident: $ty:ty),*)) => {
+        dispatched!(@ $name, [$kernel], [$kernel], $($arg: $ty),*);
+    };
+    (@ $name:ident, [$($fast:tt)*], [$($base:tt)*], $($arg:ident: $ty:ty),*) => {
         #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
@@ -138,12 +173,12 @@ macro_rules! dispatched {
                 #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn v4($($arg: $ty),*) {
-                    $kernel($($arg),*)
+                    $($fast)*($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn v3($($arg: $ty),*) {
-                    $kernel($($arg),*)
+                    $($fast)*($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512dq")
@@ -160,7 +195,7 @@ macro_rules! dispatched {
                     return unsafe { v3($($arg),*) };
                 }
             }
-            $kernel($($arg),*)
+            $($base)*($($arg),*)
         }
     };
 }

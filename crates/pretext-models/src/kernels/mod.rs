@@ -677,12 +677,15 @@ mod tests {
     fn attention_matches_the_composition_forward_and_backward() {
         let device = Device::flex().autodiff();
         let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-5);
-        // The text model's heads of 16, one head, odd sizes; with and without padding (one
-        // sequence padded to a single key).
+        // The text model's heads of 16, one head, odd sizes, MAE's decoder (49 keys: rows of
+        // several vector blocks and a padded one), a whole number of vector blocks; with and
+        // without padding (one sequence padded to a single key).
         for ([b, len, heads, d_k], padded) in [
             ([3, 7, 4, 16], true),
             ([2, 5, 1, 3], false),
             ([2, 9, 2, 5], true),
+            ([2, 49, 4, 16], true),
+            ([2, 32, 2, 8], false),
         ] {
             let dim = heads * d_k;
             let data = |seed: u64| {

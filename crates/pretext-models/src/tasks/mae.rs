@@ -98,10 +98,8 @@ impl MaeModel {
             .val()
             .reshape([1, 1, d])
             .expand([b, n - v, d]);
-        // [visible..., masked...] back into patch order.
         let sequence = Tensor::cat(vec![tokens, mask_tokens], 1);
-        let order: Tensor<3, Int> = restore.reshape([b, n, 1]).expand([b, n, d]);
-        let x = sequence.gather(1, order) + self.decoder_position.val().reshape([1, n, d]);
+        let x = patch_order(sequence, restore) + self.decoder_position.val().reshape([1, n, d]);
         let x = encode(&self.decoder, x, None);
         linear(&self.predict, layer_norm(&self.decoder_norm, x))
     }
@@ -109,5 +107,59 @@ impl MaeModel {
     pub fn loss(&self, input: MaeInput) -> Tensor<1> {
         let predictions = self.forward(input.visible, input.visible_indices, input.restore);
         masked_patch_mse(predictions, input.targets, input.mask)
+    }
+}
+
+/// `out[b, p] = sequence[b, restore[b, p]]`: the decoder's `[visible..., masked...]` tokens
+/// back into patch order. Whole token rows are picked from the flattened batch: `select`
+/// copies rows, and its gradient adds rows back, where `gather` along the tokens reads and
+/// scatters one value at a time.
+fn patch_order(sequence: Tensor<3>, restore: Tensor<2, Int>) -> Tensor<3> {
+    let [b, n, d] = sequence.dims();
+    let first: Tensor<2, Int> = Tensor::arange(0..b as i64, &restore.device())
+        .reshape([b, 1])
+        .mul_scalar(n as i64);
+    let rows = (restore + first).reshape([b * n]);
+    sequence
+        .reshape([b * n, d])
+        .select(0, rows)
+        .reshape([b, n, d])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    use super::*;
+
+    #[test]
+    fn patch_order_matches_gather_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let [b, n, d] = [3, 5, 4];
+        let values =
+            crate::test_data::seeded([b, n, d], Distribution::Normal(0.0, 1.0), 7, &device)
+                .into_data();
+        // A different permutation per image.
+        let restore: Vec<i64> = (0..b)
+            .flat_map(|i| (0..n).map(move |p| ((p * 2 + i) % n) as i64))
+            .collect();
+        let restore = Tensor::<2, Int>::from_data(TensorData::new(restore, [b, n]), &device);
+        let leaf = || Tensor::<3>::from_data(values.clone(), &device).require_grad();
+        let (ours, theirs) = (leaf(), leaf());
+        let order = restore.clone().reshape([b, n, 1]).expand([b, n, d]);
+        let fast = patch_order(ours.clone(), restore);
+        let slow = theirs.clone().gather(1, order);
+        fast.to_data().assert_eq(&slow.to_data(), true);
+        let weights =
+            crate::test_data::seeded([b, n, d], Distribution::Normal(0.0, 1.0), 8, &device);
+        let fast_grads = (fast * weights.clone()).sum().backward();
+        let slow_grads = (slow * weights).sum().backward();
+        ours.grad(&fast_grads)
+            .expect("a gradient")
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &theirs.grad(&slow_grads).expect("a gradient").into_data(),
+                Tolerance::default(),
+            );
     }
 }
