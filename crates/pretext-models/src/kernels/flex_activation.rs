@@ -17,16 +17,16 @@ use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
 use super::flex_util::{
-    LANES, TASK_VALUES, dispatched, for_lanes, lane_sum, reduce_lanes, task_rows, tensor, with_f32,
-    zip_lanes,
+    LANES, TASK_VALUES, dispatched, for_lanes, lane_sum, mul_add, reduce_lanes, task_rows, tensor,
+    with_f32, zip_lanes,
 };
 
 /// `e^x` within 2 ulp over the range that does not overflow (Cephes' `expf` polynomial after
 /// reduction by `ln 2`); 0 below -87.3 and `inf` above 88.7, NaN for NaN. Branch-free and
-/// without calls (no `round`, no `mul_add`, which are library calls on the baseline x86-64
-/// target), so loops over it vectorise.
+/// without calls (no `round`; `mul_add` only where `FMA` makes it one instruction), so loops
+/// over it vectorise.
 #[inline(always)]
-pub(super) fn exp(x: f32) -> f32 {
+pub(super) fn exp<const FMA: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts, so that x - n ln 2 is exact for the n reached here.
     const LN2_HI: f32 = 0.693_359_4;
@@ -34,16 +34,16 @@ pub(super) fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let clamped = x.clamp(-87.3, 88.7);
-    let shifted = clamped * LOG2E + ROUND;
+    let shifted = mul_add::<FMA>(clamped, LOG2E, ROUND);
     let n = shifted - ROUND;
-    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let r = mul_add::<FMA>(-n, LN2_LO, mul_add::<FMA>(-n, LN2_HI, clamped));
     let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
+    let p = mul_add::<FMA>(p, r, 1.398_199_9e-3);
+    let p = mul_add::<FMA>(p, r, 8.333_452e-3);
+    let p = mul_add::<FMA>(p, r, 4.166_579_6e-2);
+    let p = mul_add::<FMA>(p, r, 1.666_666_5e-1);
+    let p = mul_add::<FMA>(p, r, 0.5);
+    let e = mul_add::<FMA>(p * r, r, r) + 1.0;
     // 2^n in two normal factors through the exponent bits: n lies in [-126, 128], whose ends
     // one factor cannot hold. n is read from the low mantissa bits of `shifted` (whose exponent
     // is 2^23's), not by `as i32`: a saturating conversion does not vectorise, and left the
@@ -62,17 +62,17 @@ pub(super) fn exp(x: f32) -> f32 {
 /// Abramowitz and Stegun's 7.1.26 (absolute error below 1.5e-7 in `erfc`), written as the tail
 /// `Φ(-|x|)` so that both halves keep their precision.
 #[inline(always)]
-fn normal_cdf_pdf(x: f32) -> (f32, f32) {
+fn normal_cdf_pdf<const FMA: bool>(x: f32) -> (f32, f32) {
     const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
     const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
     let z = x.abs() * FRAC_1_SQRT_2;
-    let t = 1.0 / (0.327_591_1 * z + 1.0);
+    let t = 1.0 / mul_add::<FMA>(0.327_591_1, z, 1.0);
     let poly = 1.061_405_4f32;
-    let poly = poly * t - 1.453_152_1;
-    let poly = poly * t + 1.421_413_7;
-    let poly = poly * t - 0.284_496_74;
-    let poly = poly * t + 0.254_829_6;
-    let gaussian = exp(-z * z);
+    let poly = mul_add::<FMA>(poly, t, -1.453_152_1);
+    let poly = mul_add::<FMA>(poly, t, 1.421_413_7);
+    let poly = mul_add::<FMA>(poly, t, -0.284_496_74);
+    let poly = mul_add::<FMA>(poly, t, 0.254_829_6);
+    let gaussian = exp::<FMA>(-z * z);
     let tail = 0.5 * poly * t * gaussian;
     let cdf = if x < 0.0 { tail } else { 1.0 - tail };
     (cdf, FRAC_1_SQRT_2PI * gaussian)
@@ -80,14 +80,14 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 
 /// GELU, `x Φ(x)`, the exact form (Burn's `gelu`).
 #[inline(always)]
-fn gelu_value(x: f32) -> f32 {
-    x * normal_cdf_pdf(x).0
+fn gelu_value<const FMA: bool>(x: f32) -> f32 {
+    x * normal_cdf_pdf::<FMA>(x).0
 }
 
 /// GELU's derivative, `Φ(x) + x φ(x)`.
 #[inline(always)]
-fn gelu_slope(x: f32) -> f32 {
-    let (cdf, pdf) = normal_cdf_pdf(x);
+fn gelu_slope<const FMA: bool>(x: f32) -> f32 {
+    let (cdf, pdf) = normal_cdf_pdf::<FMA>(x);
     x * pdf + cdf
 }
 
@@ -140,9 +140,9 @@ fn shift(row: &[f32]) -> f32 {
 
 /// `e^(v - max)` of each value `v` of `row` into `y`; returns the [`shift`] `max`.
 #[inline(always)]
-fn shifted_exp(y: &mut [f32], row: &[f32]) -> f32 {
+fn shifted_exp<const FMA: bool>(y: &mut [f32], row: &[f32]) -> f32 {
     let max = shift(row);
-    zip_lanes(y, row, |_, v| exp(v - max));
+    zip_lanes(y, row, |_, v| exp::<FMA>(v - max));
     max
 }
 
@@ -155,9 +155,9 @@ fn normalise(y: &mut [f32]) {
 
 /// Softmax of each `n`-value row of `x` into `out`.
 #[inline(always)]
-fn softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
+fn softmax_rows<const FMA: bool>(out: &mut [f32], x: &[f32], n: usize) {
     for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-        shifted_exp(y, row);
+        shifted_exp::<FMA>(y, row);
         normalise(y);
     }
 }
@@ -176,9 +176,9 @@ fn softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
 
 /// Log-softmax of each `n`-value row of `x` into `out`.
 #[inline(always)]
-fn log_softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
+fn log_softmax_rows<const FMA: bool>(out: &mut [f32], x: &[f32], n: usize) {
     for (y, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-        let max = shifted_exp(y, row);
+        let max = shifted_exp::<FMA>(y, row);
         // Shifted by the maximum first: the largest logit's value stays exact.
         let log_sum = lane_sum(y, y, |a, _| a).ln();
         for (y, &v) in y.iter_mut().zip(row) {
@@ -189,36 +189,36 @@ fn log_softmax_rows(out: &mut [f32], x: &[f32], n: usize) {
 
 /// Log-softmax's input gradient per row: `dx = dy - e^y Σ dy`.
 #[inline(always)]
-fn log_softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
+fn log_softmax_grad_rows<const FMA: bool>(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize) {
     let rows = dx.chunks_exact_mut(n).zip(y.chunks_exact(n));
     for ((dx, y), dy) in rows.zip(dy.chunks_exact(n)) {
         let total = lane_sum(dy, dy, |g, _| g);
         for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
-            *dx = g - exp(y) * total;
+            *dx = g - exp::<FMA>(y) * total;
         }
     }
 }
 
 #[inline(always)]
-fn gelu_values(out: &mut [f32], x: &[f32]) {
+fn gelu_values<const FMA: bool>(out: &mut [f32], x: &[f32]) {
     for (y, &v) in out.iter_mut().zip(x) {
-        *y = gelu_value(v);
+        *y = gelu_value::<FMA>(v);
     }
 }
 
 #[inline(always)]
-fn gelu_grads(dx: &mut [f32], x: &[f32], dy: &[f32]) {
+fn gelu_grads<const FMA: bool>(dx: &mut [f32], x: &[f32], dy: &[f32]) {
     for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-        *dx = g * gelu_slope(x);
+        *dx = g * gelu_slope::<FMA>(x);
     }
 }
 
-dispatched!(softmax_chunk => softmax_rows(out: &mut [f32], x: &[f32], n: usize));
+dispatched!(softmax_chunk => softmax_rows::<FMA>(out: &mut [f32], x: &[f32], n: usize));
 dispatched!(softmax_grad_chunk => softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize));
-dispatched!(log_softmax_chunk => log_softmax_rows(out: &mut [f32], x: &[f32], n: usize));
-dispatched!(log_softmax_grad_chunk => log_softmax_grad_rows(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize));
-dispatched!(gelu_chunk => gelu_values(out: &mut [f32], x: &[f32]));
-dispatched!(gelu_grad_chunk => gelu_grads(dx: &mut [f32], x: &[f32], dy: &[f32]));
+dispatched!(log_softmax_chunk => log_softmax_rows::<FMA>(out: &mut [f32], x: &[f32], n: usize));
+dispatched!(log_softmax_grad_chunk => log_softmax_grad_rows::<FMA>(dx: &mut [f32], y: &[f32], dy: &[f32], n: usize));
+dispatched!(gelu_chunk => gelu_values::<FMA>(out: &mut [f32], x: &[f32]));
+dispatched!(gelu_grad_chunk => gelu_grads::<FMA>(dx: &mut [f32], x: &[f32], dy: &[f32]));
 
 // ---------------------------------------------------------------------------------------------
 // The operations: each runs in parallel tasks of whole rows (or of values, for GELU), and its
@@ -353,19 +353,22 @@ mod tests {
 
     #[test]
     fn exp_is_within_two_ulp_of_the_standard_library() {
-        let mut worst = 0.0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let (ours, std) = (exp(x) as f64, (x as f64).exp());
-            worst = worst.max(((ours - std) / std).abs());
-            x += 0.003_7;
+        // With and without fused multiply-adds (the dispatched builds and the baseline).
+        for exp in [exp::<false> as fn(f32) -> f32, exp::<true>] {
+            let mut worst = 0.0f64;
+            let mut x = -87.0f32;
+            while x < 88.0 {
+                let (ours, std) = (exp(x) as f64, (x as f64).exp());
+                worst = worst.max(((ours - std) / std).abs());
+                x += 0.003_7;
+            }
+            assert!(worst < 2.5e-7, "relative error {worst}");
+            assert_eq!(exp(0.0), 1.0);
+            assert_eq!(exp(-100.0), 0.0);
+            assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+            assert_eq!(exp(100.0), f32::INFINITY);
+            assert!(exp(f32::NAN).is_nan());
         }
-        assert!(worst < 2.5e-7, "relative error {worst}");
-        assert_eq!(exp(0.0), 1.0);
-        assert_eq!(exp(-100.0), 0.0);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp(100.0), f32::INFINITY);
-        assert!(exp(f32::NAN).is_nan());
     }
 
     /// The kernels as dispatched (AVX-512 or AVX2 where the CPU has them) against the same loops
@@ -388,24 +391,24 @@ mod tests {
             }
         };
         let (mut base, mut wide) = (vec![0.0f32; 3 * n], vec![0.0f32; 3 * n]);
-        softmax_rows(&mut base, &x, n);
+        softmax_rows::<false>(&mut base, &x, n);
         softmax_chunk(&mut wide, &x, n);
         close(&base, &wide);
         let y = base.clone();
         softmax_grad_rows(&mut base, &y, &dy, n);
         softmax_grad_chunk(&mut wide, &y, &dy, n);
         close(&base, &wide);
-        log_softmax_rows(&mut base, &x, n);
+        log_softmax_rows::<false>(&mut base, &x, n);
         log_softmax_chunk(&mut wide, &x, n);
         close(&base, &wide);
         let y = base.clone();
-        log_softmax_grad_rows(&mut base, &y, &dy, n);
+        log_softmax_grad_rows::<false>(&mut base, &y, &dy, n);
         log_softmax_grad_chunk(&mut wide, &y, &dy, n);
         close(&base, &wide);
-        gelu_values(&mut base, &x);
+        gelu_values::<false>(&mut base, &x);
         gelu_chunk(&mut wide, &x);
         close(&base, &wide);
-        gelu_grads(&mut base, &x, &dy);
+        gelu_grads::<false>(&mut base, &x, &dy);
         gelu_grad_chunk(&mut wide, &x, &dy);
         close(&base, &wide);
     }
@@ -414,24 +417,30 @@ mod tests {
     fn gelu_and_its_slope_match_the_error_function() {
         let phi = |x: f64| 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
         let pdf = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
-        let mut x = -10.0f32;
-        while x < 10.0 {
-            let xd = x as f64;
-            let value = xd * phi(xd);
-            let slope = phi(xd) + xd * pdf(xd);
-            assert!(
-                (gelu_value(x) as f64 - value).abs() < 1e-6 * (1.0 + value.abs()),
-                "gelu({x}) = {} against {value}",
-                gelu_value(x)
-            );
-            assert!(
-                (gelu_slope(x) as f64 - slope).abs() < 1e-6,
-                "gelu'({x}) = {} against {slope}",
-                gelu_slope(x)
-            );
-            x += 0.001_3;
+        type Curve = fn(f32) -> f32;
+        for (gelu_value, gelu_slope) in [
+            (gelu_value::<false> as Curve, gelu_slope::<false> as Curve),
+            (gelu_value::<true>, gelu_slope::<true>),
+        ] {
+            let mut x = -10.0f32;
+            while x < 10.0 {
+                let xd = x as f64;
+                let value = xd * phi(xd);
+                let slope = phi(xd) + xd * pdf(xd);
+                assert!(
+                    (gelu_value(x) as f64 - value).abs() < 1e-6 * (1.0 + value.abs()),
+                    "gelu({x}) = {} against {value}",
+                    gelu_value(x)
+                );
+                assert!(
+                    (gelu_slope(x) as f64 - slope).abs() < 1e-6,
+                    "gelu'({x}) = {} against {slope}",
+                    gelu_slope(x)
+                );
+                x += 0.001_3;
+            }
+            assert_eq!(gelu_value(0.0), 0.0);
+            assert!(gelu_value(f32::NAN).is_nan());
         }
-        assert_eq!(gelu_value(0.0), 0.0);
-        assert!(gelu_value(f32::NAN).is_nan());
     }
 }

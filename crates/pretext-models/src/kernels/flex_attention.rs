@@ -181,123 +181,163 @@ fn head_columns(m: &mut [f32], x: &[f32], h: usize, shape: Shape) {
     }
 }
 
-/// The weights of a weighted sum of rows: `values[r · step]` for `r < count`, a row of a
-/// matrix (`step` 1) or a column read through the rows' stride.
-#[derive(Clone, Copy)]
-struct Coefficients<'a> {
-    values: &'a [f32],
-    step: usize,
-    count: usize,
+/// Where a matrix lies in a slice: element `(r, c)` at `at + r · row_step + c · col_step`.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    at: usize,
+    row_step: usize,
+    col_step: usize,
 }
 
-impl<'a> Coefficients<'a> {
-    fn row(values: &'a [f32]) -> Self {
+impl Place {
+    /// Rows `row_step` apart, each contiguous.
+    fn rows(at: usize, row_step: usize) -> Self {
         Self {
-            values,
-            step: 1,
-            count: values.len(),
+            at,
+            row_step,
+            col_step: 1,
         }
     }
 
-    /// Column `j` of the first `count` rows of a matrix whose rows are `step` apart.
-    fn column(values: &'a [f32], j: usize, step: usize, count: usize) -> Self {
+    /// The transpose of [`Place::rows`]: element `(r, c)` is the stored `(c, r)`.
+    fn columns(at: usize, row_step: usize) -> Self {
         Self {
-            values: &values[j..],
-            step,
-            count,
+            at,
+            row_step: 1,
+            col_step: row_step,
         }
+    }
+
+    fn index(&self, r: usize, c: usize) -> usize {
+        self.at + r * self.row_step + c * self.col_step
     }
 }
 
-/// `out[x] = Σ_r c_r · m[r · stride + offset + x]`, in blocks of [`LANES`] outputs summed in
-/// registers. Four sums run side by side (four blocks, or one block's rows split four ways),
-/// because each vector addition waits on the one before it in the same sum; one running sum
-/// per block left the loop bound by that wait. The bounds are checked once, up front: checked
-/// per row, they and the registers they took doubled the loop's instructions.
+/// `out = A B` for `A` of `rows x depth` and `B` of `depth x width`, both read in place
+/// (`B`'s and `out`'s rows contiguous). The output is cut into tiles of 2 rows by 4 vector
+/// blocks, or 8 rows by one block where the width is a single block (the heads' width of 16,
+/// MAE's 12 keys): each tile keeps its 8 sums in registers, loads each of `B`'s blocks once
+/// for all its rows, and has 8 independent chains of multiply-adds, enough to keep both of
+/// the core's units busy. A row at a time, each block loaded gave one multiply-add, and its
+/// sum waited on the one before. The bounds are checked once, here.
 #[inline(always)]
-fn weighted_sum<const FMA: bool>(
+#[allow(clippy::too_many_arguments)]
+fn product<const FMA: bool>(
     out: &mut [f32],
-    c: Coefficients,
-    m: &[f32],
-    stride: usize,
-    offset: usize,
+    o: Place,
+    a: &[f32],
+    pa: Place,
+    b: &[f32],
+    pb: Place,
+    [rows, depth, width]: [usize; 3],
 ) {
-    const WAYS: usize = 4;
-    let (n, count) = (out.len(), c.count);
-    if count == 0 {
-        out.fill(0.0);
+    if rows == 0 || width == 0 {
         return;
     }
-    let last = count - 1;
     assert!(
-        last.checked_mul(c.step)
-            .is_some_and(|at| at < c.values.len()),
-        "coefficients out of bounds"
+        o.index(rows - 1, 0) + width <= out.len(),
+        "output out of bounds"
     );
-    assert!(
-        last.checked_mul(stride)
-            .and_then(|at| at.checked_add(offset + n))
-            .is_some_and(|end| end <= m.len()),
-        "rows out of bounds"
-    );
-    // SAFETY: r < count and start + LANES <= n, within the bounds asserted above.
-    let coefficient = |r: usize| unsafe { *c.values.get_unchecked(r * c.step) };
-    let block = |r: usize, start: usize| -> &[f32; LANES] {
-        // SAFETY: as above; an array of f32 has f32's alignment.
-        unsafe {
-            &*m.as_ptr()
-                .add(r * stride + offset + start)
-                .cast::<[f32; LANES]>()
+    if depth == 0 {
+        for r in 0..rows {
+            out[o.index(r, 0)..o.index(r, 0) + width].fill(0.0);
         }
+        return;
+    }
+    assert!(pa.index(rows - 1, depth - 1) < a.len(), "A out of bounds");
+    assert!(pb.index(depth - 1, 0) + width <= b.len(), "B out of bounds");
+    let t = Tiles {
+        a,
+        pa,
+        b,
+        pb,
+        o,
+        depth,
     };
-    let mut start = 0;
-    // Four blocks at a time.
-    while start + WAYS * LANES <= n {
-        let mut acc = [[0.0f32; LANES]; WAYS];
-        for r in 0..count {
-            let c = coefficient(r);
-            for (w, acc) in acc.iter_mut().enumerate() {
-                let row = block(r, start + w * LANES);
-                for l in 0..LANES {
-                    acc[l] = mul_add::<FMA>(c, row[l], acc[l]);
+    let mut x = 0;
+    while x + 4 * LANES <= width {
+        for r in 0..rows {
+            t.tile::<FMA, 1, 4, 4>(out, r, x);
+        }
+        x += 4 * LANES;
+    }
+    while x + LANES <= width {
+        let mut r = 0;
+        while r + 4 <= rows {
+            t.tile::<FMA, 4, 1, 4>(out, r, x);
+            r += 4;
+        }
+        while r < rows {
+            t.tile::<FMA, 1, 1, 1>(out, r, x);
+            r += 1;
+        }
+        x += LANES;
+    }
+    for r in 0..rows {
+        for x in x..width {
+            out[o.index(r, x)] = (0..depth)
+                .map(|k| a[pa.index(r, k)] * b[pb.index(k, x)])
+                .sum();
+        }
+    }
+}
+
+/// One [`product`]'s operands, bounds already checked.
+struct Tiles<'a> {
+    a: &'a [f32],
+    pa: Place,
+    b: &'a [f32],
+    pb: Place,
+    o: Place,
+    depth: usize,
+}
+
+impl Tiles<'_> {
+    /// Output rows `r0..r0 + R` by columns `x0..x0 + B · LANES`, in `N = R · B` sums. The
+    /// sums are one flat array indexed by constants once the loops unroll, which the compiler
+    /// keeps in vector registers (an array of rows of blocks it vectorised across the rows,
+    /// with gathers and scatters).
+    #[inline(always)]
+    fn tile<const FMA: bool, const R: usize, const B: usize, const N: usize>(
+        &self,
+        out: &mut [f32],
+        r0: usize,
+        x0: usize,
+    ) {
+        debug_assert_eq!(N, R * B);
+        let block = |k: usize, j: usize| -> &[f32; LANES] {
+            let at = self.pb.index(k, x0 + j * LANES);
+            // SAFETY: within B's bounds, checked in `product` for every k < depth and
+            // column < width; an array of f32 has f32's alignment.
+            unsafe { &*self.b.as_ptr().add(at).cast::<[f32; LANES]>() }
+        };
+        let mut acc = [[0.0f32; LANES]; N];
+        for k in 0..self.depth {
+            for (r, row) in acc.chunks_exact_mut(B).enumerate() {
+                // SAFETY: within A's bounds, checked in `product` for every row and k.
+                let c = unsafe { *self.a.get_unchecked(self.pa.index(r0 + r, k)) };
+                for (j, acc) in row.iter_mut().enumerate() {
+                    let block = block(k, j);
+                    for l in 0..LANES {
+                        acc[l] = mul_add::<FMA>(c, block[l], acc[l]);
+                    }
                 }
             }
         }
-        for (w, acc) in acc.iter().enumerate() {
-            out[start + w * LANES..start + (w + 1) * LANES].copy_from_slice(acc);
-        }
-        start += WAYS * LANES;
-    }
-    // The remaining blocks one at a time, their rows split four ways.
-    while start + LANES <= n {
-        let mut acc = [[0.0f32; LANES]; WAYS];
-        // Rows in fours, each to its own sum (a fixed index, so the sums stay in registers).
-        let fours = count / WAYS;
-        for f in 0..fours {
-            for (w, acc) in acc.iter_mut().enumerate() {
-                let r = f * WAYS + w;
-                let (c, row) = (coefficient(r), block(r, start));
-                for l in 0..LANES {
-                    acc[l] = mul_add::<FMA>(c, row[l], acc[l]);
-                }
+        for r in 0..R {
+            for j in 0..B {
+                let at = self.o.index(r0 + r, x0 + j * LANES);
+                out[at..at + LANES].copy_from_slice(&acc[r * B + j]);
             }
         }
-        for r in fours * WAYS..count {
-            let (c, row) = (coefficient(r), block(r, start));
-            for l in 0..LANES {
-                acc[0][l] = mul_add::<FMA>(c, row[l], acc[0][l]);
-            }
-        }
-        for l in 0..LANES {
-            out[start + l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-        }
-        start += LANES;
     }
-    for (x, o) in out.iter_mut().enumerate().skip(start) {
-        *o = (0..count)
-            .map(|r| coefficient(r) * m[r * stride + offset + x])
-            .sum();
-    }
+}
+
+/// The larger of two scores, one instruction: `f32::max` also sorts out NaN, in three. A NaN
+/// score makes its row NaN through the exponentials either way.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
 }
 
 /// Scores to attention weights in place: each score scaled, or replaced by `fill` where that
@@ -305,22 +345,22 @@ fn weighted_sum<const FMA: bool>(
 /// is whole blocks of [`LANES`]; the maximum and the sum stay in lanes until one reduction
 /// each.
 #[inline(always)]
-fn softmax_scores(row: &mut [f32], fill: &[f32], scale: f32) {
+fn softmax_scores<const FMA: bool>(row: &mut [f32], fill: &[f32], scale: f32) {
     let mut max = [f32::NEG_INFINITY; LANES];
     for (s, f) in row.chunks_exact_mut(LANES).zip(fill.chunks_exact(LANES)) {
         let s: &mut [f32; LANES] = s.try_into().expect("a block of lanes");
         let f: &[f32; LANES] = f.try_into().expect("a block of lanes");
         for l in 0..LANES {
             s[l] = if f[l].is_nan() { s[l] * scale } else { f[l] };
-            max[l] = max[l].max(s[l]);
+            max[l] = larger(max[l], s[l]);
         }
     }
-    let max = reduce_lanes(max, f32::max);
+    let max = reduce_lanes(max, larger);
     let mut sum = [0.0f32; LANES];
     for s in row.chunks_exact_mut(LANES) {
         let s: &mut [f32; LANES] = s.try_into().expect("a block of lanes");
         for l in 0..LANES {
-            s[l] = exp(s[l] - max);
+            s[l] = exp::<FMA>(s[l] - max);
             sum[l] += s[l];
         }
     }
@@ -360,25 +400,13 @@ fn forward_rows<const FMA: bool>(
     for h in 0..shape.heads {
         head_columns(k_t, k, h, shape);
         let p = &mut weights[h * len * padded..(h + 1) * len * padded];
-        let cols = |i: usize| i * dim + h * d_k..i * dim + (h + 1) * d_k;
-        // Every row's scores, then every row's softmax, then the weighted values: a row's
-        // softmax is a chain of dependent steps (maximum, exponentials, sum), which the
-        // processor overlaps with the next row's when nothing else stands between them.
-        for (i, row) in p.chunks_exact_mut(padded).enumerate() {
-            weighted_sum::<FMA>(row, Coefficients::row(&q[cols(i)]), k_t, padded, 0);
-        }
+        let (by_rows, head) = (Place::rows(0, padded), Place::rows(h * d_k, dim));
+        // S = Q_h K_hᵀ, then every row's softmax, then O_h = P V_h.
+        product::<FMA>(p, by_rows, q, head, k_t, by_rows, [len, d_k, padded]);
         for row in p.chunks_exact_mut(padded) {
-            softmax_scores(row, fill, shape.scale);
+            softmax_scores::<FMA>(row, fill, shape.scale);
         }
-        for (i, row) in p.chunks_exact(padded).enumerate() {
-            weighted_sum::<FMA>(
-                &mut out[cols(i)],
-                Coefficients::row(&row[..len]),
-                v,
-                dim,
-                h * d_k,
-            );
-        }
+        product::<FMA>(out, head, p, by_rows, v, head, [len, len, d_k]);
     }
 }
 
@@ -403,35 +431,19 @@ fn backward_rows<const FMA: bool>(
     let (v_t, ds) = scratch.split_at_mut(padded * d_k);
     for h in 0..shape.heads {
         head_columns(v_t, v, h, shape);
-        let cols = |i: usize| i * dim + h * d_k..i * dim + (h + 1) * d_k;
         let p = &weights[h * len * padded..(h + 1) * len * padded];
-        for (i, (p_i, ds_i)) in p
-            .chunks_exact(padded)
-            .zip(ds.chunks_exact_mut(padded))
-            .enumerate()
-        {
-            // dP[i, :] = dO[i] Vᵀ, then dS[i, :] (zero in the padding, where P is).
-            weighted_sum::<FMA>(ds_i, Coefficients::row(&d_out[cols(i)]), v_t, padded, 0);
+        let (by_rows, head) = (Place::rows(0, padded), Place::rows(h * d_k, dim));
+        // dP = dO_h V_hᵀ, then dS row by row (zero in the padding, where P is).
+        product::<FMA>(ds, by_rows, d_out, head, v_t, by_rows, [len, d_k, padded]);
+        for (p_i, ds_i) in p.chunks_exact(padded).zip(ds.chunks_exact_mut(padded)) {
             let dot = lane_sum(ds_i, p_i, |s, w| s * w);
             zip_lanes(ds_i, p_i, |s, w| w * (s - dot) * shape.scale);
-            weighted_sum::<FMA>(
-                &mut dq[cols(i)],
-                Coefficients::row(&ds_i[..len]),
-                k,
-                dim,
-                h * d_k,
-            );
         }
-        // Column j of P and of dS, read through the rows' stride.
-        let ds = &*ds;
-        for j in 0..len {
-            let (p_j, ds_j) = (
-                Coefficients::column(p, j, padded, len),
-                Coefficients::column(ds, j, padded, len),
-            );
-            weighted_sum::<FMA>(&mut dv[cols(j)], p_j, d_out, dim, h * d_k);
-            weighted_sum::<FMA>(&mut dk[cols(j)], ds_j, q, dim, h * d_k);
-        }
+        // dQ_h = dS K_h, dV_h = Pᵀ dO_h, dK_h = dSᵀ Q_h, the transposes read in place.
+        let by_columns = Place::columns(0, padded);
+        product::<FMA>(dq, head, ds, by_rows, k, head, [len, len, d_k]);
+        product::<FMA>(dv, head, p, by_columns, d_out, head, [len, len, d_k]);
+        product::<FMA>(dk, head, ds, by_columns, q, head, [len, len, d_k]);
     }
 }
 
