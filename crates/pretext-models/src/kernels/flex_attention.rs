@@ -214,12 +214,13 @@ impl Place {
 }
 
 /// `out = A B` for `A` of `rows x depth` and `B` of `depth x width`, both read in place
-/// (`B`'s and `out`'s rows contiguous). The output is cut into tiles of 2 rows by 4 vector
-/// blocks, or 8 rows by one block where the width is a single block (the heads' width of 16,
-/// MAE's 12 keys): each tile keeps its 8 sums in registers, loads each of `B`'s blocks once
-/// for all its rows, and has 8 independent chains of multiply-adds, enough to keep both of
-/// the core's units busy. A row at a time, each block loaded gave one multiply-add, and its
-/// sum waited on the one before. The bounds are checked once, here.
+/// (`B`'s and `out`'s rows contiguous). The output is cut into tiles of one row by 4 vector
+/// blocks, or 4 rows by one block where a single block is left (the heads' width of 16,
+/// MAE's 12 keys): each tile keeps its 4 sums in registers, as 4 independent chains of
+/// multiply-adds, and a 4-row tile loads each of `B`'s blocks once for its 4 rows (a row at a
+/// time, each block loaded gave one multiply-add). Tiles of 8 sums left the compiler's
+/// unrolling limit and came out vectorised across the rows, through gathers and scatters, 4
+/// times slower. The bounds are checked once, here.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn product<const FMA: bool>(
@@ -293,10 +294,9 @@ struct Tiles<'a> {
 }
 
 impl Tiles<'_> {
-    /// Output rows `r0..r0 + R` by columns `x0..x0 + B · LANES`, in `N = R · B` sums. The
-    /// sums are one flat array indexed by constants once the loops unroll, which the compiler
-    /// keeps in vector registers (an array of rows of blocks it vectorised across the rows,
-    /// with gathers and scatters).
+    /// Output rows `r0..r0 + R` by columns `x0..x0 + B · LANES`, in `N = R · B` sums, one flat
+    /// array indexed by constants once the loops unroll, which the compiler keeps in vector
+    /// registers.
     #[inline(always)]
     fn tile<const FMA: bool, const R: usize, const B: usize, const N: usize>(
         &self,
