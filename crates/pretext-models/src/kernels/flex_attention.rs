@@ -25,8 +25,9 @@ use burn::tensor::{Bool, DType, Tensor};
 use rayon::prelude::*;
 
 use super::flex_activation::exp;
+use super::flex_gemm::View;
 use super::flex_util::{
-    LANES, dispatched, lane_sum, mul_add, reduce_lanes, tensor, with_f32, zip_lanes,
+    LANES, dispatched, for_lanes, lane_sum, mul_add, reduce_lanes, tensor, with_f32, zip_lanes,
 };
 
 /// The shape of one call.
@@ -181,78 +182,42 @@ fn head_columns(m: &mut [f32], x: &[f32], h: usize, shape: Shape) {
     }
 }
 
-/// Where a matrix lies in a slice: element `(r, c)` at `at + r · row_step + c · col_step`.
-#[derive(Debug, Clone, Copy)]
-struct Place {
-    at: usize,
-    row_step: usize,
-    col_step: usize,
-}
-
-impl Place {
-    /// Rows `row_step` apart, each contiguous.
-    fn rows(at: usize, row_step: usize) -> Self {
-        Self {
-            at,
-            row_step,
-            col_step: 1,
-        }
-    }
-
-    /// The transpose of [`Place::rows`]: element `(r, c)` is the stored `(c, r)`.
-    fn columns(at: usize, row_step: usize) -> Self {
-        Self {
-            at,
-            row_step: 1,
-            col_step: row_step,
-        }
-    }
-
-    fn index(&self, r: usize, c: usize) -> usize {
-        self.at + r * self.row_step + c * self.col_step
-    }
-}
-
-/// `out = A B` for `A` of `rows x depth` and `B` of `depth x width`, both read in place
-/// (`B`'s and `out`'s rows contiguous). The output is cut into tiles of one row by 4 vector
-/// blocks, or 4 rows by one block where a single block is left (the heads' width of 16,
-/// MAE's 12 keys): each tile keeps its 4 sums in registers, as 4 independent chains of
-/// multiply-adds, and a 4-row tile loads each of `B`'s blocks once for its 4 rows (a row at a
-/// time, each block loaded gave one multiply-add). Tiles of 8 sums left the compiler's
-/// unrolling limit and came out vectorised across the rows, through gathers and scatters, 4
-/// times slower. The bounds are checked once, here.
+/// `out = A B` for `A` of `rows x depth` and `B` of `depth x width`, both read in place as
+/// [`View`]s (`B`'s rows contiguous), into `out`'s rows `out_row` apart. The output is cut into
+/// tiles of one row by 4 vector blocks, or 4 rows by one block where a single block is left
+/// (the heads' width of 16, MAE's 12 keys): each tile keeps its 4 sums in registers, as 4
+/// independent chains of multiply-adds, and a 4-row tile loads each of `B`'s blocks once for
+/// its 4 rows (a row at a time, each block loaded gave one multiply-add). Tiles of 8 sums left
+/// the compiler's unrolling limit and came out vectorised across the rows, through gathers and
+/// scatters, 4 times slower. The bounds are checked once, here. Too small to pay for `gemm`'s
+/// packing, so not [`super::flex_gemm::matmul`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn product<const FMA: bool>(
     out: &mut [f32],
-    o: Place,
-    a: &[f32],
-    pa: Place,
-    b: &[f32],
-    pb: Place,
+    out_row: usize,
+    a: View,
+    b: View,
     [rows, depth, width]: [usize; 3],
 ) {
     if rows == 0 || width == 0 {
         return;
     }
     assert!(
-        o.index(rows - 1, 0) + width <= out.len(),
+        (rows - 1) * out_row + width <= out.len(),
         "output out of bounds"
     );
     if depth == 0 {
         for r in 0..rows {
-            out[o.index(r, 0)..o.index(r, 0) + width].fill(0.0);
+            out[r * out_row..r * out_row + width].fill(0.0);
         }
         return;
     }
-    assert!(pa.index(rows - 1, depth - 1) < a.len(), "A out of bounds");
-    assert!(pb.index(depth - 1, 0) + width <= b.len(), "B out of bounds");
+    assert!(a.covers(rows, depth), "A out of bounds");
+    assert!(b.col == 1 && b.covers(depth, width), "B out of bounds");
     let t = Tiles {
         a,
-        pa,
         b,
-        pb,
-        o,
+        out_row,
         depth,
     };
     let mut x = 0;
@@ -276,8 +241,8 @@ fn product<const FMA: bool>(
     }
     for r in 0..rows {
         for x in x..width {
-            out[o.index(r, x)] = (0..depth)
-                .map(|k| a[pa.index(r, k)] * b[pb.index(k, x)])
+            out[r * out_row + x] = (0..depth)
+                .map(|k| a.data[r * a.row + k * a.col] * b.data[k * b.row + x])
                 .sum();
         }
     }
@@ -285,11 +250,9 @@ fn product<const FMA: bool>(
 
 /// One [`product`]'s operands, bounds already checked.
 struct Tiles<'a> {
-    a: &'a [f32],
-    pa: Place,
-    b: &'a [f32],
-    pb: Place,
-    o: Place,
+    a: View<'a>,
+    b: View<'a>,
+    out_row: usize,
     depth: usize,
 }
 
@@ -305,17 +268,18 @@ impl Tiles<'_> {
         x0: usize,
     ) {
         debug_assert_eq!(N, R * B);
+        let (a, b) = (self.a, self.b);
         let block = |k: usize, j: usize| -> &[f32; LANES] {
-            let at = self.pb.index(k, x0 + j * LANES);
+            let at = k * b.row + x0 + j * LANES;
             // SAFETY: within B's bounds, checked in `product` for every k < depth and
             // column < width; an array of f32 has f32's alignment.
-            unsafe { &*self.b.as_ptr().add(at).cast::<[f32; LANES]>() }
+            unsafe { &*b.data.as_ptr().add(at).cast::<[f32; LANES]>() }
         };
         let mut acc = [[0.0f32; LANES]; N];
         for k in 0..self.depth {
             for (r, row) in acc.chunks_exact_mut(B).enumerate() {
                 // SAFETY: within A's bounds, checked in `product` for every row and k.
-                let c = unsafe { *self.a.get_unchecked(self.pa.index(r0 + r, k)) };
+                let c = unsafe { *a.data.get_unchecked((r0 + r) * a.row + k * a.col) };
                 for (j, acc) in row.iter_mut().enumerate() {
                     let block = block(k, j);
                     for l in 0..LANES {
@@ -326,7 +290,7 @@ impl Tiles<'_> {
         }
         for r in 0..R {
             for j in 0..B {
-                let at = self.o.index(r0 + r, x0 + j * LANES);
+                let at = (r0 + r) * self.out_row + x0 + j * LANES;
                 out[at..at + LANES].copy_from_slice(&acc[r * B + j]);
             }
         }
@@ -365,12 +329,7 @@ fn softmax_scores<const FMA: bool>(row: &mut [f32], fill: &[f32], scale: f32) {
         }
     }
     let inv = 1.0 / reduce_lanes(sum, |a, b| a + b);
-    for s in row.chunks_exact_mut(LANES) {
-        let s: &mut [f32; LANES] = s.try_into().expect("a block of lanes");
-        for v in s.iter_mut() {
-            *v *= inv;
-        }
-    }
+    for_lanes(row, |v| v * inv);
 }
 
 /// One sequence, every head: `out[i, h] = Σ_j P[h, i, j] v[j, h]` with
@@ -400,13 +359,15 @@ fn forward_rows<const FMA: bool>(
     for h in 0..shape.heads {
         head_columns(k_t, k, h, shape);
         let p = &mut weights[h * len * padded..(h + 1) * len * padded];
-        let (by_rows, head) = (Place::rows(0, padded), Place::rows(h * d_k, dim));
+        let head = h * d_k..;
         // S = Q_h K_hᵀ, then every row's softmax, then O_h = P V_h.
-        product::<FMA>(p, by_rows, q, head, k_t, by_rows, [len, d_k, padded]);
+        let (q_h, k_t) = (View::rows(&q[head.clone()], dim), View::rows(k_t, padded));
+        product::<FMA>(p, padded, q_h, k_t, [len, d_k, padded]);
         for row in p.chunks_exact_mut(padded) {
             softmax_scores::<FMA>(row, fill, shape.scale);
         }
-        product::<FMA>(out, head, p, by_rows, v, head, [len, len, d_k]);
+        let (p, v_h) = (View::rows(p, padded), View::rows(&v[head.clone()], dim));
+        product::<FMA>(&mut out[head], dim, p, v_h, [len, len, d_k]);
     }
 }
 
@@ -432,18 +393,37 @@ fn backward_rows<const FMA: bool>(
     for h in 0..shape.heads {
         head_columns(v_t, v, h, shape);
         let p = &weights[h * len * padded..(h + 1) * len * padded];
-        let (by_rows, head) = (Place::rows(0, padded), Place::rows(h * d_k, dim));
+        let head = h * d_k..;
+        let d_out_h = View::rows(&d_out[head.clone()], dim);
         // dP = dO_h V_hᵀ, then dS row by row (zero in the padding, where P is).
-        product::<FMA>(ds, by_rows, d_out, head, v_t, by_rows, [len, d_k, padded]);
+        product::<FMA>(
+            ds,
+            padded,
+            d_out_h,
+            View::rows(v_t, padded),
+            [len, d_k, padded],
+        );
         for (p_i, ds_i) in p.chunks_exact(padded).zip(ds.chunks_exact_mut(padded)) {
             let dot = lane_sum(ds_i, p_i, |s, w| s * w);
             zip_lanes(ds_i, p_i, |s, w| w * (s - dot) * shape.scale);
         }
         // dQ_h = dS K_h, dV_h = Pᵀ dO_h, dK_h = dSᵀ Q_h, the transposes read in place.
-        let by_columns = Place::columns(0, padded);
-        product::<FMA>(dq, head, ds, by_rows, k, head, [len, len, d_k]);
-        product::<FMA>(dv, head, p, by_columns, d_out, head, [len, len, d_k]);
-        product::<FMA>(dk, head, ds, by_columns, q, head, [len, len, d_k]);
+        let (k_h, q_h) = (
+            View::rows(&k[head.clone()], dim),
+            View::rows(&q[head.clone()], dim),
+        );
+        let ds = &*ds;
+        let dims = [len, len, d_k];
+        product::<FMA>(
+            &mut dq[head.clone()],
+            dim,
+            View::rows(ds, padded),
+            k_h,
+            dims,
+        );
+        let p_t = View::transposed(p, padded);
+        product::<FMA>(&mut dv[head.clone()], dim, p_t, d_out_h, dims);
+        product::<FMA>(&mut dk[head], dim, View::transposed(ds, padded), q_h, dims);
     }
 }
 

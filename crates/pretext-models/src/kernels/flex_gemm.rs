@@ -56,7 +56,7 @@ impl<'a> View<'a> {
     }
 
     /// Whether a `[rows, cols]` matrix fits in the buffer.
-    fn covers(&self, rows: usize, cols: usize) -> bool {
+    pub(super) fn covers(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.row + (cols - 1) * self.col < self.data.len()
     }
 }
