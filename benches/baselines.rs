@@ -27,7 +27,7 @@ use peer::peer_python;
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pretext_cli::allocator::Allocator = pretext_cli::allocator::Allocator {};
 
 fn to_f32(t: &Tensor<2>) -> Vec<f32> {
     t.to_data().try_into_vec_as::<f32>().expect("float values")
@@ -51,6 +51,7 @@ fn timed<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 }
 
 fn main() {
+    pretext_cli::allocator::keep_freed_memory();
     let data = std::env::var("PRETEXT_BENCH_DATA")
         .unwrap_or_else(|_| "/usr/share/datasets/fashion-mnist".into());
     let repeats: usize = std::env::var("PRETEXT_BENCH_REPEATS")

@@ -14,11 +14,12 @@ use pretext_data::{
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pretext_cli::allocator::Allocator = pretext_cli::allocator::Allocator {};
 
 const BATCH: usize = 256;
 
 fn main() {
+    pretext_cli::allocator::keep_freed_memory();
     divan::main();
 }
 

@@ -21,7 +21,7 @@ use pretext_models::kernels::{
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pretext_cli::allocator::Allocator = pretext_cli::allocator::Allocator {};
 
 const WARMUP: usize = 3;
 const REPEATS: usize = 15;
@@ -52,6 +52,7 @@ fn conv(device: &Device, channels: [usize; 2], bias: bool) -> Conv2d {
 }
 
 fn main() {
+    pretext_cli::allocator::keep_freed_memory();
     let device = Device::flex().autodiff();
     let random =
         |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
@@ -78,6 +79,12 @@ fn main() {
         "conv 32→64, 14x14, input gradient",
         conv(&device, [32, 64], false),
         random([128, 32, 14, 14]).require_grad(),
+    );
+    // The ResNet's first stage, a third of its multiply-adds.
+    conv_row(
+        "conv 32→32, 32x32, input gradient",
+        conv(&device, [32, 32], false),
+        random([128, 32, 32, 32]).require_grad(),
     );
     // The ResNet's downsampling at 32x32 input: a stride-2 3x3 and its 1x1 shortcut.
     let strided = |channels: [usize; 2], kernel: usize, pad: usize| {

@@ -21,7 +21,7 @@ use pretext_train::trainer::task_loss;
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pretext_cli::allocator::Allocator = pretext_cli::allocator::Allocator {};
 
 #[path = "common/steps.rs"]
 mod steps;
@@ -32,6 +32,7 @@ const WARMUP: usize = 3;
 const REPEATS: usize = 10;
 
 fn main() {
+    pretext_cli::allocator::keep_freed_memory();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let data = DataSource::EmbeddedFashionMnist
         .load()

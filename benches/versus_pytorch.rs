@@ -50,7 +50,7 @@ use steps::time_steps;
 
 // The allocator the `pretext` binary uses, so figures match what users see.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pretext_cli::allocator::Allocator = pretext_cli::allocator::Allocator {};
 
 const BATCH: usize = 128;
 const STEPS: [&str; 10] = [
@@ -284,6 +284,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn main() {
+    pretext_cli::allocator::keep_freed_memory();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let devices: Vec<String> = match std::env::var("PRETEXT_BENCH_DEVICES") {
         Ok(list) => list.split(',').map(|s| s.trim().to_string()).collect(),

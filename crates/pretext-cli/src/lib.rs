@@ -3,6 +3,7 @@
 //! Every failure reaches [`main_with_args`], which prints one message with its context and exits
 //! with status 1; the library crates below never print.
 
+pub mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod device;

@@ -71,9 +71,23 @@ pub(super) fn matmul(
     lhs: View,
     rhs: View,
 ) {
-    assert!(dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n));
+    matmul_strided(dst, n, [m, n, k], accumulate, lhs, rhs);
+}
+
+/// `dst[m, n] (row stride dst_row) = [dst +] lhs[m, k] × rhs[k, n]`, on the calling thread:
+/// the product into a block of a wider matrix.
+pub(super) fn matmul_strided(
+    dst: &mut [f32],
+    dst_row: usize,
+    [m, n, k]: [usize; 3],
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+) {
+    let fits = m == 0 || n == 0 || (n <= dst_row && (m - 1) * dst_row + n <= dst.len());
+    assert!(fits && lhs.covers(m, k) && rhs.covers(k, n));
     // SAFETY: the assertion above keeps every index the product touches inside the slices.
-    unsafe { product(dst.as_mut_ptr(), n, m, n, k, accumulate, lhs, rhs) }
+    unsafe { product(dst.as_mut_ptr(), dst_row, m, n, k, accumulate, lhs, rhs) }
 }
 
 /// `gemm` on a destination of row stride `dst_row`. Without `accumulate` every value of the

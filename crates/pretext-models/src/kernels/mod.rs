@@ -349,6 +349,12 @@ mod tests {
             [3, 32, 14, 14],
             true,
         );
+        // The ResNet's first stage: a column buffer past `COLUMN_FLOATS`, built in bands.
+        check_conv(
+            same([32, 32], [3, 3]).with_bias(false),
+            [2, 32, 32, 32],
+            true,
+        );
         // Colour input, a wider kernel, odd sizes, no padding and explicit padding.
         check_conv(same([3, 5], [5, 5]), [2, 3, 9, 7], true);
         check_conv(Conv2dConfig::new([2, 4], [3, 3]), [2, 2, 6, 5], true);
