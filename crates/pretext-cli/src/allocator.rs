@@ -20,11 +20,17 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long freed memory stays with the process before mimalloc returns it to the system.
 pub const PURGE_DELAY_MS: c_long = 60_000;
 
-/// Sets the purge delay to [`PURGE_DELAY_MS`]. Call first thing in `main`, before any thread
-/// starts (mimalloc's option setter is not thread-safe).
+/// mimalloc's own environment variable for the delay; a value set there stands.
+const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
+
+/// Sets the purge delay to [`PURGE_DELAY_MS`] unless `MIMALLOC_PURGE_DELAY` chooses one. Call
+/// first thing in `main`, before any thread starts (mimalloc's option setter is not
+/// thread-safe).
 pub fn keep_freed_memory() {
-    // SAFETY: a plain store into mimalloc's option table, made before other threads exist.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) };
+    if std::env::var_os(PURGE_DELAY_VAR).is_none() {
+        // SAFETY: a plain store into mimalloc's option table, made before other threads exist.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) };
+    }
 }
 
 #[cfg(test)]
@@ -32,9 +38,13 @@ mod tests {
     use super::*;
 
     /// The option number means the purge delay: its default is mimalloc 3's 1,000 ms, and it
-    /// reads back what was set. An upgrade that renumbers the options fails here.
+    /// reads back what was set. An upgrade that renumbers the options fails here. (Where the
+    /// environment sets the delay, the default is not there to check.)
     #[test]
     fn the_purge_delay_option_is_the_one_set() {
+        if std::env::var_os(PURGE_DELAY_VAR).is_some() {
+            return;
+        }
         // SAFETY: reads and a store into mimalloc's option table; no other test touches it.
         let before = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
         assert_eq!(before, 1_000, "mimalloc's default purge delay");
