@@ -25,9 +25,14 @@ pub(crate) fn seeded<const D: usize>(
     seed: u64,
     device: &Device,
 ) -> Tensor<D> {
+    let values = seeded_values(dims.iter().product(), distribution, seed);
+    Tensor::from_data(TensorData::new(values, dims), device)
+}
+
+/// `len` values drawn as [`seeded`] draws a tensor's, for kernels' tests on plain buffers.
+pub(crate) fn seeded_values(len: usize, distribution: Distribution, seed: u64) -> Vec<f32> {
     let mut state = seed;
-    let n = dims.iter().product::<usize>();
-    let values: Vec<f32> = (0..n)
+    (0..len)
         .map(|_| match distribution {
             Distribution::Normal(mean, std) => {
                 // Box-Muller.
@@ -38,8 +43,7 @@ pub(crate) fn seeded<const D: usize>(
             Distribution::Uniform(low, high) => (low + (high - low) * uniform(&mut state)) as f32,
             _ => uniform(&mut state) as f32,
         })
-        .collect();
-    Tensor::from_data(TensorData::new(values, dims), device)
+        .collect()
 }
 
 /// `module` with every float parameter redrawn uniformly from `[-scale, scale]` with seeds

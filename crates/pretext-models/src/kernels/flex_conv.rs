@@ -422,11 +422,10 @@ fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
 
-    fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + seed * 104_729) % 1_013) as f32 - 506.0) / 300.0)
-            .collect()
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        crate::test_data::seeded_values(len, Distribution::Normal(0.0, 1.0), seed)
     }
 
     /// Forward and every gradient with the column buffer in bands of one output row, two rows

@@ -287,10 +287,8 @@ mod tests {
 
     #[test]
     fn every_split_computes_the_product() {
-        let values = |len: usize, seed: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| (((i * 7919 + seed * 104_729) % 1_009) as f32 - 504.0) / 300.0)
-                .collect()
+        let values = |len: usize, seed: u64| {
+            crate::test_data::seeded_values(len, burn::tensor::Distribution::Normal(0.0, 1.0), seed)
         };
         // One shape per split: whole, rows, columns, both long (rows and columns), depth, and
         // an empty depth.
