@@ -1,6 +1,7 @@
 //! In-memory image data sets: pixels kept as bytes (compact), turned into normalised f32 tensors
 //! batch by batch.
 
+#[cfg(feature = "tensors")]
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -189,6 +190,7 @@ impl ImageSet {
     }
 
     /// Images at `indices` as a normalised `[batch, C, H, W]` tensor on `device`.
+    #[cfg(feature = "tensors")]
     pub fn images_tensor(
         &self,
         indices: &[usize],
@@ -204,6 +206,7 @@ impl ImageSet {
     }
 
     /// Labels at `indices` as a `[batch]` integer tensor, or `None` for an unlabelled set.
+    #[cfg(feature = "tensors")]
     pub fn labels_tensor(&self, indices: &[usize], device: &Device) -> Option<Tensor<1, Int>> {
         let labels = self.labels.as_ref()?;
         let values: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
@@ -436,6 +439,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tensors")]
     fn tensors_have_the_batch_shape() {
         let device = Device::flex();
         let set = tiny();

@@ -6,15 +6,18 @@
 //! documents; every other document (the train split and any unlabelled files) is pretraining
 //! text.
 
+#[cfg(feature = "tensors")]
 mod batch;
 mod corpus;
 mod masking;
 mod tokenizer;
+#[cfg(feature = "tensors")]
 mod views;
 mod wordpiece;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "tensors")]
 pub use batch::{
     MlmBatch, MlmTensors, TextClassBatch, TextClassTensors, TextLoader, TextTask, TokenBatch,
     TokenTensors, encode_documents,
@@ -25,6 +28,7 @@ pub use corpus::{
 };
 pub use masking::{MaskedSequence, MlmConfig, MlmMasking};
 pub use tokenizer::{FIRST_ORDINARY_ID, Special, TextTokenizer, TokenizerConfig, TokenizerKind};
+#[cfg(feature = "tensors")]
 pub use views::{TextViews, TextViewsBatch, TextViewsConfig, TextViewsTensors};
 
 use crate::error::{DataError, Result};
