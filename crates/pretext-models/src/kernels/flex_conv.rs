@@ -1,6 +1,8 @@
 //! The flex kernels behind [`super::conv2d`]: convolutions (any stride, no dilation, one group)
-//! as matrix products per image over a column buffer that stays in cache (in bands of output
-//! rows where a whole image's would not), forward and backward.
+//! as matrix products per image, forward and backward: over a column buffer that stays in
+//! cache (in bands of output rows where a whole image's would not), or, for layers of 16
+//! channels or more with 512 output pixels or more per image, one product per kernel tap over
+//! shifted views of the image ([`shifted`]).
 //!
 //! Burn's flex convolution lowers the whole batch into one column matrix and permutes the
 //! product back to channels-first order, and its backward pass computes the weight gradient
@@ -26,6 +28,8 @@ use rayon::prelude::*;
 use super::flex_gemm::{View, matmul, matmul_strided};
 use super::flex_util::{dims, plane_sums, tensor, with_f32};
 
+mod shifted;
+
 /// The shape of one convolution: no dilation, one group, `pad` on both sides of each axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Geometry {
@@ -39,6 +43,11 @@ struct Geometry {
     stride: [usize; 2],
     /// Floats of column buffer per product ([`COLUMN_FLOATS`]; the tests lower it).
     column_floats: usize,
+    /// Channels in and out, and output pixels per image, from which a convolution runs on
+    /// shifted views instead of a column buffer ([`SHIFT_CHANNELS`] and
+    /// [`shifted::MIN_PIXELS`]; the tests change them).
+    shift_channels: usize,
+    shift_pixels: usize,
 }
 
 impl Geometry {
@@ -88,6 +97,12 @@ impl Geometry {
 /// split the stride-2 layers' 74 Ki-float buffers in two, which made them 10-20% slower.
 const COLUMN_FLOATS: usize = 1 << 17;
 
+/// Channels in and out from which a convolution runs as one product per kernel tap over
+/// shifted views ([`shifted`]), each as deep as the channels are many. Below this a first
+/// layer's products (depth 1 or 3 per tap) would be too shallow to use the cores; the column
+/// buffer stacks all taps into one product.
+const SHIFT_CHANNELS: usize = 16;
+
 /// The kernel's result on flex float32 tensors; `None` leaves the convolution to the
 /// generic path.
 pub(super) fn conv2d(
@@ -121,6 +136,8 @@ pub(super) fn conv2d(
         pad,
         stride,
         column_floats: COLUMN_FLOATS,
+        shift_channels: SHIFT_CHANNELS,
+        shift_pixels: shifted::MIN_PIXELS,
     };
     if x.device().is_autodiff() {
         let prim = |t: &Tensor<4>| t.clone().try_into_primitive::<Autodiff<Flex>>().ok();
@@ -304,6 +321,17 @@ fn forward(x: &FlexTensor, w: &FlexTensor, bias: Option<&FlexTensor>, g: Geometr
     with_f32(x, |x| {
         with_f32(w, |w| {
             let bias = bias.map(|b| with_f32(b, |b| b.to_vec()));
+            if shifted::covers(&g) {
+                out.par_chunks_mut(g.out_len())
+                    .zip(x.par_chunks(g.in_len()))
+                    .for_each_init(
+                        || shifted::forward_scratch(&g),
+                        |scratch, (out, image)| {
+                            shifted::forward_image(&g, image, w, bias.as_deref(), scratch, out)
+                        },
+                    );
+                return;
+            }
             out.par_chunks_mut(g.out_len())
                 .zip(x.par_chunks(g.in_len()))
                 .for_each_init(
@@ -337,6 +365,46 @@ struct Grads {
     bias: Option<FlexTensor>,
 }
 
+/// A backward task's buffers: a column buffer, or the padded planes of the shifted views.
+enum Scratch {
+    Columns(Vec<f32>),
+    Shifted(shifted::BackwardScratch),
+}
+
+/// One image's gradients through column buffers, band by band: adds its weight gradient onto
+/// `weight` (when `want_w`) and its input gradient onto `dx` (when given).
+#[allow(clippy::too_many_arguments)]
+fn columns_backward_image(
+    g: &Geometry,
+    image: &[f32],
+    go: &[f32],
+    weights: &[f32],
+    col: &mut [f32],
+    want_w: bool,
+    weight: &mut [f32],
+    mut dx: Option<&mut [f32]>,
+) {
+    let (oh, ow) = g.out_hw();
+    let (taps, spatial) = (g.taps(), oh * ow);
+    for rows in g.bands() {
+        let (start, len) = (rows.start * ow, rows.len() * ow);
+        // The band's columns of G[c_out, spatial].
+        let go_band = View::rows(&go[start..], spatial);
+        if want_w {
+            im2col(image, g, rows.clone(), col);
+            // dW[c_out, taps] += G[c_out, band] × colᵀ[band, taps]
+            let rhs = View::transposed(col, len);
+            matmul(weight, g.c_out, taps, len, true, go_band, rhs);
+        }
+        if let Some(dx) = dx.as_deref_mut() {
+            // dcol[taps, band] = Wᵀ[taps, c_out] × G[c_out, band]
+            let lhs = View::transposed(weights, taps);
+            matmul(col, taps, len, g.c_out, false, lhs, go_band);
+            col2im(col, g, rows, dx);
+        }
+    }
+}
+
 /// Images per task of the backward pass. The weight and bias gradients are summed per task and
 /// the tasks' sums added in order, so the result does not depend on how the threads share the
 /// tasks: seeded runs stay bit-identical.
@@ -355,30 +423,28 @@ fn backward(
     let (taps, spatial) = (g.taps(), oh * ow);
     debug_assert_eq!(dims(grad), [g.batch, g.c_out, oh, ow]);
     let (chunk_in, chunk_out) = (IMAGES_PER_TASK * g.in_len(), IMAGES_PER_TASK * g.out_len());
-    // Zeros: `col2im` adds every band's contribution onto its image.
+    // Zeros: `col2im` adds every band's contribution onto its image, and the shifted views
+    // leave the pixels no tap reads.
     let mut dx = vec![0.0f32; if want_x { g.batch * g.in_len() } else { 0 }];
     let weights = with_f32(w, <[f32]>::to_vec);
-    // One task: its images' weight and bias gradient sums, and their input gradients in `dx`.
-    let task = |col: &mut Vec<f32>, (xs, gs): (&[f32], &[f32]), mut dx: Option<&mut [f32]>| {
+    let shift = shifted::covers(&g);
+    // One task: its images' weight and bias gradient sums (tap-major on shifted views), and
+    // their input gradients in `dx`.
+    let task = |scratch: &mut Scratch, (xs, gs): (&[f32], &[f32]), mut dx: Option<&mut [f32]>| {
         let mut weight = vec![0.0f32; if want_w { g.c_out * taps } else { 0 }];
         let mut bias = vec![0.0f32; if want_b { g.c_out } else { 0 }];
         let images = xs.chunks(g.in_len()).zip(gs.chunks(g.out_len()));
         for (i, (image, go)) in images.enumerate() {
-            for rows in g.bands() {
-                let (start, len) = (rows.start * ow, rows.len() * ow);
-                // The band's columns of G[c_out, spatial].
-                let go_band = View::rows(&go[start..], spatial);
-                if want_w {
-                    im2col(image, &g, rows.clone(), col);
-                    // dW[c_out, taps] += G[c_out, band] × colᵀ[band, taps]
-                    let rhs = View::transposed(col, len);
-                    matmul(&mut weight, g.c_out, taps, len, true, go_band, rhs);
+            let dx = dx
+                .as_deref_mut()
+                .map(|dx| &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
+            match scratch {
+                Scratch::Shifted(scratch) => {
+                    let dw = want_w.then_some(weight.as_mut_slice());
+                    shifted::backward_image(&g, image, go, &weights, scratch, dw, dx);
                 }
-                if let Some(dx) = dx.as_deref_mut() {
-                    // dcol[taps, band] = Wᵀ[taps, c_out] × G[c_out, band]
-                    let lhs = View::transposed(&weights, taps);
-                    matmul(col, taps, len, g.c_out, false, lhs, go_band);
-                    col2im(col, &g, rows, &mut dx[i * g.in_len()..(i + 1) * g.in_len()]);
+                Scratch::Columns(col) => {
+                    columns_backward_image(&g, image, go, &weights, col, want_w, &mut weight, dx)
                 }
             }
             if want_b {
@@ -393,15 +459,18 @@ fn backward(
     let partials: Vec<(Vec<f32>, Vec<f32>)> = with_f32(x, |x| {
         with_f32(grad, |grad| {
             let tasks = x.par_chunks(chunk_in).zip(grad.par_chunks(chunk_out));
-            let scratch = || vec![0.0f32; taps * g.band_rows() * ow];
+            let scratch = || match shift {
+                true => Scratch::Shifted(shifted::backward_scratch(&g)),
+                false => Scratch::Columns(vec![0.0f32; taps * g.band_rows() * ow]),
+            };
             if want_x {
                 tasks
                     .zip(dx.par_chunks_mut(chunk_in))
-                    .map_init(scratch, |col, (pair, dx)| task(col, pair, Some(dx)))
+                    .map_init(scratch, |s, (pair, dx)| task(s, pair, Some(dx)))
                     .collect()
             } else {
                 tasks
-                    .map_init(scratch, |col, pair| task(col, pair, None))
+                    .map_init(scratch, |s, pair| task(s, pair, None))
                     .collect()
             }
         })
@@ -411,6 +480,9 @@ fn backward(
     for (weight, bias) in partials {
         dw.iter_mut().zip(&weight).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(&bias).for_each(|(a, b)| *a += b);
+    }
+    if shift && want_w {
+        dw = shifted::tap_major_to_weight(&g, &dw);
     }
     Grads {
         x: want_x.then(|| tensor(dx, &[g.batch, g.c_in, g.height, g.width])),
@@ -443,6 +515,8 @@ mod tests {
             pad: [pad, pad],
             stride: [stride, stride],
             column_floats: usize::MAX,
+            shift_channels: usize::MAX,
+            shift_pixels: usize::MAX,
         };
         for whole in [
             geometry(3, 4, [9, 7], 3, 1, 1),
@@ -491,5 +565,134 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Forward and every gradient on shifted views, whole and in bands of one and two output
+    /// rows, against the column buffers (checked against Burn's convolution in
+    /// `kernels::tests`): 3x3, 5x5, 1x1, 3x1 and 2x2 kernels at strides 1, 2 and 3, padded,
+    /// unpadded and over-padded, square and oblong images, with odd and even sides.
+    #[test]
+    fn shifted_views_give_the_column_buffers_results() {
+        for (c_in, c_out, [height, width], kernel, pad, stride) in [
+            (3, 4, [9, 17], [3, 3], [1, 1], [1, 1]),
+            (2, 5, [6, 33], [5, 5], [2, 2], [1, 1]),
+            (4, 3, [5, 8], [1, 1], [0, 0], [1, 1]),
+            (3, 2, [7, 4], [3, 1], [1, 0], [1, 1]),
+            (1, 6, [4, 16], [3, 3], [1, 1], [1, 1]),
+            (3, 4, [10, 17], [3, 3], [1, 1], [2, 2]),
+            (2, 3, [9, 18], [3, 3], [0, 0], [2, 2]),
+            (4, 2, [8, 9], [1, 1], [0, 0], [2, 2]),
+            (3, 3, [11, 25], [5, 3], [2, 1], [2, 3]),
+            (2, 4, [7, 12], [2, 2], [1, 1], [2, 2]),
+            (2, 2, [6, 20], [3, 3], [2, 2], [1, 1]),
+        ] {
+            let columns = Geometry {
+                batch: 6,
+                c_in,
+                c_out,
+                height,
+                width,
+                kernel,
+                pad,
+                stride,
+                column_floats: usize::MAX,
+                shift_channels: usize::MAX,
+                shift_pixels: usize::MAX,
+            };
+            let (oh, ow) = columns.out_hw();
+            let x = tensor(
+                values(columns.batch * columns.in_len(), 5),
+                &[columns.batch, c_in, height, width],
+            );
+            let w = tensor(
+                values(c_out * columns.taps(), 6),
+                &[c_out, c_in, kernel[0], kernel[1]],
+            );
+            let b = tensor(values(c_out, 7), &[c_out]);
+            let grad = tensor(
+                values(columns.batch * columns.out_len(), 8),
+                &[columns.batch, c_out, oh, ow],
+            );
+            let run = |g: Geometry, bias: bool| {
+                let out = forward(&x, &w, bias.then_some(&b), g);
+                let grads = backward(&x, &w, &grad, g, true, true, bias);
+                let weight_only = backward(&x, &w, &grad, g, false, true, false);
+                [
+                    Some(out),
+                    grads.x,
+                    grads.weight,
+                    grads.bias,
+                    weight_only.weight,
+                ]
+                .map(|t| t.map(|t| with_f32(&t, <[f32]>::to_vec)))
+            };
+            for bias in [true, false] {
+                let expected = run(columns, bias);
+                let wide = ow + (kernel[1] - 1) / stride[1];
+                for column_floats in [usize::MAX, 2 * (c_in + c_out) * wide, 1] {
+                    let shifted = Geometry {
+                        column_floats,
+                        shift_channels: 1,
+                        shift_pixels: 1,
+                        ..columns
+                    };
+                    assert!(shifted::covers(&shifted), "{shifted:?}");
+                    let got = run(shifted, bias);
+                    for (what, (got, want)) in ["output", "dx", "dW", "db", "dW alone"]
+                        .iter()
+                        .zip(got.iter().zip(&expected))
+                    {
+                        assert_eq!(got.is_some(), want.is_some(), "{what}");
+                        let (Some(got), Some(want)) = (got, want) else {
+                            continue;
+                        };
+                        assert_eq!(got.len(), want.len(), "{what}");
+                        for (i, (g, e)) in got.iter().zip(want).enumerate() {
+                            assert!(
+                                (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                                "{what}[{i}] of {shifted:?}: {g} against {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convolutions with enough channels, output pixels and output rows wide enough against
+    /// the unused columns take shifted views: the ResNet's 32x32 layers, and stride-2 and
+    /// 1x1 layers with outputs as large; not its first layer or its smaller stages.
+    #[test]
+    fn shifted_views_cover_deep_layers_with_large_outputs() {
+        let g = |c_in: usize, side: usize, k: usize, pad: usize, stride: usize| Geometry {
+            batch: 1,
+            c_in,
+            c_out: 32,
+            height: side,
+            width: side,
+            kernel: [k, k],
+            pad: [pad, pad],
+            stride: [stride, stride],
+            column_floats: COLUMN_FLOATS,
+            shift_channels: SHIFT_CHANNELS,
+            shift_pixels: shifted::MIN_PIXELS,
+        };
+        assert!(shifted::covers(&g(32, 32, 3, 1, 1)));
+        assert!(shifted::covers(&g(32, 64, 3, 1, 2)));
+        assert!(shifted::covers(&g(32, 64, 1, 0, 2)));
+        assert!(shifted::covers(&g(16, 64, 5, 2, 1)));
+        // The first layer on RGB; the ResNet's 16x16 and 8x8 outputs and the CNN's 14x14.
+        assert!(!shifted::covers(&g(3, 32, 3, 1, 1)));
+        assert!(!shifted::covers(&g(64, 16, 3, 1, 1)));
+        assert!(!shifted::covers(&g(32, 32, 3, 1, 2)));
+        assert!(!shifted::covers(&g(128, 8, 3, 1, 1)));
+        assert!(!shifted::covers(&g(32, 14, 3, 1, 1)));
+        // A 5x5 kernel on 24 columns: 4 unused per 24 used.
+        let narrow = Geometry {
+            width: 24,
+            height: 64,
+            ..g(32, 24, 5, 2, 1)
+        };
+        assert!(!shifted::covers(&narrow));
     }
 }

@@ -33,8 +33,8 @@ use burn::tensor::{Bool, Tensor};
 
 /// `conv.forward(x)`. On flex, a convolution with no dilation, one group and the same padding
 /// on both sides of each axis (3x3 with `Same` padding, a ResNet's stride-2 3x3 and 1x1
-/// convolutions) runs as one matrix product per image, forward and backward; every other case
-/// is Burn's own.
+/// convolutions) runs as matrix products per image, forward and backward; every other case is
+/// Burn's own.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if let Some(pad) = symmetric_padding(conv) {
@@ -349,7 +349,7 @@ mod tests {
             [3, 32, 14, 14],
             true,
         );
-        // The ResNet's first stage: a column buffer past `COLUMN_FLOATS`, built in bands.
+        // The ResNet's first stage, on shifted views of the image.
         check_conv(
             same([32, 32], [3, 3]).with_bias(false),
             [2, 32, 32, 32],
@@ -375,6 +375,10 @@ mod tests {
         check_conv(stride2([4, 6], 1, 0), [3, 4, 8, 8], true);
         check_conv(stride2([3, 5], 3, 1).with_bias(true), [2, 3, 9, 7], true);
         check_conv(stride2([2, 3], 1, 0), [2, 2, 7, 9], true);
+        // The same on shifted views of the stride phases (16 channels or more, 512 output
+        // pixels or more).
+        check_conv(stride2([16, 32], 3, 1), [1, 16, 64, 65], true);
+        check_conv(stride2([16, 32], 1, 0), [1, 16, 47, 48], true);
         check_conv(
             Conv2dConfig::new([2, 3], [3, 2])
                 .with_stride([3, 2])
