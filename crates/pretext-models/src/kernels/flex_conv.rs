@@ -365,7 +365,7 @@ struct Grads {
     bias: Option<FlexTensor>,
 }
 
-/// A backward task's buffers: a column buffer, or the padded planes of the shifted views.
+/// A backward task's buffers: a column buffer, or the stride phases of the shifted views.
 enum Scratch {
     Columns(Vec<f32>),
     Shifted(shifted::BackwardScratch),
@@ -459,9 +459,12 @@ fn backward(
     let partials: Vec<(Vec<f32>, Vec<f32>)> = with_f32(x, |x| {
         with_f32(grad, |grad| {
             let tasks = x.par_chunks(chunk_in).zip(grad.par_chunks(chunk_out));
-            let scratch = || match shift {
-                true => Scratch::Shifted(shifted::backward_scratch(&g)),
-                false => Scratch::Columns(vec![0.0f32; taps * g.band_rows() * ow]),
+            let scratch = || {
+                if shift {
+                    Scratch::Shifted(shifted::backward_scratch(&g))
+                } else {
+                    Scratch::Columns(vec![0.0f32; taps * g.band_rows() * ow])
+                }
             };
             if want_x {
                 tasks
@@ -498,6 +501,17 @@ mod tests {
 
     fn values(len: usize, seed: u64) -> Vec<f32> {
         crate::test_data::seeded_values(len, Distribution::Normal(0.0, 1.0), seed)
+    }
+
+    /// `got` against `want`, value by value, within 1e-4 relative.
+    fn assert_close(what: &str, got: &[f32], want: &[f32], g: &Geometry) {
+        assert_eq!(got.len(), want.len(), "{what} of {g:?}");
+        for (i, (x, e)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (x - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "{what}[{i}] of {g:?}: {x} against {e}"
+            );
+        }
     }
 
     /// Forward and every gradient with the column buffer in bands of one output row, two rows
@@ -556,12 +570,7 @@ mod tests {
                     .iter()
                     .zip(run(banded).iter().zip(&expected))
                 {
-                    for (i, (g, e)) in got.iter().zip(want).enumerate() {
-                        assert!(
-                            (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                            "{what}[{i}] of {banded:?}: {g} against {e}"
-                        );
-                    }
+                    assert_close(what, got, want, &banded);
                 }
             }
         }
@@ -646,13 +655,7 @@ mod tests {
                         let (Some(got), Some(want)) = (got, want) else {
                             continue;
                         };
-                        assert_eq!(got.len(), want.len(), "{what}");
-                        for (i, (g, e)) in got.iter().zip(want).enumerate() {
-                            assert!(
-                                (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                                "{what}[{i}] of {shifted:?}: {g} against {e}"
-                            );
-                        }
+                        assert_close(what, got, want, &shifted);
                     }
                 }
             }

@@ -192,6 +192,15 @@ pub(super) fn covers(g: &Geometry) -> bool {
         && ow >= 8 * ((g.kernel[1] - 1) / g.stride[1])
 }
 
+/// Tap `t`'s weights, `W[:, :, ky, kx]`, as a `[c_out, c_in]` matrix.
+fn tap_weights<'a>(weights: &'a [f32], g: &Geometry, t: usize) -> View<'a> {
+    View {
+        data: &weights[t..],
+        row: g.taps(),
+        col: g.kernel[0] * g.kernel[1],
+    }
+}
+
 /// Per-thread buffers of the forward pass: the image's phases and the wide output.
 pub(super) fn forward_scratch(g: &Geometry) -> (Vec<f32>, Vec<f32>) {
     let p = Phases::new(g);
@@ -209,16 +218,12 @@ pub(super) fn forward_image(
 ) {
     let p = Phases::new(g);
     p.split(image, g.c_in, phases);
-    let (taps, khkw) = (g.taps(), g.kernel[0] * g.kernel[1]);
+    let khkw = g.kernel[0] * g.kernel[1];
     for rows in p.bands(g.c_in + g.c_out, g.column_floats) {
         let (start, len) = (rows.start * p.wq, rows.len() * p.wq);
         for t in 0..khkw {
             // wide[c_out, band] (+)= W[:, :, ky, kx] × phase[c_in, band shifted by the tap]
-            let lhs = View {
-                data: &weights[t..],
-                row: taps,
-                col: khkw,
-            };
+            let lhs = tap_weights(weights, g, t);
             let rhs = View {
                 data: &phases[p.tap_offset(t, g.c_in) + start..],
                 row: p.plane(),
@@ -268,7 +273,7 @@ pub(super) fn backward_image(
     dx: Option<&mut [f32]>,
 ) {
     let p = Phases::new(g);
-    let (taps, khkw) = (g.taps(), g.kernel[0] * g.kernel[1]);
+    let khkw = g.kernel[0] * g.kernel[1];
     p.widen(grad, &mut scratch.grad);
     let go = View::rows(&scratch.grad, p.wide());
     if let Some(dw) = dw {
@@ -291,11 +296,7 @@ pub(super) fn backward_image(
             for t in 0..khkw {
                 // phase view[c_in, band] += W[:, :, ky, kx]ᵀ × G_wide[c_out, band]; the
                 // unused columns add zeros.
-                let lhs = View {
-                    data: &weights[t..],
-                    row: khkw,
-                    col: taps,
-                };
+                let lhs = tap_weights(weights, g, t).t();
                 let rhs = View::rows(&scratch.grad[start..], p.wide());
                 let dst = &mut scratch.dx[p.tap_offset(t, g.c_in) + start..];
                 matmul_strided(dst, p.plane(), [g.c_in, len, g.c_out], true, lhs, rhs);
