@@ -166,8 +166,8 @@ impl Phases {
     }
 
     /// Bands of output rows whose products (`channels` rows of `wq` per output row, in and
-    /// out) stay within `floats`: one band for the ResNet's and the CNN's layers, several for
-    /// large images, whose wide results would otherwise leave the cache between taps.
+    /// out) stay within `floats`: one band for the ResNet's 32x32 layers, several for large
+    /// images, whose wide results would otherwise leave the cache between taps.
     fn bands(&self, channels: usize, floats: usize) -> impl Iterator<Item = Range<usize>> + use<> {
         let rows = (floats / (channels * self.wq).max(1)).clamp(1, self.oh.max(1));
         let oh = self.oh;
@@ -176,10 +176,10 @@ impl Phases {
 }
 
 /// Output pixels per image from which shifted views beat column buffers. At batch 128 on two
-/// cores (AMD EPYC, AVX2), 32x32 outputs ran 1-20% faster on shifted views (3x3 convolutions
-/// at stride 1 and 2, 16 to 64 channels), 16x16 ones (the ResNet's second stage) as fast,
-/// and 14x14, 8x8 and 8x9 ones 10-25% slower: each tap's product is then too small for
-/// `gemm`'s blocks.
+/// cores (AMD EPYC, AVX2), 3x3 convolutions at stride 1 and 2 with 16 to 64 channels ran
+/// 2-20% faster on shifted views with 32x32 and 64x64 outputs, as fast with 16x16 ones (the
+/// ResNet's second stage), and 10-25% slower with 14x14 and 8x8 ones: each tap's product is
+/// then too small for `gemm`'s blocks.
 pub(super) const MIN_PIXELS: usize = 512;
 
 /// Whether `g` runs here: at least `g.shift_channels` channels in and out (the depth of the
