@@ -251,28 +251,74 @@ fn for_each_span(g: &Geometry, rows: Range<usize>, mut f: impl FnMut(usize, usiz
     let (_, ow) = g.out_hw();
     let band = rows.len() * ow;
     let [kh, kw] = g.kernel;
-    let [ph, pw] = g.pad;
-    let [sh, sw] = g.stride;
+    let sh = g.stride[0];
     for c in 0..g.c_in {
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = ((c * kh + ky) * kw + kx) * band;
-                // Output columns whose source column `x·sw + kx - pw` lies inside the row.
-                let lo = pw.saturating_sub(kx).div_ceil(sw).min(ow);
-                let hi = (g.width + pw)
-                    .saturating_sub(kx)
-                    .div_ceil(sw)
-                    .min(ow)
-                    .max(lo);
+                let inside = g.columns_inside(kx, ow);
                 for (i, y) in rows.clone().enumerate() {
-                    let sy = (y * sh + ky).wrapping_sub(ph);
-                    if sy >= g.height {
+                    let Some(sy) = g.image_row(y * sh + ky) else {
                         continue;
-                    }
-                    let source = (c * g.height + sy) * g.width + lo * sw + kx - pw;
-                    f(row + i * ow + lo, source, hi - lo);
+                    };
+                    let source = g.image_column((c * g.height + sy) * g.width, inside.start, kx);
+                    f(row + i * ow + inside.start, source, inside.len());
                 }
             }
+        }
+    }
+}
+
+impl Geometry {
+    /// The image row at `padded` rows into the padded image, if it is not padding.
+    fn image_row(&self, padded: usize) -> Option<usize> {
+        padded.checked_sub(self.pad[0]).filter(|&r| r < self.height)
+    }
+
+    /// Of `count` positions `j` along a row, those whose image column `j·sx + offset - pw`
+    /// (column `offset` of their stride step in the padded row) lies inside the image.
+    fn columns_inside(&self, offset: usize, count: usize) -> Range<usize> {
+        let [pw, sx] = [self.pad[1], self.stride[1]];
+        let lo = pw.saturating_sub(offset).div_ceil(sx).min(count);
+        let hi = (self.width + pw)
+            .saturating_sub(offset)
+            .div_ceil(sx)
+            .min(count)
+            .max(lo);
+        lo..hi
+    }
+
+    /// The index of position `j`'s image column (see [`Geometry::columns_inside`]) in a row
+    /// that starts at `row_start`; `j` must be inside.
+    fn image_column(&self, row_start: usize, j: usize, offset: usize) -> usize {
+        row_start + j * self.stride[1] + offset - self.pad[1]
+    }
+}
+
+/// `dst[i] = src[i·step]` for every `i` of `dst`. Inlined: the runs are short (16 values for
+/// the ResNet's stride-2 layers), and a call per run would cost as much as the copy.
+#[inline(always)]
+fn gather(dst: &mut [f32], src: &[f32], step: usize) {
+    if step == 1 {
+        dst.copy_from_slice(&src[..dst.len()]);
+    } else {
+        for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
+            *d = v;
+        }
+    }
+}
+
+/// `op(dst[i·step], src[i])` for every `i` of `src`. Inlined, as [`gather`].
+#[inline(always)]
+fn scatter(dst: &mut [f32], src: &[f32], step: usize, op: impl Fn(&mut f32, f32)) {
+    if step == 1 {
+        // Contiguous runs: a plain zip, which the compiler vectorises (`step_by` is not).
+        for (d, &v) in dst[..src.len()].iter_mut().zip(src) {
+            op(d, v);
+        }
+    } else {
+        for (d, &v) in dst.iter_mut().step_by(step).zip(src) {
+            op(d, v);
         }
     }
 }
@@ -282,35 +328,18 @@ fn for_each_span(g: &Geometry, rows: Range<usize>, mut f: impl FnMut(usize, usiz
 fn im2col(image: &[f32], g: &Geometry, rows: Range<usize>, col: &mut [f32]) {
     let (_, ow) = g.out_hw();
     col[..g.taps() * rows.len() * ow].fill(0.0);
-    let step = g.stride[1];
     for_each_span(g, rows, |at, from, len| {
-        let dst = &mut col[at..at + len];
-        if step == 1 {
-            dst.copy_from_slice(&image[from..from + len]);
-        } else {
-            for (d, &v) in dst.iter_mut().zip(image[from..].iter().step_by(step)) {
-                *d = v;
-            }
-        }
+        gather(&mut col[at..at + len], &image[from..], g.stride[1]);
     });
 }
 
 /// The inverse scatter of [`im2col`]: adds each column entry of the output rows `rows` onto
 /// its input pixel.
 fn col2im(col: &[f32], g: &Geometry, rows: Range<usize>, image: &mut [f32]) {
-    let step = g.stride[1];
     for_each_span(g, rows, |at, to, len| {
-        let src = &col[at..at + len];
-        if step == 1 {
-            // Contiguous runs: a plain zip, which the compiler vectorises (`step_by` is not).
-            for (d, &v) in image[to..to + len].iter_mut().zip(src) {
-                *d += v;
-            }
-        } else {
-            for (d, &v) in image[to..].iter_mut().step_by(step).zip(src) {
-                *d += v;
-            }
-        }
+        scatter(&mut image[to..], &col[at..at + len], g.stride[1], |d, v| {
+            *d += v
+        });
     });
 }
 

@@ -22,7 +22,7 @@
 
 use std::ops::Range;
 
-use super::Geometry;
+use super::{Geometry, gather, scatter};
 use crate::kernels::flex_gemm::{View, matmul, matmul_strided};
 
 /// The stride phases of one image: for each phase a plane per channel of `rows` rows of
@@ -83,29 +83,22 @@ impl Phases {
     /// one place that knows which pixel each phase entry holds.
     fn for_each_run(&self, channels: usize, mut f: impl FnMut(usize, usize, usize)) {
         let g = &self.g;
-        let ([ph, pw], [sy, sx]) = (g.pad, g.stride);
+        let sy = g.stride[0];
         for py in 0..self.phases[0] {
             for px in 0..self.phases[1] {
-                // Phase columns j whose image column sx·j + px - pw lies in [0, width).
-                let lo = pw.saturating_sub(px).div_ceil(sx).min(self.wq);
-                let hi = (g.width + pw)
-                    .saturating_sub(px)
-                    .div_ceil(sx)
-                    .clamp(lo, self.wq);
-                if lo == hi {
+                let inside = g.columns_inside(px, self.wq);
+                if inside.is_empty() {
                     continue;
                 }
                 let phase = py * self.phases[1] + px;
                 for c in 0..channels {
                     for i in 0..self.rows {
-                        let r = (sy * i + py).wrapping_sub(ph);
-                        if r >= g.height {
+                        let Some(r) = g.image_row(sy * i + py) else {
                             continue;
-                        }
-                        let at = (phase * channels + c) * self.plane() + i * self.wq + lo;
-                        let from = (c * g.height + r) * g.width + sx * lo + px - pw;
-                        // Runs of `hi - lo` entries, `sx` apart in the image.
-                        f(at, from, hi - lo);
+                        };
+                        let at = (phase * channels + c) * self.plane() + i * self.wq;
+                        let from = g.image_column((c * g.height + r) * g.width, inside.start, px);
+                        f(at + inside.start, from, inside.len());
                     }
                 }
             }
@@ -115,32 +108,21 @@ impl Phases {
     /// Copies `channels` images into their phases. Entries outside the image are never
     /// written, so they keep the zeros a new buffer starts with.
     fn split(&self, image: &[f32], channels: usize, phases: &mut [f32]) {
-        let sx = self.g.stride[1];
         self.for_each_run(channels, |at, from, len| {
-            let dst = &mut phases[at..at + len];
-            if sx == 1 {
-                dst.copy_from_slice(&image[from..from + len]);
-            } else {
-                for (d, &v) in dst.iter_mut().zip(image[from..].iter().step_by(sx)) {
-                    *d = v;
-                }
-            }
+            gather(&mut phases[at..at + len], &image[from..], self.g.stride[1]);
         });
     }
 
     /// The inverse of [`Phases::split`]: writes every image pixel some tap reads from its
     /// phase entry (and leaves the others, which a stride longer than the kernel skips).
     fn weave(&self, phases: &[f32], channels: usize, image: &mut [f32]) {
-        let sx = self.g.stride[1];
         self.for_each_run(channels, |at, to, len| {
-            let src = &phases[at..at + len];
-            if sx == 1 {
-                image[to..to + len].copy_from_slice(src);
-            } else {
-                for (d, &v) in image[to..].iter_mut().step_by(sx).zip(src) {
-                    *d = v;
-                }
-            }
+            scatter(
+                &mut image[to..],
+                &phases[at..at + len],
+                self.g.stride[1],
+                |d, v| *d = v,
+            );
         });
     }
 
