@@ -15,8 +15,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use pretext_models::kernels::{
-    attention, attention_composed, batch_norm_train, batch_norm_train_rows, conv2d, gelu,
-    layer_norm, linear, log_softmax_last, max_pool2_relu, softmax_last,
+    attention, attention_composed, batch_norm_train, batch_norm_train_pool_relu,
+    batch_norm_train_relu, batch_norm_train_rows, conv2d, gelu, layer_norm, linear,
+    log_softmax_last, max_pool2_relu, softmax_last,
 };
 
 // The allocator the `pretext` binary uses, so figures match what users see.
@@ -124,6 +125,35 @@ fn main() {
                 norm.beta.val(),
                 norm.epsilon,
             );
+            drop(out.sum().backward())
+        }),
+    );
+
+    // The CNN encoder's block after its convolution, and the ResNet's after each first one:
+    // one kernel each in training.
+    row(
+        "batch norm + max-pool 2x2 + ReLU, 32x28x28",
+        time(|| {
+            drop(
+                relu(pool.forward(norm.forward(activations.clone())))
+                    .sum()
+                    .backward(),
+            )
+        }),
+        time(|| {
+            let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+            let (out, _, _) =
+                batch_norm_train_pool_relu(activations.clone(), gamma, beta, norm.epsilon);
+            drop(out.sum().backward())
+        }),
+    );
+    let wide = random([128, 32, 32, 32]).require_grad();
+    row(
+        "batch norm + ReLU, 32x32x32",
+        time(|| drop(relu(norm.forward(wide.clone())).sum().backward())),
+        time(|| {
+            let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+            let (out, _, _) = batch_norm_train_relu(wide.clone(), gamma, beta, norm.epsilon);
             drop(out.sum().backward())
         }),
     );

@@ -6,7 +6,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::norm::batch_norm_2d;
+use super::norm::batch_norm_2d_pool_relu;
 use crate::error::ModelError;
 use crate::kernels::{conv2d, linear, max_pool2_relu};
 use crate::settings::settings;
@@ -158,12 +158,13 @@ impl CnnEncoder {
         let mut x = images;
         for block in &self.blocks {
             x = conv2d(&block.conv, x);
-            if let Some(norm) = &block.norm {
-                x = batch_norm_2d(norm, x);
-            }
             // [b, c, h, w] → [b, c, h/2, w/2]. ReLU and max-pooling commute; pooling first
-            // runs the ReLU on a quarter of the values, and one kernel does both on flex.
-            x = max_pool2_relu(x);
+            // runs the ReLU on a quarter of the values, and one kernel does both on flex
+            // (with the batch norm before them, in training).
+            x = match &block.norm {
+                Some(norm) => batch_norm_2d_pool_relu(norm, x),
+                None => max_pool2_relu(x),
+            };
         }
         let x: Tensor<2> = if self.global_pool {
             let [b, c, h, w] = x.dims();

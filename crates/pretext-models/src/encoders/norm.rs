@@ -6,30 +6,46 @@
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
 
-use crate::kernels::{batch_norm_train, batch_norm_train_rows};
+use crate::kernels::{
+    batch_norm_train, batch_norm_train_pool_relu, batch_norm_train_relu, batch_norm_train_rows,
+    max_pool2_relu,
+};
 
 /// `norm.forward(x)`, with the training-mode statistics computed as described above; running
 /// statistics are updated exactly as `BatchNorm` does (biased batch variance, `momentum`).
 pub fn batch_norm_2d(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    batch_norm(norm, x, batch_norm_train)
+    batch_norm(norm, x, batch_norm_train, |y| y)
+}
+
+/// `relu(batch_norm_2d(norm, x))`, in one kernel while training on flex.
+pub fn batch_norm_2d_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    batch_norm(norm, x, batch_norm_train_relu, relu)
+}
+
+/// `max_pool2_relu(batch_norm_2d(norm, x))`, in one kernel while training on flex.
+pub fn batch_norm_2d_pool_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    batch_norm(norm, x, batch_norm_train_pool_relu, max_pool2_relu)
 }
 
 /// [`batch_norm_2d`] for `[batch, features]` rows (the projectors' hidden layers), through
 /// [`batch_norm_train_rows`].
 pub(crate) fn batch_norm_1d(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
-    batch_norm(norm, x, batch_norm_train_rows)
+    batch_norm(norm, x, batch_norm_train_rows, |y| y)
 }
 
-/// `norm.forward(x)` outside training; in training, `train`'s output, with the running
-/// statistics moved toward its batch mean and variance by `momentum`, detached.
+/// `then(norm.forward(x))` outside training; in training, `train`'s output (which applies
+/// `then` itself), with the running statistics moved toward its batch mean and variance by
+/// `momentum`, detached.
 fn batch_norm<const D: usize>(
     norm: &BatchNorm,
     x: Tensor<D>,
     train: impl FnOnce(Tensor<D>, Tensor<1>, Tensor<1>, f64) -> (Tensor<D>, Tensor<1>, Tensor<1>),
+    then: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
     if !(x.device().is_autodiff() && norm.training.is_enabled()) {
-        return norm.forward(x);
+        return then(norm.forward(x));
     }
     let device = x.device();
     let (out, mean, variance) = train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);

@@ -7,7 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::norm::batch_norm_2d;
+use super::norm::{batch_norm_2d, batch_norm_2d_relu};
 use crate::error::ModelError;
 use crate::kernels::conv2d;
 use crate::settings::settings;
@@ -152,7 +152,7 @@ impl BasicBlock {
             Some((conv, norm)) => batch_norm_2d(norm, conv2d(conv, x.clone())),
             None => x.clone(),
         };
-        let y = relu(batch_norm_2d(&self.norm1, conv2d(&self.conv1, x)));
+        let y = batch_norm_2d_relu(&self.norm1, conv2d(&self.conv1, x));
         let y = batch_norm_2d(&self.norm2, conv2d(&self.conv2, y));
         relu(y + identity)
     }
@@ -171,7 +171,7 @@ impl ResNetEncoder {
     /// `[batch, channels, height, width]` → `[batch, representation_dim]`, for any height and
     /// width.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(batch_norm_2d(&self.stem_norm, conv2d(&self.stem, images)));
+        let mut x = batch_norm_2d_relu(&self.stem_norm, conv2d(&self.stem, images));
         for block in &self.blocks {
             x = block.forward(x);
         }

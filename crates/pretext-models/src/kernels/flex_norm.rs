@@ -3,6 +3,15 @@
 //! then the normalised output) and two backward (two sums per channel, then the input's
 //! gradient). Composed from tensor operations, the same layer took about six passes over the
 //! activation forward and ten backward, and this machine's passes are bound by memory traffic.
+//!
+//! The output pass can also apply the ReLU, or the 2x2 max-pooling and ReLU, that follow the
+//! layer in the encoders ([`Then`]); the backward passes then take the gradient back through
+//! them as they read it. The normalised activation is never written whole, nor the gradient
+//! at it: with pooling, three passes fewer over the activation forward and five backward,
+//! counting the zero fills of new buffers, which the kernels no longer need.
+
+use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -14,7 +23,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex_util::{dims, plane_sums, task_rows, tensor, with_f32};
+use super::flex_pool::{self, relu_passes};
+use super::flex_util::{dims, plane_sums, task_rows, tensor, with_f32, written};
 
 /// The batch's statistics per channel, in f64: the sums behind them run over up to millions
 /// of values.
@@ -75,34 +85,59 @@ impl Statistics {
     }
 }
 
-/// What the backward pass needs: the input, the scale and the batch statistics.
+/// What the kernel applies to the normalised values in the same pass, so that the
+/// activation after the layer is never written and read back whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Then {
+    /// The normalised values themselves.
+    Nothing,
+    /// `relu(y)`.
+    Relu,
+    /// `relu(max_pool2(y))`, as [`super::max_pool2_relu`] computes it.
+    MaxPool2Relu,
+}
+
+/// What the backward pass needs to know of [`Then`]: the output coefficients, to recompute
+/// where the ReLU passed, or the pooling's winner codes.
+#[derive(Debug, Clone)]
+enum After {
+    Nothing,
+    Relu(Vec<(f32, f32)>),
+    MaxPool2Relu(Arc<Vec<u8>>),
+}
+
+/// What the backward pass needs: the input, the scale, the batch statistics and what
+/// followed the normalisation.
 #[derive(Debug, Clone)]
 struct NormState {
     x: FlexTensor,
     gamma: Vec<f32>,
     stats: Statistics,
+    after: After,
 }
 
-/// The kernel's output with the batch mean and (biased) variance per channel, or `None` to
-/// leave the layer to the generic path.
+/// The kernel's output (`then` applied) with the batch mean and (biased) variance per
+/// channel, or `None` to leave the layer to the generic path.
 pub(super) fn batch_norm_train(
     x: &Tensor<4>,
     gamma: &Tensor<1>,
     beta: &Tensor<1>,
     epsilon: f64,
+    then: Then,
 ) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)> {
     let [b, c, h, w] = x.dims();
     let fits = [x.dtype(), gamma.dtype(), beta.dtype()] == [DType::F32; 3]
         && gamma.dims() == [c]
         && beta.dims() == [c]
-        && b * h * w > 0;
+        && b * h * w > 0
+        && (then != Then::MaxPool2Relu || (h >= 2 && w >= 2));
     if !fits || !x.device().is_autodiff() {
         return None;
     }
     let prim = |t: Tensor<1>| t.try_into_primitive::<Autodiff<Flex>>().ok();
     let (gamma, beta) = (prim(gamma.clone())?, prim(beta.clone())?);
     let x_prim = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
-    let (out, stats) = tracked(x_prim, gamma, beta, epsilon);
+    let (out, stats) = tracked(x_prim, gamma, beta, epsilon, then);
     let per_channel = |values: &[f64]| {
         let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
         Tensor::<1>::from_data(TensorData::new(values, [c]), &x.device())
@@ -119,6 +154,7 @@ fn tracked(
     gamma: FloatTensor<Autodiff<Flex>>,
     beta: FloatTensor<Autodiff<Flex>>,
     epsilon: f64,
+    then: Then,
 ) -> (FloatTensor<Autodiff<Flex>>, Statistics) {
     let (x, x_guard) = x.into_parts();
     let (gamma, gamma_guard) = gamma.into_parts();
@@ -126,15 +162,40 @@ fn tracked(
     let gamma = with_f32(&gamma, <[f32]>::to_vec);
     let beta = with_f32(&beta, <[f32]>::to_vec);
     let stats = statistics(&x, epsilon);
-    let out = normalise(&x, &gamma, &beta, &stats);
+    let coefficients = stats.output_coefficients(&gamma, &beta);
     let result = stats.clone();
     let out = match BatchNormBackward
         .prepare::<NoCheckpointing>([x_guard, gamma_guard, beta_guard])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(NormState { x, gamma, stats }, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
+        OpsKind::Tracked(prep) => {
+            let (out, after) = match then {
+                Then::Nothing => (normalise::<false>(&x, &coefficients), After::Nothing),
+                Then::Relu => (
+                    normalise::<true>(&x, &coefficients),
+                    After::Relu(coefficients),
+                ),
+                Then::MaxPool2Relu => {
+                    let [b, c, h, w] = dims(&x);
+                    let mut codes = vec![0u8; b * c * (h / 2) * (w / 2)];
+                    let out = normalise_pool(&x, &coefficients, Some(&mut codes));
+                    (out, After::MaxPool2Relu(Arc::new(codes)))
+                }
+            };
+            let state = NormState {
+                x,
+                gamma,
+                stats,
+                after,
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(match then {
+            Then::Nothing => normalise::<false>(&x, &coefficients),
+            Then::Relu => normalise::<true>(&x, &coefficients),
+            Then::MaxPool2Relu => normalise_pool(&x, &coefficients, None),
+        }),
     };
     (out, result)
 }
@@ -150,7 +211,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let state = ops.state;
         let [_, c, _, _] = dims(&state.x);
-        let sums = channel_sums(&state.x, &grad);
+        let sums = channel_sums(&state, &grad);
         // dβ = Σ dy; dγ = Σ dy·x̂ = inv_std · (Σ dy·x − mean · Σ dy).
         let d_beta: Vec<f64> = sums.iter().map(|s| s.0).collect();
         let d_gamma: Vec<f64> = (0..c)
@@ -200,35 +261,97 @@ fn statistics(x: &FlexTensor, epsilon: f64) -> Statistics {
     })
 }
 
-/// `y = (x − mean) · inv_std · γ + β`, as one multiply-add per value.
-fn normalise(x: &FlexTensor, gamma: &[f32], beta: &[f32], stats: &Statistics) -> FlexTensor {
+/// `y = a·x + d` per channel (the coefficients of [`Statistics::output_coefficients`]), as
+/// one multiply-add per value; with `RELU`, `relu(y)`.
+fn normalise<const RELU: bool>(x: &FlexTensor, coefficients: &[(f32, f32)]) -> FlexTensor {
     let [b, c, h, w] = dims(x);
     let plane = h * w;
-    let coefficients = stats.output_coefficients(gamma, beta);
-    let mut out = vec![0.0f32; b * c * plane];
-    with_f32(x, |x| {
-        out.par_chunks_mut(plane)
-            .zip(x.par_chunks(plane))
-            .enumerate()
-            .for_each(|(i, (out, x))| {
-                let (a, d) = coefficients[i % c];
-                for (o, &v) in out.iter_mut().zip(x) {
-                    *o = v * a + d;
-                }
-            });
-    });
+    let write = |out: &mut [MaybeUninit<f32>]| {
+        with_f32(x, |x| {
+            out.par_chunks_mut(plane)
+                .zip(x.par_chunks(plane))
+                .enumerate()
+                .for_each(|(i, (out, x))| {
+                    let (a, d) = coefficients[i % c];
+                    for (o, &v) in out.iter_mut().zip(x) {
+                        let y = v * a + d;
+                        o.write(if !RELU || relu_passes(y) { y } else { 0.0 });
+                    }
+                });
+        })
+    };
+    // SAFETY: the planes cover the output, and each is written whole.
+    let out = unsafe { written(b * c * plane, write) };
     tensor(out, &[b, c, h, w])
 }
 
-/// Per channel, `(Σ dy, Σ dy·x)`.
-fn channel_sums(x: &FlexTensor, grad: &FlexTensor) -> Vec<(f64, f64)> {
-    let [_, c, h, w] = dims(x);
-    with_f32(x, |x| {
+/// `relu(max_pool2(a·x + d))`, each input normalised as the pooling reads it; with `codes`,
+/// each window's winner code as [`flex_pool::pool_plane`] records it.
+fn normalise_pool(
+    x: &FlexTensor,
+    coefficients: &[(f32, f32)],
+    codes: Option<&mut [u8]>,
+) -> FlexTensor {
+    let [b, c, h, w] = dims(x);
+    let (oh, ow) = (h / 2, w / 2);
+    let write = |out: &mut [MaybeUninit<f32>]| {
+        with_f32(x, |x| {
+            let planes = out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w));
+            match codes {
+                Some(codes) => planes
+                    .zip(codes.par_chunks_mut(oh * ow))
+                    .enumerate()
+                    .for_each(|(i, ((out, plane), codes))| {
+                        flex_pool::pool_plane(out, Some(codes), plane, w, coefficients[i % c])
+                    }),
+                None => planes.enumerate().for_each(|(i, (out, plane))| {
+                    flex_pool::pool_plane(out, None, plane, w, coefficients[i % c])
+                }),
+            }
+        })
+    };
+    // SAFETY: the planes cover the output, and `pool_plane` writes each whole.
+    let out = unsafe { written(b * c * oh * ow, write) };
+    tensor(out, &[b, c, oh, ow])
+}
+
+/// The output gradient's plane `i` (`len` values).
+fn plane_of<T>(grad: &[T], i: usize, len: usize) -> &[T] {
+    &grad[i * len..(i + 1) * len]
+}
+
+/// `dy` after the ReLU passed it back: the output gradient where `a·x + d` passed, 0 where
+/// it was blocked, recomputed with the forward pass's multiply-add so that the same values
+/// pass.
+#[inline(always)]
+fn relu_grad(dy: f32, x: f32, (a, d): (f32, f32)) -> f32 {
+    if relu_passes(x * a + d) { dy } else { 0.0 }
+}
+
+/// Per channel, `(Σ dy, Σ dy·x)`, with `dy` the gradient at the normalised values.
+fn channel_sums(state: &NormState, grad: &FlexTensor) -> Vec<(f64, f64)> {
+    let [_, c, h, w] = dims(&state.x);
+    let plane = h * w;
+    with_f32(&state.x, |x| {
         with_f32(grad, |grad| {
-            let planes = grad
-                .par_chunks(h * w)
-                .zip(x.par_chunks(h * w))
-                .map(|(dy, x)| plane_sums(dy, x, |dy, x| (dy, dy * x)))
+            let planes = x
+                .par_chunks(plane)
+                .enumerate()
+                .map(|(i, x)| match &state.after {
+                    After::Nothing => plane_sums(plane_of(grad, i, plane), x, |dy, x| (dy, dy * x)),
+                    After::Relu(coefficients) => {
+                        let ad = coefficients[i % c];
+                        plane_sums(plane_of(grad, i, plane), x, |dy, x| {
+                            let dy = relu_grad(dy, x, ad);
+                            (dy, dy * x)
+                        })
+                    }
+                    After::MaxPool2Relu(codes) => {
+                        let pooled = (h / 2) * (w / 2);
+                        let (codes, dy) = (plane_of(codes, i, pooled), plane_of(grad, i, pooled));
+                        flex_pool::winner_sums(codes, dy, x, w)
+                    }
+                })
                 .collect();
             per_channel(planes, c)
         })
@@ -242,21 +365,41 @@ fn input_grad(state: &NormState, grad: &FlexTensor, d_beta: &[f64], d_gamma: &[f
     let n = (b * plane) as f64;
     let stats = &state.stats;
     let coefficients = stats.grad_coefficients(&state.gamma, d_beta, d_gamma, n);
-    let mut out = vec![0.0f32; b * c * plane];
-    with_f32(&state.x, |x| {
-        with_f32(grad, |grad| {
-            out.par_chunks_mut(plane)
-                .zip(x.par_chunks(plane).zip(grad.par_chunks(plane)))
-                .enumerate()
-                .for_each(|(i, (out, (x, dy)))| {
-                    let (a, bx, d) = coefficients[i % c];
-                    for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
-                        *o = a * g + bx * v + d;
-                    }
-                });
+    let write = |out: &mut [MaybeUninit<f32>]| {
+        with_f32(&state.x, |x| {
+            with_f32(grad, |grad| {
+                out.par_chunks_mut(plane)
+                    .zip(x.par_chunks(plane))
+                    .enumerate()
+                    .for_each(|(i, (out, x))| {
+                        let (a, bx, d) = coefficients[i % c];
+                        let values = out.iter_mut().zip(x);
+                        match &state.after {
+                            After::Nothing => {
+                                for ((o, &v), &g) in values.zip(plane_of(grad, i, plane)) {
+                                    o.write(a * g + bx * v + d);
+                                }
+                            }
+                            After::Relu(forward) => {
+                                let ad = forward[i % c];
+                                for ((o, &v), &g) in values.zip(plane_of(grad, i, plane)) {
+                                    o.write(a * relu_grad(g, v, ad) + bx * v + d);
+                                }
+                            }
+                            After::MaxPool2Relu(codes) => {
+                                let pooled = (h / 2) * (w / 2);
+                                let (codes, dy) =
+                                    (plane_of(codes, i, pooled), plane_of(grad, i, pooled));
+                                flex_pool::winner_grad(out, codes, dy, x, w, (a, bx, d));
+                            }
+                        }
+                    });
+            })
         })
-    });
-    tensor(out, &[b, c, h, w])
+    };
+    // SAFETY: the planes cover the output, and each is written whole.
+    let dx = unsafe { written(b * c * plane, write) };
+    tensor(dx, &[b, c, h, w])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -369,6 +512,7 @@ pub(super) fn batch_norm_train_rows(
                 x: x_prim,
                 gamma,
                 stats,
+                after: After::Nothing,
             },
             out,
         ),

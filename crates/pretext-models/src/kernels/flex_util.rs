@@ -1,6 +1,8 @@
 //! Reading and making flex tensors in the kernels, the lane sums they share, and their builds
 //! for each instruction set.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{Bytes, DType, Shape};
 
@@ -26,6 +28,25 @@ pub(super) fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
         Layout::contiguous(Shape::from(dims.to_vec())),
         DType::F32,
     )
+}
+
+/// `len` values that `write` puts in place, without filling the buffer with zeros first: a
+/// fill is one more pass over an output that the kernel then writes whole, and these passes
+/// are bound by memory traffic. Debug builds fill with NaN first, so that a value the kernel
+/// missed shows in the tests' comparisons.
+///
+/// # Safety
+/// `write` must write every one of the `len` values.
+pub(super) unsafe fn written(len: usize, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    let slots = &mut out.spare_capacity_mut()[..len];
+    if cfg!(debug_assertions) {
+        slots.fill(MaybeUninit::new(f32::NAN));
+    }
+    write(slots);
+    // SAFETY: the caller's promise: all `len` values are written.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// The two sums `Σ term(a, b)` over a plane, in f32 lanes (the compiler vectorises

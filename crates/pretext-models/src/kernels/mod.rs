@@ -30,6 +30,8 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Bool, Tensor};
+#[cfg(feature = "flex")]
+use flex_norm::Then;
 
 /// `conv.forward(x)`. On flex, a convolution with no dilation, one group and the same padding
 /// on both sides of each axis (3x3 with `Same` padding, a ResNet's stride-2 3x3 and 1x1
@@ -82,10 +84,44 @@ pub fn batch_norm_train(
     epsilon: f64,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
     #[cfg(feature = "flex")]
-    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon) {
+    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon, Then::Nothing) {
         return out;
     }
     batch_norm_composed(x, gamma, beta, epsilon)
+}
+
+/// [`batch_norm_train`] followed by `relu`, with the batch's statistics. On flex the kernel
+/// applies the ReLU as it writes the output, and takes the gradient back through it as it
+/// reads the output's gradient.
+pub fn batch_norm_train_relu(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon, Then::Relu) {
+        return out;
+    }
+    let (out, mean, variance) = batch_norm_train(x, gamma, beta, epsilon);
+    (relu(out), mean, variance)
+}
+
+/// [`batch_norm_train`] followed by [`max_pool2_relu`], with the batch's statistics. On flex
+/// the kernel normalises each value as the pooling reads it, so neither the normalised
+/// activation nor its gradient is ever written whole.
+pub fn batch_norm_train_pool_relu(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon, Then::MaxPool2Relu) {
+        return out;
+    }
+    let (out, mean, variance) = batch_norm_train(x, gamma, beta, epsilon);
+    (max_pool2_relu(out), mean, variance)
 }
 
 /// [`batch_norm_train`] for `[batch, features]` rows, as the projectors' hidden layers take it:
@@ -280,7 +316,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
-    use burn::tensor::{Device, Distribution, Gradients, Int, Tolerance};
+    use burn::tensor::{Device, Distribution, Gradients, Int, TensorData, Tolerance};
 
     /// The gradient of `fast` under `fast_grads` against that of `slow` under `slow_grads`.
     fn assert_same_grad<const D: usize>(
@@ -438,8 +474,10 @@ mod tests {
         assert_thread_count_free(|| {
             let x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
             let y = conv2d(&conv, x.clone());
-            let (y, _, _) = batch_norm_train(y, norm.gamma.val(), norm.beta.val(), norm.epsilon);
-            let grads = (max_pool2_relu(y).powf_scalar(2.0)).sum().backward();
+            let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+            let (y, _, _) = batch_norm_train_relu(y, gamma.clone(), beta.clone(), norm.epsilon);
+            let (y, _, _) = batch_norm_train_pool_relu(y, gamma, beta, norm.epsilon);
+            let grads = (y.powf_scalar(2.0)).sum().backward();
             vec![
                 x.grad(&grads).unwrap().into_data(),
                 conv.weight.val().grad(&grads).unwrap().into_data(),
@@ -564,11 +602,12 @@ mod tests {
     fn batch_norm_matches_the_composition() {
         let device = Device::flex().autodiff();
         // A mean large beside the spread tests the variance's precision; odd plane sizes test
-        // the sums' tails.
+        // the sums' tails, and the pooling's dropped last row and column.
         for (dims, mean) in [
             ([4, 3, 5, 7], 0.0),
             ([3, 2, 28, 28], 50.0),
             ([2, 5, 1, 1], 1.0),
+            ([3, 4, 7, 9], 0.3),
         ] {
             let data = crate::test_data::seeded(dims, Distribution::Normal(mean, 2.0), 7, &device)
                 .into_data();
@@ -578,31 +617,73 @@ mod tests {
             let beta =
                 crate::test_data::seeded([dims[1]], Distribution::Normal(0.0, 0.5), 9, &device)
                     .require_grad();
-            let fast_x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
-            let slow_x = Tensor::<4>::from_data(data, &device).require_grad();
-            let (fast, fast_mean, fast_var) =
-                flex_norm::batch_norm_train(&fast_x, &gamma, &beta, 1e-5)
-                    .expect("the flex kernel covers this input");
-            let (slow, slow_mean, slow_var) =
-                batch_norm_composed(slow_x.clone(), gamma.clone(), beta.clone(), 1e-5);
-            let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
-            fast.to_data()
-                .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
-            fast_mean
-                .into_data()
-                .assert_approx_eq::<f32>(&slow_mean.into_data(), tolerance);
-            fast_var
-                .into_data()
-                .assert_approx_eq::<f32>(&slow_var.into_data(), tolerance);
-            let weights =
-                crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 10, &device);
-            let fast_grads = (fast * weights.clone()).sum().backward();
-            let slow_grads = (slow * weights).sum().backward();
-            let (fast, slow) = (&fast_grads, &slow_grads);
-            assert_same_grad((&fast_x, fast), (&slow_x, slow), tolerance);
-            assert_same_grad((&gamma, fast), (&gamma, slow), tolerance);
-            assert_same_grad((&beta, fast), (&beta, slow), tolerance);
+            for then in [Then::Nothing, Then::Relu, Then::MaxPool2Relu] {
+                if then == Then::MaxPool2Relu && dims[2] < 2 {
+                    continue;
+                }
+                let fast_x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
+                let slow_x = Tensor::<4>::from_data(data.clone(), &device).require_grad();
+                let (fast, fast_mean, fast_var) =
+                    flex_norm::batch_norm_train(&fast_x, &gamma, &beta, 1e-5, then)
+                        .expect("the flex kernel covers this input");
+                let (slow, slow_mean, slow_var) =
+                    batch_norm_composed(slow_x.clone(), gamma.clone(), beta.clone(), 1e-5);
+                let slow = match then {
+                    Then::Nothing => slow,
+                    Then::Relu => relu(slow),
+                    Then::MaxPool2Relu => max_pool2_relu_composed(slow),
+                };
+                let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+                assert_eq!(fast.dims(), slow.dims());
+                fast.to_data()
+                    .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+                fast_mean
+                    .into_data()
+                    .assert_approx_eq::<f32>(&slow_mean.into_data(), tolerance);
+                fast_var
+                    .into_data()
+                    .assert_approx_eq::<f32>(&slow_var.into_data(), tolerance);
+                let weights = crate::test_data::seeded(
+                    fast.dims(),
+                    Distribution::Normal(0.0, 1.0),
+                    10,
+                    &device,
+                );
+                let fast_grads = (fast * weights.clone()).sum().backward();
+                let slow_grads = (slow * weights).sum().backward();
+                let (fast, slow) = (&fast_grads, &slow_grads);
+                assert_same_grad((&fast_x, fast), (&slow_x, slow), tolerance);
+                assert_same_grad((&gamma, fast), (&gamma, slow), tolerance);
+                assert_same_grad((&beta, fast), (&beta, slow), tolerance);
+            }
         }
+    }
+
+    #[test]
+    fn fused_batch_norm_passes_no_gradient_where_relu_blocks() {
+        // One channel, normalised to -1, -1, 1, 1 (γ 1, β 0): the ReLU blocks the first two
+        // values; pooled, the window's maximum is the first of the two ones.
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::from_floats([[[[0.0, 0.0], [2.0, 2.0]]]], &device).require_grad();
+        let (gamma, beta) = (
+            Tensor::<1>::ones([1], &device).require_grad(),
+            Tensor::<1>::zeros([1], &device).require_grad(),
+        );
+        let normalised = 1.0 / (1.0f32 + 1e-5).sqrt();
+        let (y, _, _) = batch_norm_train_relu(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+        y.to_data().assert_approx_eq::<f32>(
+            &TensorData::new(vec![0.0, 0.0, normalised, normalised], [1, 1, 2, 2]),
+            Tolerance::absolute(1e-6),
+        );
+        let (pooled, _, _) = batch_norm_train_pool_relu(x.clone(), gamma.clone(), beta, 1e-5);
+        pooled.to_data().assert_approx_eq::<f32>(
+            &TensorData::new(vec![normalised], [1, 1, 1, 1]),
+            Tolerance::absolute(1e-6),
+        );
+        // dγ = Σ dy·x̂ over the values that pass: 1 for the pooled winner alone.
+        let grads = pooled.sum().backward();
+        let d_gamma = gamma.grad(&grads).unwrap().into_scalar::<f32>();
+        assert!((d_gamma - normalised).abs() < 1e-5, "dγ {d_gamma}");
     }
 
     #[test]
