@@ -15,9 +15,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use pretext_models::kernels::{
-    attention, attention_composed, batch_norm_train, batch_norm_train_pool_relu,
-    batch_norm_train_relu, batch_norm_train_rows, conv2d, gelu, layer_norm, linear,
-    log_softmax_last, max_pool2_relu, softmax_last,
+    attention, attention_composed, batch_norm_train, batch_norm_train_add_relu,
+    batch_norm_train_pool_relu, batch_norm_train_relu, batch_norm_train_rows, conv2d, gelu,
+    layer_norm, linear, log_softmax_last, max_pool2_relu, softmax_last,
 };
 
 // The allocator the `pretext` binary uses, so figures match what users see.
@@ -154,6 +154,26 @@ fn main() {
         time(|| {
             let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
             let (out, _, _) = batch_norm_train_relu(wide.clone(), gamma, beta, norm.epsilon);
+            drop(out.sum().backward())
+        }),
+    );
+
+    let residual = random([128, 32, 32, 32]).require_grad();
+    row(
+        "batch norm + residual + ReLU, 32x32x32",
+        time(|| {
+            let sum = norm.forward(wide.clone()) + residual.clone();
+            drop(relu(sum).sum().backward())
+        }),
+        time(|| {
+            let (gamma, beta) = (norm.gamma.val(), norm.beta.val());
+            let (out, _, _) = batch_norm_train_add_relu(
+                wide.clone(),
+                gamma,
+                beta,
+                norm.epsilon,
+                residual.clone(),
+            );
             drop(out.sum().backward())
         }),
     );

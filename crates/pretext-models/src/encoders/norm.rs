@@ -9,8 +9,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use crate::kernels::{
-    batch_norm_train, batch_norm_train_pool_relu, batch_norm_train_relu, batch_norm_train_rows,
-    max_pool2_relu,
+    batch_norm_train, batch_norm_train_add_relu, batch_norm_train_pool_relu, batch_norm_train_relu,
+    batch_norm_train_rows, max_pool2_relu,
 };
 
 /// `norm.forward(x)`, with the training-mode statistics computed as described above; running
@@ -27,6 +27,18 @@ pub fn batch_norm_2d_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 /// `max_pool2_relu(batch_norm_2d(norm, x))`, in one kernel while training on flex.
 pub fn batch_norm_2d_pool_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     batch_norm(norm, x, batch_norm_train_pool_relu, max_pool2_relu)
+}
+
+/// `relu(batch_norm_2d(norm, x) + residual)`, a residual block's end, in one kernel while
+/// training on flex.
+pub fn batch_norm_2d_add_relu(norm: &BatchNorm, x: Tensor<4>, residual: Tensor<4>) -> Tensor<4> {
+    let kept = residual.clone();
+    batch_norm(
+        norm,
+        x,
+        |x, gamma, beta, epsilon| batch_norm_train_add_relu(x, gamma, beta, epsilon, residual),
+        |y| relu(y + kept),
+    )
 }
 
 /// [`batch_norm_2d`] for `[batch, features]` rows (the projectors' hidden layers), through

@@ -7,7 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
-use super::norm::{batch_norm_2d, batch_norm_2d_relu};
+use super::norm::{batch_norm_2d, batch_norm_2d_add_relu, batch_norm_2d_relu};
 use crate::error::ModelError;
 use crate::kernels::conv2d;
 use crate::settings::settings;
@@ -153,8 +153,7 @@ impl BasicBlock {
             None => x.clone(),
         };
         let y = batch_norm_2d_relu(&self.norm1, conv2d(&self.conv1, x));
-        let y = batch_norm_2d(&self.norm2, conv2d(&self.conv2, y));
-        relu(y + identity)
+        batch_norm_2d_add_relu(&self.norm2, conv2d(&self.conv2, y), identity)
     }
 }
 

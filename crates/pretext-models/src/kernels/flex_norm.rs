@@ -24,7 +24,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::flex_pool::{self, relu_passes};
-use super::flex_util::{dims, plane_sums, task_rows, tensor, with_f32, written};
+use super::flex_util::{TASK_VALUES, dims, plane_sums, task_rows, tensor, with_f32, written};
 
 /// The batch's statistics per channel, in f64: the sums behind them run over up to millions
 /// of values.
@@ -209,24 +209,187 @@ impl Backward<Flex, 3> for BatchNormBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [px, pgamma, pbeta] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
+        let (dx, d_gamma, d_beta) = norm_grads(&ops.state, &grad, px.is_some());
+        for (node, g) in [(px, dx), (pgamma, Some(d_gamma)), (pbeta, Some(d_beta))] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+/// The input's gradient (when `want_x`), the scale's and the shift's, from `grad`, the
+/// gradient at the layer's output (before what [`After`] names).
+fn norm_grads(
+    state: &NormState,
+    grad: &FlexTensor,
+    want_x: bool,
+) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
+    let [_, c, _, _] = dims(&state.x);
+    let sums = channel_sums(state, grad);
+    // dβ = Σ dy; dγ = Σ dy·x̂ = inv_std · (Σ dy·x − mean · Σ dy).
+    let d_beta: Vec<f64> = sums.iter().map(|s| s.0).collect();
+    let d_gamma: Vec<f64> = (0..c)
+        .map(|k| state.stats.inv_std[k] * (sums[k].1 - state.stats.mean[k] * sums[k].0))
+        .collect();
+    let dx = want_x.then(|| input_grad(state, grad, &d_beta, &d_gamma));
+    let as_tensor = |v: &[f64]| tensor(v.iter().map(|&v| v as f32).collect(), &[c]);
+    (dx, as_tensor(&d_gamma), as_tensor(&d_beta))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A residual block's end, `relu(batch_norm(x) + residual)`: one pass forward after the
+// statistics, and one before the batch norm's two backward passes that gives the gradient at
+// the sum, which is also the residual's. Composed, the add and the ReLU were two more passes
+// forward and one more backward, each with a new buffer's zero fill.
+
+/// What the backward pass needs: the batch norm's state and the block's output, whose sign
+/// says where the ReLU passed.
+#[derive(Debug, Clone)]
+struct ResidualState {
+    norm: NormState,
+    out: FlexTensor,
+}
+
+/// `relu(batch_norm(x) + residual)` with the batch mean and (biased) variance per channel, or
+/// `None` to leave the layer to the generic path.
+pub(super) fn batch_norm_train_add_relu(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    epsilon: f64,
+    residual: &Tensor<4>,
+) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)> {
+    let [b, c, h, w] = x.dims();
+    let fits = [x.dtype(), gamma.dtype(), beta.dtype(), residual.dtype()] == [DType::F32; 4]
+        && gamma.dims() == [c]
+        && beta.dims() == [c]
+        && residual.dims() == x.dims()
+        && b * h * w > 0;
+    if !fits || !x.device().is_autodiff() {
+        return None;
+    }
+    let prim = |t: &Tensor<1>| t.clone().try_into_primitive::<Autodiff<Flex>>().ok();
+    let (gamma, beta) = (prim(gamma)?, prim(beta)?);
+    let (x_prim, x_guard) = x
+        .clone()
+        .try_into_primitive::<Autodiff<Flex>>()
+        .ok()?
+        .into_parts();
+    let (residual, residual_guard) = residual
+        .clone()
+        .try_into_primitive::<Autodiff<Flex>>()
+        .ok()?
+        .into_parts();
+    let (gamma, gamma_guard) = gamma.into_parts();
+    let (beta, beta_guard) = beta.into_parts();
+    let gamma = with_f32(&gamma, <[f32]>::to_vec);
+    let beta = with_f32(&beta, <[f32]>::to_vec);
+    let stats = statistics(&x_prim, epsilon);
+    let out = normalise_add_relu(
+        &x_prim,
+        &residual,
+        &stats.output_coefficients(&gamma, &beta),
+    );
+    let result = stats.clone();
+    let out = match ResidualBackward
+        .prepare::<NoCheckpointing>([x_guard, gamma_guard, beta_guard, residual_guard])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let norm = NormState {
+                x: x_prim,
+                gamma,
+                stats,
+                after: After::Nothing,
+            };
+            let state = ResidualState {
+                norm,
+                out: out.clone(),
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    let per_channel = |values: &[f64]| {
+        let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        Tensor::<1>::from_data(TensorData::new(values, [c]), &x.device())
+    };
+    Some((
+        Tensor::from_primitive::<Autodiff<Flex>>(out),
+        per_channel(&result.mean),
+        per_channel(&result.variance),
+    ))
+}
+
+/// `relu(a·x + d + residual)` per channel (see [`normalise`]).
+fn normalise_add_relu(
+    x: &FlexTensor,
+    residual: &FlexTensor,
+    coefficients: &[(f32, f32)],
+) -> FlexTensor {
+    let [b, c, h, w] = dims(x);
+    let plane = h * w;
+    let write = |out: &mut [MaybeUninit<f32>]| {
+        with_f32(x, |x| {
+            with_f32(residual, |r| {
+                out.par_chunks_mut(plane)
+                    .zip(x.par_chunks(plane).zip(r.par_chunks(plane)))
+                    .enumerate()
+                    .for_each(|(i, (out, (x, r)))| {
+                        let (a, d) = coefficients[i % c];
+                        for ((o, &v), &r) in out.iter_mut().zip(x).zip(r) {
+                            let y = v * a + d + r;
+                            o.write(if relu_passes(y) { y } else { 0.0 });
+                        }
+                    });
+            })
+        })
+    };
+    // SAFETY: the planes cover the output, and each is written whole.
+    let out = unsafe { written(b * c * plane, write) };
+    tensor(out, &[b, c, h, w])
+}
+
+#[derive(Debug)]
+struct ResidualBackward;
+
+impl Backward<Flex, 4> for ResidualBackward {
+    type State = ResidualState;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pgamma, pbeta, presidual] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
         let state = ops.state;
-        let [_, c, _, _] = dims(&state.x);
-        let sums = channel_sums(&state, &grad);
-        // dβ = Σ dy; dγ = Σ dy·x̂ = inv_std · (Σ dy·x − mean · Σ dy).
-        let d_beta: Vec<f64> = sums.iter().map(|s| s.0).collect();
-        let d_gamma: Vec<f64> = (0..c)
-            .map(|k| state.stats.inv_std[k] * (sums[k].1 - state.stats.mean[k] * sums[k].0))
-            .collect();
-        if let Some(node) = px {
-            let dx = input_grad(&state, &grad, &d_beta, &d_gamma);
-            grads.register::<Flex>(node.id, dx);
-        }
-        let as_tensor = |v: &[f64]| tensor(v.iter().map(|&v| v as f32).collect(), &[c]);
-        if let Some(node) = pgamma {
-            grads.register::<Flex>(node.id, as_tensor(&d_gamma));
-        }
-        if let Some(node) = pbeta {
-            grads.register::<Flex>(node.id, as_tensor(&d_beta));
+        // The gradient at the sum: the output's where the ReLU passed (where the output is
+        // above 0, or NaN), 0 elsewhere.
+        let write = |out: &mut [MaybeUninit<f32>]| {
+            with_f32(&state.out, |y| {
+                with_f32(&grad, |g| {
+                    let chunk = TASK_VALUES;
+                    out.par_chunks_mut(chunk)
+                        .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
+                        .for_each(|(out, (y, g))| {
+                            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                                o.write(if relu_passes(y) { g } else { 0.0 });
+                            }
+                        });
+                })
+            })
+        };
+        let [b, c, h, w] = dims(&state.out);
+        // SAFETY: the chunks cover the output, and each is written whole.
+        let at_sum = tensor(unsafe { written(b * c * h * w, write) }, &[b, c, h, w]);
+        let (dx, d_gamma, d_beta) = norm_grads(&state.norm, &at_sum, px.is_some());
+        let nodes = [px, pgamma, pbeta, presidual];
+        for (node, g) in nodes
+            .into_iter()
+            .zip([dx, Some(d_gamma), Some(d_beta), Some(at_sum)])
+        {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
         }
     }
 }

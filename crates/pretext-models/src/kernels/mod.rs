@@ -124,6 +124,24 @@ pub fn batch_norm_train_pool_relu(
     (max_pool2_relu(out), mean, variance)
 }
 
+/// `relu(batch_norm_train(x) + residual)`, a residual block's end, with the batch's
+/// statistics. On flex the kernel adds the residual and applies the ReLU as it writes the
+/// output, and finds the gradient at the sum (the residual's) in one pass backward.
+pub fn batch_norm_train_add_relu(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    residual: Tensor<4>,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_norm::batch_norm_train_add_relu(&x, &gamma, &beta, epsilon, &residual) {
+        return out;
+    }
+    let (out, mean, variance) = batch_norm_train(x, gamma, beta, epsilon);
+    (relu(out + residual), mean, variance)
+}
+
 /// [`batch_norm_train`] for `[batch, features]` rows, as the projectors' hidden layers take it:
 /// the output, and each feature's batch mean and biased variance (detached). On a flex autodiff
 /// tensor a kernel that sums down the columns in blocks of rows, one pass forward for the
@@ -656,6 +674,48 @@ mod tests {
                 assert_same_grad((&gamma, fast), (&gamma, slow), tolerance);
                 assert_same_grad((&beta, fast), (&beta, slow), tolerance);
             }
+        }
+    }
+
+    #[test]
+    fn residual_batch_norm_matches_the_composition() {
+        let device = Device::flex().autodiff();
+        for dims in [[4, 3, 5, 7], [3, 2, 28, 28], [2, 5, 1, 1]] {
+            let seeded = |dims: [usize; 4], seed| {
+                crate::test_data::seeded(dims, Distribution::Normal(0.2, 1.5), seed, &device)
+                    .into_data()
+            };
+            let (data, residual) = (seeded(dims, 14), seeded(dims, 15));
+            let gamma =
+                crate::test_data::seeded([dims[1]], Distribution::Normal(1.0, 0.5), 8, &device)
+                    .require_grad();
+            let beta =
+                crate::test_data::seeded([dims[1]], Distribution::Normal(0.0, 0.5), 9, &device)
+                    .require_grad();
+            let leaf = |d: &TensorData| Tensor::<4>::from_data(d.clone(), &device).require_grad();
+            let (fast_x, slow_x) = (leaf(&data), leaf(&data));
+            let (fast_r, slow_r) = (leaf(&residual), leaf(&residual));
+            let (fast, fast_mean, _) =
+                flex_norm::batch_norm_train_add_relu(&fast_x, &gamma, &beta, 1e-5, &fast_r)
+                    .expect("the flex kernel covers this input");
+            let (slow, slow_mean, _) =
+                batch_norm_composed(slow_x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let slow = relu(slow + slow_r.clone());
+            let tolerance = Tolerance::<f32>::rel_abs(1e-4, 1e-4);
+            fast.to_data()
+                .assert_approx_eq::<f32>(&slow.to_data(), tolerance);
+            fast_mean
+                .into_data()
+                .assert_approx_eq::<f32>(&slow_mean.into_data(), tolerance);
+            let weights =
+                crate::test_data::seeded(dims, Distribution::Normal(0.0, 1.0), 10, &device);
+            let fast_grads = (fast * weights.clone()).sum().backward();
+            let slow_grads = (slow * weights).sum().backward();
+            let (fast, slow) = (&fast_grads, &slow_grads);
+            assert_same_grad((&fast_x, fast), (&slow_x, slow), tolerance);
+            assert_same_grad((&fast_r, fast), (&slow_r, slow), tolerance);
+            assert_same_grad((&gamma, fast), (&gamma, slow), tolerance);
+            assert_same_grad((&beta, fast), (&beta, slow), tolerance);
         }
     }
 
