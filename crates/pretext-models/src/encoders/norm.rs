@@ -1,8 +1,10 @@
 //! Batch normalisation of `[batch, channels, height, width]` activations and of
 //! `[batch, features]` rows while training, with [`crate::kernels::batch_norm_train`] and
 //! [`crate::kernels::batch_norm_train_rows`] (kernels of their own on flex, operations that
-//! keep the channels-first layout elsewhere). The layer, its state and its records stay
-//! `burn::nn::BatchNorm`'s; inference and frozen layers use its own forward pass.
+//! keep the channels-first layout elsewhere), and of the encoders' activations together with
+//! the ReLU, pooling or residual add that follows them. The layer, its state and its records
+//! stay `burn::nn::BatchNorm`'s; inference and frozen layers use its own forward pass, then
+//! the same ReLU, pooling or add.
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
