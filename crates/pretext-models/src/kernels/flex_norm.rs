@@ -20,9 +20,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::Then;
 use super::flex_pool::{self, relu_passes};
 use super::flex_util::{TASK_VALUES, dims, plane_sums, task_rows, tensor, with_f32, written};
 
@@ -85,18 +86,6 @@ impl Statistics {
     }
 }
 
-/// What the kernel applies to the normalised values in the same pass, so that the
-/// activation after the layer is never written and read back whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Then {
-    /// The normalised values themselves.
-    Nothing,
-    /// `relu(y)`.
-    Relu,
-    /// `relu(max_pool2(y))`, as [`super::max_pool2_relu`] computes it.
-    MaxPool2Relu,
-}
-
 /// What the backward pass needs to know of [`Then`]: the output coefficients, to recompute
 /// where the ReLU passed, or the pooling's winner codes.
 #[derive(Debug, Clone)]
@@ -138,15 +127,26 @@ pub(super) fn batch_norm_train(
     let (gamma, beta) = (prim(gamma.clone())?, prim(beta.clone())?);
     let x_prim = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
     let (out, stats) = tracked(x_prim, gamma, beta, epsilon, then);
+    Some(with_statistics(out, &stats, &x.device()))
+}
+
+/// The layer's output, with the batch mean and (biased) variance per channel as tensors on
+/// `device`.
+fn with_statistics<const D: usize>(
+    out: FloatTensor<Autodiff<Flex>>,
+    stats: &Statistics,
+    device: &Device,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
     let per_channel = |values: &[f64]| {
         let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        Tensor::<1>::from_data(TensorData::new(values, [c]), &x.device())
+        let c = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [c]), device)
     };
-    Some((
+    (
         Tensor::from_primitive::<Autodiff<Flex>>(out),
         per_channel(&stats.mean),
         per_channel(&stats.variance),
-    ))
+    )
 }
 
 fn tracked(
@@ -312,15 +312,7 @@ pub(super) fn batch_norm_train_add_relu(
         }
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
-    let per_channel = |values: &[f64]| {
-        let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        Tensor::<1>::from_data(TensorData::new(values, [c]), &x.device())
-    };
-    Some((
-        Tensor::from_primitive::<Autodiff<Flex>>(out),
-        per_channel(&result.mean),
-        per_channel(&result.variance),
-    ))
+    Some(with_statistics(out, &result, &x.device()))
 }
 
 /// `relu(a·x + d + residual)` per channel (see [`normalise`]).
@@ -681,15 +673,7 @@ pub(super) fn batch_norm_train_rows(
         ),
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
-    let per_feature = |values: &[f64]| {
-        let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        Tensor::<1>::from_data(TensorData::new(values, [c]), &x.device())
-    };
-    Some((
-        Tensor::from_primitive::<Autodiff<Flex>>(out),
-        per_feature(&result.mean),
-        per_feature(&result.variance),
-    ))
+    Some(with_statistics(out, &result, &x.device()))
 }
 
 #[derive(Debug)]

@@ -131,7 +131,7 @@ fn blocks(ow: usize, n: usize) -> impl Iterator<Item = (usize, usize)> {
 /// Runs `row::<N>` on each pair of input rows of a `w`-wide plane with `N` the block size that
 /// fits the row.
 macro_rules! by_block {
-    ($w:expr, $row:ident $(::<$g:ident>)?, $($arg:expr),*) => {
+    ($w:expr, $row:ident $(::<$g:tt>)?, $($arg:expr),*) => {
         match $w / 2 {
             ow if ow >= BLOCK => $row::<BLOCK $(, $g)?>($($arg),*),
             ow if ow >= 4 => $row::<4 $(, $g)?>($($arg),*),
@@ -153,10 +153,10 @@ fn window_at(upper: &[f32], lower: &[f32], i: usize) -> [f32; 4] {
 
 /// One plane's pooled, rectified output of `a·x + d` (the fused batch norm's affine map, or
 /// `a = 1, d = 0`, which gives back every input but −0, which the ReLU zeroes anyway), every
-/// value of `out` written; with `CODES`, each window's winner code in
-/// `codes`.
+/// value of `out` written, in blocks of `N` windows; with `CODES`, each window's winner code
+/// in `codes`.
 #[inline(always)]
-fn pool_plane_body<const CODES: bool>(
+fn pool_rows<const N: usize, const CODES: bool>(
     out: &mut [MaybeUninit<f32>],
     codes: &mut [u8],
     plane: &[f32],
@@ -164,38 +164,26 @@ fn pool_plane_body<const CODES: bool>(
     a: f32,
     d: f32,
 ) {
-    by_block!(w, pool_rows::<CODES>, out, codes, plane, w, a, d);
-
-    #[inline(always)]
-    fn pool_rows<const N: usize, const CODES: bool>(
-        out: &mut [MaybeUninit<f32>],
-        codes: &mut [u8],
-        plane: &[f32],
-        w: usize,
-        a: f32,
-        d: f32,
-    ) {
-        let ow = w / 2;
-        for (oy, out) in out.chunks_exact_mut(ow).enumerate() {
-            let (upper, lower) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
-            for (start, _) in blocks(ow, N) {
-                let (upper, lower) = (&upper[2 * start..][..2 * N], &lower[2 * start..][..2 * N]);
-                let (mut values, mut won) = ([0.0f32; N], [0u32; N]);
-                for i in 0..N {
-                    let (v, k) = window_max(window_at(upper, lower, i).map(|x| x * a + d));
-                    let passes = relu_passes(v);
-                    values[i] = if passes { v } else { 0.0 };
-                    // A blocked window's code is 4 or more: no input matches it.
-                    won[i] = k | (u32::from(!passes) * u32::from(BLOCKED));
-                }
-                for (o, &v) in out[start..][..N].iter_mut().zip(&values) {
-                    o.write(v);
-                }
-                if CODES {
-                    let codes = &mut codes[oy * ow + start..][..N];
-                    for (c, &k) in codes.iter_mut().zip(&won) {
-                        *c = k as u8;
-                    }
+    let ow = w / 2;
+    for (oy, out) in out.chunks_exact_mut(ow).enumerate() {
+        let (upper, lower) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
+        for (start, _) in blocks(ow, N) {
+            let (upper, lower) = (&upper[2 * start..][..2 * N], &lower[2 * start..][..2 * N]);
+            let (mut values, mut won) = ([0.0f32; N], [0u32; N]);
+            for i in 0..N {
+                let (v, k) = window_max(window_at(upper, lower, i).map(|x| x * a + d));
+                let passes = relu_passes(v);
+                values[i] = if passes { v } else { 0.0 };
+                // A blocked window's code is 4 or more: no input matches it.
+                won[i] = k | (u32::from(!passes) * u32::from(BLOCKED));
+            }
+            for (o, &v) in out[start..][..N].iter_mut().zip(&values) {
+                o.write(v);
+            }
+            if CODES {
+                let codes = &mut codes[oy * ow + start..][..N];
+                for (c, &k) in codes.iter_mut().zip(&won) {
+                    *c = k as u8;
                 }
             }
         }
@@ -211,12 +199,12 @@ fn pool_plane_codes_body(
     a: f32,
     d: f32,
 ) {
-    pool_plane_body::<true>(out, codes, plane, w, a, d)
+    by_block!(w, pool_rows::<true>, out, codes, plane, w, a, d)
 }
 
 #[inline(always)]
 fn pool_plane_values_body(out: &mut [MaybeUninit<f32>], plane: &[f32], w: usize, a: f32, d: f32) {
-    pool_plane_body::<false>(out, &mut [], plane, w, a, d)
+    by_block!(w, pool_rows::<false>, out, &mut [], plane, w, a, d)
 }
 
 dispatched!(pool_plane_codes => pool_plane_codes_body(out: &mut [MaybeUninit<f32>], codes: &mut [u8], plane: &[f32], w: usize, a: f32, d: f32));

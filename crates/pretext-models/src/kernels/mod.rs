@@ -30,8 +30,6 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Bool, Tensor};
-#[cfg(feature = "flex")]
-use flex_norm::Then;
 
 /// `conv.forward(x)`. On flex, a convolution with no dilation, one group and the same padding
 /// on both sides of each axis (3x3 with `Same` padding, a ResNet's stride-2 3x3 and 1x1
@@ -83,11 +81,7 @@ pub fn batch_norm_train(
     beta: Tensor<1>,
     epsilon: f64,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-    #[cfg(feature = "flex")]
-    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon, Then::Nothing) {
-        return out;
-    }
-    batch_norm_composed(x, gamma, beta, epsilon)
+    batch_norm_then(x, gamma, beta, epsilon, Then::Nothing)
 }
 
 /// [`batch_norm_train`] followed by `relu`, with the batch's statistics. On flex the kernel
@@ -99,12 +93,7 @@ pub fn batch_norm_train_relu(
     beta: Tensor<1>,
     epsilon: f64,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-    #[cfg(feature = "flex")]
-    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon, Then::Relu) {
-        return out;
-    }
-    let (out, mean, variance) = batch_norm_train(x, gamma, beta, epsilon);
-    (relu(out), mean, variance)
+    batch_norm_then(x, gamma, beta, epsilon, Then::Relu)
 }
 
 /// [`batch_norm_train`] followed by [`max_pool2_relu`], with the batch's statistics. On flex
@@ -116,12 +105,48 @@ pub fn batch_norm_train_pool_relu(
     beta: Tensor<1>,
     epsilon: f64,
 ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    batch_norm_then(x, gamma, beta, epsilon, Then::MaxPool2Relu)
+}
+
+/// What the batch norm kernel applies to the normalised values in the same pass, so that the
+/// activation after the layer is never written and read back whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// The normalised values themselves.
+    Nothing,
+    /// `relu(y)`.
+    Relu,
+    /// `max_pool2_relu(y)`.
+    MaxPool2Relu,
+}
+
+/// The batch norm and what follows it: the flex kernel where it covers `x`, else the
+/// composition, then the ReLU or pooling.
+fn batch_norm_then(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    then: Then,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
     #[cfg(feature = "flex")]
-    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon, Then::MaxPool2Relu) {
+    if let Some(out) = flex_norm::batch_norm_train(&x, &gamma, &beta, epsilon, then) {
         return out;
     }
-    let (out, mean, variance) = batch_norm_train(x, gamma, beta, epsilon);
-    (max_pool2_relu(out), mean, variance)
+    match then {
+        Then::Nothing => batch_norm_composed(x, gamma, beta, epsilon),
+        // The plain kernel may still cover what a fused one does not (pooling a plane under
+        // 2x2).
+        Then::Relu | Then::MaxPool2Relu => {
+            let (out, mean, variance) = batch_norm_train(x, gamma, beta, epsilon);
+            let out = if then == Then::Relu {
+                relu(out)
+            } else {
+                max_pool2_relu(out)
+            };
+            (out, mean, variance)
+        }
+    }
 }
 
 /// `relu(batch_norm_train(x) + residual)`, a residual block's end, with the batch's
