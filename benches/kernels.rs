@@ -15,9 +15,10 @@ use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Device, Distribution, Tensor};
 use pretext_models::kernels::{
-    attention, attention_composed, batch_norm_train, batch_norm_train_add_relu,
-    batch_norm_train_pool_relu, batch_norm_train_relu, batch_norm_train_rows, conv2d, gelu,
-    layer_norm, linear, log_softmax_last, max_pool2_relu, softmax_last,
+    Then, attention, attention_composed, batch_norm_running, batch_norm_train,
+    batch_norm_train_add_relu, batch_norm_train_pool_relu, batch_norm_train_relu,
+    batch_norm_train_rows, conv2d, gelu, layer_norm, linear, log_softmax_last, max_pool2_relu,
+    softmax_last,
 };
 
 // The allocator the `pretext` binary uses, so figures match what users see.
@@ -158,6 +159,18 @@ fn main() {
         }),
     );
 
+    // The same block at inference (feature extraction for the probes), on running statistics.
+    let frozen = BatchNormConfig::new(32).init(&Device::flex());
+    let plain = Tensor::<4>::random(
+        [128, 32, 28, 28],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    row(
+        "inference: batch norm + max-pool 2x2 + ReLU",
+        time(|| drop(relu(pool.forward(frozen.forward(plain.clone()))).into_data())),
+        time(|| drop(batch_norm_running(&frozen, plain.clone(), Then::MaxPool2Relu).into_data())),
+    );
     let residual = random([128, 32, 32, 32]).require_grad();
     row(
         "batch norm + residual + ReLU, 32x32x32",

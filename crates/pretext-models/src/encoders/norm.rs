@@ -3,32 +3,38 @@
 //! [`crate::kernels::batch_norm_train_rows`] (kernels of their own on flex, operations that
 //! keep the channels-first layout elsewhere), and of the encoders' activations together with
 //! the ReLU, pooling or residual add that follows them. The layer, its state and its records
-//! stay `burn::nn::BatchNorm`'s; inference and frozen layers use its own forward pass, then
-//! the same ReLU, pooling or add.
+//! stay `burn::nn::BatchNorm`'s. Inference and frozen layers use the running statistics, through
+//! [`crate::kernels::batch_norm_running`] (one pass on flex, Burn's own layer elsewhere).
 
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use crate::kernels::{
-    batch_norm_train, batch_norm_train_add_relu, batch_norm_train_pool_relu, batch_norm_train_relu,
-    batch_norm_train_rows, max_pool2_relu,
+    Then, batch_norm_running, batch_norm_train, batch_norm_train_add_relu,
+    batch_norm_train_pool_relu, batch_norm_train_relu, batch_norm_train_rows,
 };
 
 /// `norm.forward(x)`, with the training-mode statistics computed as described above; running
 /// statistics are updated exactly as `BatchNorm` does (biased batch variance, `momentum`).
 pub fn batch_norm_2d(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    batch_norm(norm, x, batch_norm_train, |y| y)
+    batch_norm(norm, x, batch_norm_train, |x| {
+        batch_norm_running(norm, x, Then::Nothing)
+    })
 }
 
-/// `relu(batch_norm_2d(norm, x))`, in one kernel while training on flex.
+/// `relu(batch_norm_2d(norm, x))`, in one kernel on flex.
 pub fn batch_norm_2d_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    batch_norm(norm, x, batch_norm_train_relu, relu)
+    batch_norm(norm, x, batch_norm_train_relu, |x| {
+        batch_norm_running(norm, x, Then::Relu)
+    })
 }
 
-/// `max_pool2_relu(batch_norm_2d(norm, x))`, in one kernel while training on flex.
+/// `max_pool2_relu(batch_norm_2d(norm, x))`, in one kernel on flex.
 pub fn batch_norm_2d_pool_relu(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-    batch_norm(norm, x, batch_norm_train_pool_relu, max_pool2_relu)
+    batch_norm(norm, x, batch_norm_train_pool_relu, |x| {
+        batch_norm_running(norm, x, Then::MaxPool2Relu)
+    })
 }
 
 /// `relu(batch_norm_2d(norm, x) + residual)`, a residual block's end, in one kernel while
@@ -39,27 +45,27 @@ pub fn batch_norm_2d_add_relu(norm: &BatchNorm, x: Tensor<4>, residual: Tensor<4
         norm,
         x,
         |x, gamma, beta, epsilon| batch_norm_train_add_relu(x, gamma, beta, epsilon, residual),
-        |y| relu(y + kept),
+        |x| relu(batch_norm_running(norm, x, Then::Nothing) + kept),
     )
 }
 
 /// [`batch_norm_2d`] for `[batch, features]` rows (the projectors' hidden layers), through
 /// [`batch_norm_train_rows`].
 pub(crate) fn batch_norm_1d(norm: &BatchNorm, x: Tensor<2>) -> Tensor<2> {
-    batch_norm(norm, x, batch_norm_train_rows, |y| y)
+    batch_norm(norm, x, batch_norm_train_rows, |x| norm.forward(x))
 }
 
-/// `then(norm.forward(x))` outside training; in training, `train`'s output (which applies
-/// `then` itself), with the running statistics moved toward its batch mean and variance by
-/// `momentum`, detached.
+/// In training, `train`'s output, with the running statistics moved toward its batch mean and
+/// variance by `momentum`, detached; otherwise `running(x)`, the layer on its running
+/// statistics.
 fn batch_norm<const D: usize>(
     norm: &BatchNorm,
     x: Tensor<D>,
     train: impl FnOnce(Tensor<D>, Tensor<1>, Tensor<1>, f64) -> (Tensor<D>, Tensor<1>, Tensor<1>),
-    then: impl FnOnce(Tensor<D>) -> Tensor<D>,
+    running: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
     if !(x.device().is_autodiff() && norm.training.is_enabled()) {
-        return then(norm.forward(x));
+        return running(x);
     }
     let device = x.device();
     let (out, mean, variance) = train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);

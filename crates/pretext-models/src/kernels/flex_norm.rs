@@ -20,6 +20,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
+use burn::nn::BatchNorm;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -147,6 +148,44 @@ fn with_statistics<const D: usize>(
         per_channel(&stats.mean),
         per_channel(&stats.variance),
     )
+}
+
+/// `then` applied to `norm`'s output with its running statistics, on a flex tensor outside
+/// autodiff; `None` to leave the layer to the generic path.
+pub(super) fn batch_norm_running(norm: &BatchNorm, x: &Tensor<4>, then: Then) -> Option<Tensor<4>> {
+    let [_, c, h, w] = x.dims();
+    if x.dtype() != DType::F32
+        || x.device().is_autodiff()
+        || (then == Then::MaxPool2Relu && (h < 2 || w < 2))
+    {
+        return None;
+    }
+    let x = x.clone().try_into_primitive::<Flex>().ok()?;
+    let values = |t: Tensor<1>| {
+        let values = t.into_data().try_to_vec::<f32>().ok()?;
+        (values.len() == c).then_some(values)
+    };
+    let (mean, variance) = (
+        values(norm.running_mean.value())?,
+        values(norm.running_var.value())?,
+    );
+    let (gamma, beta) = (values(norm.gamma.val())?, values(norm.beta.val())?);
+    let variance: Vec<f64> = variance.iter().map(|&v| f64::from(v)).collect();
+    let stats = Statistics {
+        mean: mean.iter().map(|&m| f64::from(m)).collect(),
+        inv_std: variance
+            .iter()
+            .map(|&v| 1.0 / (v + norm.epsilon).sqrt())
+            .collect(),
+        variance,
+    };
+    let coefficients = stats.output_coefficients(&gamma, &beta);
+    let out = match then {
+        Then::Nothing => normalise::<false>(&x, &coefficients),
+        Then::Relu => normalise::<true>(&x, &coefficients),
+        Then::MaxPool2Relu => normalise_pool(&x, &coefficients, None),
+    };
+    Some(Tensor::from_primitive::<Flex>(out))
 }
 
 fn tracked(

@@ -26,7 +26,7 @@ mod flex_util;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2dConfig;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::{BatchNorm, LayerNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax, softmax};
 use burn::tensor::{Bool, Tensor};
@@ -108,10 +108,10 @@ pub fn batch_norm_train_pool_relu(
     batch_norm_then(x, gamma, beta, epsilon, Then::MaxPool2Relu)
 }
 
-/// What the batch norm kernel applies to the normalised values in the same pass, so that the
+/// What a batch norm kernel applies to the normalised values in the same pass, so that the
 /// activation after the layer is never written and read back whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Then {
+pub enum Then {
     /// The normalised values themselves.
     Nothing,
     /// `relu(y)`.
@@ -146,6 +146,23 @@ fn batch_norm_then(
             };
             (out, mean, variance)
         }
+    }
+}
+
+/// `then` applied to `norm.forward(x)` for a batch norm that uses its running statistics
+/// (inference, and layers whose training is off). On a flex tensor outside autodiff, one pass
+/// that writes `a·x + d` per channel with the ReLU or pooling applied, where Burn's layer
+/// makes four passes and the ReLU or pooling one more.
+pub fn batch_norm_running(norm: &BatchNorm, x: Tensor<4>, then: Then) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex_norm::batch_norm_running(norm, &x, then) {
+        return out;
+    }
+    let y = norm.forward(x);
+    match then {
+        Then::Nothing => y,
+        Then::Relu => relu(y),
+        Then::MaxPool2Relu => max_pool2_relu(y),
     }
 }
 
@@ -742,6 +759,39 @@ mod tests {
             assert_same_grad((&gamma, fast), (&gamma, slow), tolerance);
             assert_same_grad((&beta, fast), (&beta, slow), tolerance);
         }
+    }
+
+    #[test]
+    fn running_batch_norm_matches_burns_layer() {
+        use burn::module::{Param, RunningState};
+        let device = Device::flex();
+        let seeded = |dist, seed| crate::test_data::seeded([4], dist, seed, &device);
+        let mut norm = burn::nn::BatchNormConfig::new(4).init(&device);
+        norm.running_mean = RunningState::new(seeded(Distribution::Normal(0.5, 1.0), 16));
+        norm.running_var = RunningState::new(seeded(Distribution::Uniform(0.5, 2.0), 17));
+        norm.gamma = Param::from_tensor(seeded(Distribution::Normal(1.0, 0.5), 18));
+        norm.beta = Param::from_tensor(seeded(Distribution::Normal(0.0, 0.5), 19));
+        for dims in [[2, 4, 7, 9], [3, 4, 28, 28], [2, 4, 1, 1]] {
+            let x = crate::test_data::seeded(dims, Distribution::Normal(0.3, 2.0), 20, &device);
+            for then in [Then::Nothing, Then::Relu, Then::MaxPool2Relu] {
+                if then == Then::MaxPool2Relu && dims[2] < 2 {
+                    continue;
+                }
+                let fast = flex_norm::batch_norm_running(&norm, &x, then)
+                    .expect("the flex kernel covers this input");
+                let burn = norm.forward(x.clone());
+                let slow = match then {
+                    Then::Nothing => burn,
+                    Then::Relu => relu(burn),
+                    Then::MaxPool2Relu => max_pool2_relu_composed(burn),
+                };
+                fast.into_data()
+                    .assert_approx_eq::<f32>(&slow.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+            }
+        }
+        // In autodiff the layer stays Burn's, so that gradients reach a frozen layer's input.
+        let tracked = Tensor::<4>::zeros([1, 4, 2, 2], &device.autodiff());
+        assert!(flex_norm::batch_norm_running(&norm, &tracked, Then::Relu).is_none());
     }
 
     #[test]
