@@ -16,7 +16,7 @@ use std::sync::Arc;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
@@ -41,19 +41,31 @@ struct Statistics {
 impl Statistics {
     /// From each channel's sums of `x − shift` and its square over `n` values.
     fn from_sums(sums: Vec<(f64, f64)>, shift: &[f32], n: f64, epsilon: f64) -> Self {
-        let mut stats = Statistics {
-            mean: Vec::with_capacity(sums.len()),
-            inv_std: Vec::with_capacity(sums.len()),
-            variance: Vec::with_capacity(sums.len()),
-        };
-        for (k, (s1, s2)) in sums.into_iter().enumerate() {
-            let centred = s1 / n;
-            let variance = (s2 / n - centred * centred).max(0.0);
-            stats.mean.push(f64::from(shift[k]) + centred);
-            stats.variance.push(variance);
-            stats.inv_std.push(1.0 / (variance + epsilon).sqrt());
+        let (mean, variance) = sums
+            .into_iter()
+            .zip(shift)
+            .map(|((s1, s2), &shift)| {
+                let centred = s1 / n;
+                (
+                    f64::from(shift) + centred,
+                    (s2 / n - centred * centred).max(0.0),
+                )
+            })
+            .unzip();
+        Self::from_moments(mean, variance, epsilon)
+    }
+
+    /// From each channel's mean and variance.
+    fn from_moments(mean: Vec<f64>, variance: Vec<f64>, epsilon: f64) -> Self {
+        let inv_std = variance
+            .iter()
+            .map(|&v| 1.0 / (v + epsilon).sqrt())
+            .collect();
+        Statistics {
+            mean,
+            inv_std,
+            variance,
         }
-        stats
     }
 
     /// Per channel `(a, d)` with `y = a·x + d = (x − mean) · inv_std · γ + β`.
@@ -124,11 +136,61 @@ pub(super) fn batch_norm_train(
     if !fits || !x.device().is_autodiff() {
         return None;
     }
-    let prim = |t: Tensor<1>| t.try_into_primitive::<Autodiff<Flex>>().ok();
-    let (gamma, beta) = (prim(gamma.clone())?, prim(beta.clone())?);
-    let x_prim = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
-    let (out, stats) = tracked(x_prim, gamma, beta, epsilon, then);
-    Some(with_statistics(out, &stats, &x.device()))
+    let ops = Operands::of(x, gamma, beta, epsilon)?;
+    let coefficients = ops.stats.output_coefficients(&ops.gamma, &ops.beta);
+    let result = ops.stats.clone();
+    let out = match BatchNormBackward
+        .prepare::<NoCheckpointing>(ops.guards)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (out, after) = normalise_then(&ops.x, coefficients, then, true);
+            let state = NormState {
+                x: ops.x,
+                gamma: ops.gamma,
+                stats: ops.stats,
+                after,
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(normalise_then(&ops.x, coefficients, then, false).0)
+        }
+    };
+    Some(with_statistics(out, &result, &x.device()))
+}
+
+/// A training call's operands taken apart: the input, the scale and the shift as values, each
+/// with its autodiff guard, and the batch's statistics.
+struct Operands {
+    x: FlexTensor,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    stats: Statistics,
+    guards: [NodeGuard; 3],
+}
+
+impl Operands {
+    /// `None` where an operand is not a flex autodiff tensor.
+    fn of(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, epsilon: f64) -> Option<Self> {
+        let prim = |t: Tensor<1>| t.try_into_primitive::<Autodiff<Flex>>().ok();
+        let (gamma, gamma_guard) = prim(gamma.clone())?.into_parts();
+        let (beta, beta_guard) = prim(beta.clone())?.into_parts();
+        let (x, x_guard) = x
+            .clone()
+            .try_into_primitive::<Autodiff<Flex>>()
+            .ok()?
+            .into_parts();
+        let stats = statistics(&x, epsilon);
+        Some(Operands {
+            x,
+            gamma: with_f32(&gamma, <[f32]>::to_vec),
+            beta: with_f32(&beta, <[f32]>::to_vec),
+            stats,
+            guards: [x_guard, gamma_guard, beta_guard],
+        })
+    }
 }
 
 /// The layer's output, with the batch mean and (biased) variance per channel as tensors on
@@ -170,73 +232,10 @@ pub(super) fn batch_norm_running(norm: &BatchNorm, x: &Tensor<4>, then: Then) ->
         values(norm.running_var.value())?,
     );
     let (gamma, beta) = (values(norm.gamma.val())?, values(norm.beta.val())?);
-    let variance: Vec<f64> = variance.iter().map(|&v| f64::from(v)).collect();
-    let stats = Statistics {
-        mean: mean.iter().map(|&m| f64::from(m)).collect(),
-        inv_std: variance
-            .iter()
-            .map(|&v| 1.0 / (v + norm.epsilon).sqrt())
-            .collect(),
-        variance,
-    };
-    let coefficients = stats.output_coefficients(&gamma, &beta);
-    let out = match then {
-        Then::Nothing => normalise::<false>(&x, &coefficients),
-        Then::Relu => normalise::<true>(&x, &coefficients),
-        Then::MaxPool2Relu => normalise_pool(&x, &coefficients, None),
-    };
+    let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
+    let stats = Statistics::from_moments(wide(mean), wide(variance), norm.epsilon);
+    let (out, _) = normalise_then(&x, stats.output_coefficients(&gamma, &beta), then, false);
     Some(Tensor::from_primitive::<Flex>(out))
-}
-
-fn tracked(
-    x: FloatTensor<Autodiff<Flex>>,
-    gamma: FloatTensor<Autodiff<Flex>>,
-    beta: FloatTensor<Autodiff<Flex>>,
-    epsilon: f64,
-    then: Then,
-) -> (FloatTensor<Autodiff<Flex>>, Statistics) {
-    let (x, x_guard) = x.into_parts();
-    let (gamma, gamma_guard) = gamma.into_parts();
-    let (beta, beta_guard) = beta.into_parts();
-    let gamma = with_f32(&gamma, <[f32]>::to_vec);
-    let beta = with_f32(&beta, <[f32]>::to_vec);
-    let stats = statistics(&x, epsilon);
-    let coefficients = stats.output_coefficients(&gamma, &beta);
-    let result = stats.clone();
-    let out = match BatchNormBackward
-        .prepare::<NoCheckpointing>([x_guard, gamma_guard, beta_guard])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (out, after) = match then {
-                Then::Nothing => (normalise::<false>(&x, &coefficients), After::Nothing),
-                Then::Relu => (
-                    normalise::<true>(&x, &coefficients),
-                    After::Relu(coefficients),
-                ),
-                Then::MaxPool2Relu => {
-                    let [b, c, h, w] = dims(&x);
-                    let mut codes = vec![0u8; b * c * (h / 2) * (w / 2)];
-                    let out = normalise_pool(&x, &coefficients, Some(&mut codes));
-                    (out, After::MaxPool2Relu(Arc::new(codes)))
-                }
-            };
-            let state = NormState {
-                x,
-                gamma,
-                stats,
-                after,
-            };
-            prep.finish(state, out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(match then {
-            Then::Nothing => normalise::<false>(&x, &coefficients),
-            Then::Relu => normalise::<true>(&x, &coefficients),
-            Then::MaxPool2Relu => normalise_pool(&x, &coefficients, None),
-        }),
-    };
-    (out, result)
 }
 
 #[derive(Debug)]
@@ -308,29 +307,16 @@ pub(super) fn batch_norm_train_add_relu(
     if !fits || !x.device().is_autodiff() {
         return None;
     }
-    let prim = |t: &Tensor<1>| t.clone().try_into_primitive::<Autodiff<Flex>>().ok();
-    let (gamma, beta) = (prim(gamma)?, prim(beta)?);
-    let (x_prim, x_guard) = x
-        .clone()
-        .try_into_primitive::<Autodiff<Flex>>()
-        .ok()?
-        .into_parts();
     let (residual, residual_guard) = residual
         .clone()
         .try_into_primitive::<Autodiff<Flex>>()
         .ok()?
         .into_parts();
-    let (gamma, gamma_guard) = gamma.into_parts();
-    let (beta, beta_guard) = beta.into_parts();
-    let gamma = with_f32(&gamma, <[f32]>::to_vec);
-    let beta = with_f32(&beta, <[f32]>::to_vec);
-    let stats = statistics(&x_prim, epsilon);
-    let out = normalise_add_relu(
-        &x_prim,
-        &residual,
-        &stats.output_coefficients(&gamma, &beta),
-    );
-    let result = stats.clone();
+    let ops = Operands::of(x, gamma, beta, epsilon)?;
+    let coefficients = ops.stats.output_coefficients(&ops.gamma, &ops.beta);
+    let out = normalise_add_relu(&ops.x, &residual, &coefficients);
+    let result = ops.stats.clone();
+    let [x_guard, gamma_guard, beta_guard] = ops.guards;
     let out = match ResidualBackward
         .prepare::<NoCheckpointing>([x_guard, gamma_guard, beta_guard, residual_guard])
         .compute_bound()
@@ -338,9 +324,9 @@ pub(super) fn batch_norm_train_add_relu(
     {
         OpsKind::Tracked(prep) => {
             let norm = NormState {
-                x: x_prim,
-                gamma,
-                stats,
+                x: ops.x,
+                gamma: ops.gamma,
+                stats: ops.stats,
                 after: After::Nothing,
             };
             let state = ResidualState {
@@ -455,6 +441,38 @@ fn statistics(x: &FlexTensor, epsilon: f64) -> Statistics {
     })
 }
 
+/// `then` applied to `a·x + d` per channel, and, when `record`, what the backward pass needs of
+/// it (the ReLU's coefficients, the pooling's winner codes); otherwise [`After::Nothing`].
+fn normalise_then(
+    x: &FlexTensor,
+    coefficients: Vec<(f32, f32)>,
+    then: Then,
+    record: bool,
+) -> (FlexTensor, After) {
+    match then {
+        Then::Nothing => (normalise::<false>(x, &coefficients), After::Nothing),
+        Then::Relu => {
+            let out = normalise::<true>(x, &coefficients);
+            let after = if record {
+                After::Relu(coefficients)
+            } else {
+                After::Nothing
+            };
+            (out, after)
+        }
+        Then::MaxPool2Relu if record => {
+            let [b, c, h, w] = dims(x);
+            let mut codes = vec![0u8; b * c * (h / 2) * (w / 2)];
+            let out = flex_pool::pool(x, Some(&mut codes), |k| coefficients[k]);
+            (out, After::MaxPool2Relu(Arc::new(codes)))
+        }
+        Then::MaxPool2Relu => (
+            flex_pool::pool(x, None, |k| coefficients[k]),
+            After::Nothing,
+        ),
+    }
+}
+
 /// `y = a·x + d` per channel (the coefficients of [`Statistics::output_coefficients`]), as
 /// one multiply-add per value; with `RELU`, `relu(y)`.
 fn normalise<const RELU: bool>(x: &FlexTensor, coefficients: &[(f32, f32)]) -> FlexTensor {
@@ -477,36 +495,6 @@ fn normalise<const RELU: bool>(x: &FlexTensor, coefficients: &[(f32, f32)]) -> F
     // SAFETY: the planes cover the output, and each is written whole.
     let out = unsafe { written(b * c * plane, write) };
     tensor(out, &[b, c, h, w])
-}
-
-/// `relu(max_pool2(a·x + d))`, each input normalised as the pooling reads it; with `codes`,
-/// each window's winner code as [`flex_pool::pool_plane`] records it.
-fn normalise_pool(
-    x: &FlexTensor,
-    coefficients: &[(f32, f32)],
-    codes: Option<&mut [u8]>,
-) -> FlexTensor {
-    let [b, c, h, w] = dims(x);
-    let (oh, ow) = (h / 2, w / 2);
-    let write = |out: &mut [MaybeUninit<f32>]| {
-        with_f32(x, |x| {
-            let planes = out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w));
-            match codes {
-                Some(codes) => planes
-                    .zip(codes.par_chunks_mut(oh * ow))
-                    .enumerate()
-                    .for_each(|(i, ((out, plane), codes))| {
-                        flex_pool::pool_plane(out, Some(codes), plane, w, coefficients[i % c])
-                    }),
-                None => planes.enumerate().for_each(|(i, (out, plane))| {
-                    flex_pool::pool_plane(out, None, plane, w, coefficients[i % c])
-                }),
-            }
-        })
-    };
-    // SAFETY: the planes cover the output, and `pool_plane` writes each whole.
-    let out = unsafe { written(b * c * oh * ow, write) };
-    tensor(out, &[b, c, oh, ow])
 }
 
 /// The output gradient's plane `i` (`len` values).

@@ -31,7 +31,9 @@ pub(super) fn max_pool2_relu(x: &Tensor<4>) -> Option<Tensor<4>> {
         return Some(Tensor::from_primitive::<Autodiff<Flex>>(tracked(x)));
     }
     let x = x.clone().try_into_primitive::<Flex>().ok()?;
-    Some(Tensor::from_primitive::<Flex>(forward(&x, None)))
+    Some(Tensor::from_primitive::<Flex>(pool(&x, None, |_| {
+        (1.0, 0.0)
+    })))
 }
 
 fn tracked(x: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
@@ -44,14 +46,14 @@ fn tracked(x: FloatTensor<Autodiff<Flex>>) -> FloatTensor<Autodiff<Flex>> {
         OpsKind::Tracked(prep) => {
             let [b, c, h, w] = dims(&input);
             let mut winners = vec![0u8; b * c * (h / 2) * (w / 2)];
-            let output = forward(&input, Some(&mut winners));
+            let output = pool(&input, Some(&mut winners), |_| (1.0, 0.0));
             let state = Winners {
                 codes: Arc::new(winners),
                 input: [b, c, h, w],
             };
             prep.finish(state, output)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&input, None)),
+        OpsKind::UnTracked(prep) => prep.finish(pool(&input, None, |_| (1.0, 0.0))),
     }
 }
 
@@ -210,40 +212,34 @@ fn pool_plane_values_body(out: &mut [MaybeUninit<f32>], plane: &[f32], w: usize,
 dispatched!(pool_plane_codes => pool_plane_codes_body(out: &mut [MaybeUninit<f32>], codes: &mut [u8], plane: &[f32], w: usize, a: f32, d: f32));
 dispatched!(pool_plane_values => pool_plane_values_body(out: &mut [MaybeUninit<f32>], plane: &[f32], w: usize, a: f32, d: f32));
 
-/// One plane of `relu(max_pool2(a·x + d))` into `out`, with winner codes where `codes` is
-/// given.
-pub(super) fn pool_plane(
-    out: &mut [MaybeUninit<f32>],
+/// `relu(max_pool2(a·x + d))` with `(a, d)` = `coefficients(channel)` (the fused batch norm's
+/// affine map, or `(1, 0)`); with `codes`, also each window's winner code.
+pub(super) fn pool(
+    x: &FlexTensor,
     codes: Option<&mut [u8]>,
-    plane: &[f32],
-    w: usize,
-    (a, d): (f32, f32),
-) {
-    match codes {
-        Some(codes) => pool_plane_codes(out, codes, plane, w, a, d),
-        None => pool_plane_values(out, plane, w, a, d),
-    }
-}
-
-/// The pooled, rectified output; with `winners`, also each window's winner code.
-fn forward(x: &FlexTensor, winners: Option<&mut [u8]>) -> FlexTensor {
+    coefficients: impl Fn(usize) -> (f32, f32) + Sync,
+) -> FlexTensor {
     let [b, c, h, w] = dims(x);
     let (oh, ow) = (h / 2, w / 2);
-    let write =
-        |out: &mut [MaybeUninit<f32>]| {
-            with_f32(x, |x| {
-                let planes = out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w));
-                match winners {
-                    Some(codes) => planes.zip(codes.par_chunks_mut(oh * ow)).for_each(
-                        |((out, plane), codes)| pool_plane(out, Some(codes), plane, w, (1.0, 0.0)),
-                    ),
-                    None => {
-                        planes.for_each(|(out, plane)| pool_plane(out, None, plane, w, (1.0, 0.0)))
-                    }
-                }
-            })
-        };
-    // SAFETY: `pool_plane` writes every output of its plane.
+    let write = |out: &mut [MaybeUninit<f32>]| {
+        with_f32(x, |x| {
+            let planes = out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w));
+            match codes {
+                Some(codes) => planes
+                    .zip(codes.par_chunks_mut(oh * ow))
+                    .enumerate()
+                    .for_each(|(i, ((out, plane), codes))| {
+                        let (a, d) = coefficients(i % c);
+                        pool_plane_codes(out, codes, plane, w, a, d)
+                    }),
+                None => planes.enumerate().for_each(|(i, (out, plane))| {
+                    let (a, d) = coefficients(i % c);
+                    pool_plane_values(out, plane, w, a, d)
+                }),
+            }
+        })
+    };
+    // SAFETY: the planes cover the output, and each pool call writes its plane whole.
     let out = unsafe { written(b * c * oh * ow, write) };
     tensor(out, &[b, c, oh, ow])
 }
