@@ -106,6 +106,23 @@ fn main() {
         strided([32, 64], 1, 0),
         random([128, 32, 32, 32]).require_grad(),
     );
+    // The ResNet's later stages, two thirds of its multiply-adds: their outputs are too small
+    // for shifted views, so they run on column buffers.
+    conv_row(
+        "conv 64→64, 16x16, input gradient",
+        conv(&device, [64, 64], false),
+        random([128, 64, 16, 16]).require_grad(),
+    );
+    conv_row(
+        "conv 64→128, stride 2, 16x16, input gradient",
+        strided([64, 128], 3, 1),
+        random([128, 64, 16, 16]).require_grad(),
+    );
+    conv_row(
+        "conv 128→128, 8x8, input gradient",
+        conv(&device, [128, 128], false),
+        random([128, 128, 8, 8]).require_grad(),
+    );
 
     let activations = random([128, 32, 28, 28]).require_grad();
     let pool = MaxPool2dConfig::new([2, 2]).init();

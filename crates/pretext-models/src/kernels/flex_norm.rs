@@ -25,8 +25,10 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::Then;
-use super::flex_pool::{self, relu_passes};
-use super::flex_util::{TASK_VALUES, dims, plane_sums, task_rows, tensor, with_f32, written};
+use super::flex_pool;
+use super::flex_util::{TASK_VALUES, dims, task_rows, tensor, with_f32, written};
+
+mod planes;
 
 /// The batch's statistics per channel, in f64: the sums behind them run over up to millions
 /// of values.
@@ -355,11 +357,7 @@ fn normalise_add_relu(
                     .zip(x.par_chunks(plane).zip(r.par_chunks(plane)))
                     .enumerate()
                     .for_each(|(i, (out, (x, r)))| {
-                        let (a, d) = coefficients[i % c];
-                        for ((o, &v), &r) in out.iter_mut().zip(x).zip(r) {
-                            let y = v * a + d + r;
-                            o.write(if relu_passes(y) { y } else { 0.0 });
-                        }
+                        planes::normalise(out, x, Some(r), coefficients[i % c], true);
                     });
             })
         })
@@ -388,9 +386,7 @@ impl Backward<Flex, 4> for ResidualBackward {
                     out.par_chunks_mut(chunk)
                         .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
                         .for_each(|(out, (y, g))| {
-                            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                                o.write(if relu_passes(y) { g } else { 0.0 });
-                            }
+                            planes::relu_grad(out, y, g);
                         });
                 })
             })
@@ -434,7 +430,7 @@ fn statistics(x: &FlexTensor, epsilon: f64) -> Statistics {
             .enumerate()
             .map(|(i, values)| {
                 let s = shift[i % c];
-                plane_sums(values, values, |v, _| ((v - s), (v - s) * (v - s)))
+                planes::shifted_sums(values, s)
             })
             .collect();
         Statistics::from_sums(per_channel(planes, c), &shift, n, epsilon)
@@ -484,11 +480,7 @@ fn normalise<const RELU: bool>(x: &FlexTensor, coefficients: &[(f32, f32)]) -> F
                 .zip(x.par_chunks(plane))
                 .enumerate()
                 .for_each(|(i, (out, x))| {
-                    let (a, d) = coefficients[i % c];
-                    for (o, &v) in out.iter_mut().zip(x) {
-                        let y = v * a + d;
-                        o.write(if !RELU || relu_passes(y) { y } else { 0.0 });
-                    }
+                    planes::normalise(out, x, None, coefficients[i % c], RELU)
                 });
         })
     };
@@ -502,14 +494,6 @@ fn plane_of<T>(grad: &[T], i: usize, len: usize) -> &[T] {
     &grad[i * len..(i + 1) * len]
 }
 
-/// `dy` after the ReLU passed it back: the output gradient where `a·x + d` passed, 0 where
-/// it was blocked, recomputed with the forward pass's multiply-add so that the same values
-/// pass.
-#[inline(always)]
-fn relu_grad(dy: f32, x: f32, (a, d): (f32, f32)) -> f32 {
-    if relu_passes(x * a + d) { dy } else { 0.0 }
-}
-
 /// Per channel, `(Σ dy, Σ dy·x)`, with `dy` the gradient at the normalised values.
 fn channel_sums(state: &NormState, grad: &FlexTensor) -> Vec<(f64, f64)> {
     let [_, c, h, w] = dims(&state.x);
@@ -520,13 +504,11 @@ fn channel_sums(state: &NormState, grad: &FlexTensor) -> Vec<(f64, f64)> {
                 .par_chunks(plane)
                 .enumerate()
                 .map(|(i, x)| match &state.after {
-                    After::Nothing => plane_sums(plane_of(grad, i, plane), x, |dy, x| (dy, dy * x)),
+                    After::Nothing => planes::grad_sums(plane_of(grad, i, plane), x, None),
+                    // Where the ReLU passed, recomputed with the forward pass's multiply-add.
                     After::Relu(coefficients) => {
-                        let ad = coefficients[i % c];
-                        plane_sums(plane_of(grad, i, plane), x, |dy, x| {
-                            let dy = relu_grad(dy, x, ad);
-                            (dy, dy * x)
-                        })
+                        let relu = Some(coefficients[i % c]);
+                        planes::grad_sums(plane_of(grad, i, plane), x, relu)
                     }
                     After::MaxPool2Relu(codes) => {
                         let pooled = (h / 2) * (w / 2);
@@ -554,25 +536,20 @@ fn input_grad(state: &NormState, grad: &FlexTensor, d_beta: &[f64], d_gamma: &[f
                     .zip(x.par_chunks(plane))
                     .enumerate()
                     .for_each(|(i, (out, x))| {
-                        let (a, bx, d) = coefficients[i % c];
-                        let values = out.iter_mut().zip(x);
+                        let abd = coefficients[i % c];
                         match &state.after {
                             After::Nothing => {
-                                for ((o, &v), &g) in values.zip(plane_of(grad, i, plane)) {
-                                    o.write(a * g + bx * v + d);
-                                }
+                                planes::input_grad(out, x, plane_of(grad, i, plane), abd, None)
                             }
                             After::Relu(forward) => {
-                                let ad = forward[i % c];
-                                for ((o, &v), &g) in values.zip(plane_of(grad, i, plane)) {
-                                    o.write(a * relu_grad(g, v, ad) + bx * v + d);
-                                }
+                                let relu = Some(forward[i % c]);
+                                planes::input_grad(out, x, plane_of(grad, i, plane), abd, relu)
                             }
                             After::MaxPool2Relu(codes) => {
                                 let pooled = (h / 2) * (w / 2);
                                 let (codes, dy) =
                                     (plane_of(codes, i, pooled), plane_of(grad, i, pooled));
-                                flex_pool::winner_grad(out, codes, dy, x, w, (a, bx, d));
+                                flex_pool::winner_grad(out, codes, dy, x, w, abd);
                             }
                         }
                     });
