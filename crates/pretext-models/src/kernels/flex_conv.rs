@@ -299,12 +299,54 @@ impl Geometry {
 /// the ResNet's stride-2 layers), and a call per run would cost as much as the copy.
 #[inline(always)]
 fn gather(dst: &mut [f32], src: &[f32], step: usize) {
-    if step == 1 {
-        dst.copy_from_slice(&src[..dst.len()]);
-    } else {
-        for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
-            *d = v;
+    match step {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        // Blocks of 8 from 16 in vector shuffles; `step_by` copied one value at a time, and
+        // took 4% of the ResNet's step in its stride-2 layers' column buffers.
+        2 => {
+            let mut taken = 0;
+            for (d, s) in dst.chunks_exact_mut(8).zip(src.chunks_exact(16)) {
+                let (d, s): (&mut [f32; 8], &[f32; 16]) = (
+                    d.try_into().expect("a block of 8"),
+                    s.try_into().expect("a block of 16"),
+                );
+                evens(d, s);
+                taken += 8;
+            }
+            for (i, d) in dst[taken..].iter_mut().enumerate() {
+                *d = src[2 * (taken + i)];
+            }
         }
+        _ => {
+            for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// `d[i] = s[2·i]`: on x86-64 two shuffles of SSE2, which every x86-64 CPU has (the compiler
+/// left the plain loop scalar).
+#[inline(always)]
+fn evens(d: &mut [f32; 8], s: &[f32; 16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_shuffle_ps, _mm_storeu_ps};
+        // Lanes 0 and 2 of the first operand, then of the second.
+        const EVENS: i32 = 0b10_00_10_00;
+        // SAFETY: SSE2 is part of x86-64; every load reads 4 values inside `s`, and every
+        // store writes 4 inside `d`.
+        unsafe {
+            let p = s.as_ptr();
+            let low = _mm_shuffle_ps::<EVENS>(_mm_loadu_ps(p), _mm_loadu_ps(p.add(4)));
+            let high = _mm_shuffle_ps::<EVENS>(_mm_loadu_ps(p.add(8)), _mm_loadu_ps(p.add(12)));
+            _mm_storeu_ps(d.as_mut_ptr(), low);
+            _mm_storeu_ps(d.as_mut_ptr().add(4), high);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for i in 0..8 {
+        d[i] = s[2 * i];
     }
 }
 
@@ -540,6 +582,23 @@ mod tests {
                 (x - e).abs() <= 1e-4 * (1.0 + e.abs()),
                 "{what}[{i}] of {g:?}: {x} against {e}"
             );
+        }
+    }
+
+    /// Every stride's gather against its definition, for runs of every length up to 40 from
+    /// sources that end at the last value read (blocks of 8, and the rest one at a time).
+    #[test]
+    fn gather_takes_every_step_th_value() {
+        for step in 1usize..=3 {
+            for n in 0..=40 {
+                let src: Vec<f32> = (0..(step * n).saturating_sub(step - 1))
+                    .map(|v: usize| v as f32)
+                    .collect();
+                let mut dst = vec![f32::NAN; n];
+                gather(&mut dst, &src, step);
+                let want: Vec<f32> = (0..n).map(|i| (i * step) as f32).collect();
+                assert_eq!(dst, want, "step {step}, {n} values");
+            }
         }
     }
 
