@@ -110,6 +110,17 @@ enum After {
     MaxPool2Relu(Arc<Vec<u8>>),
 }
 
+impl After {
+    /// Channel `k`'s output coefficients where a ReLU alone followed: the backward passes
+    /// recompute with them where it passed.
+    fn relu(&self, k: usize) -> Option<(f32, f32)> {
+        match self {
+            After::Relu(coefficients) => Some(coefficients[k]),
+            _ => None,
+        }
+    }
+}
+
 /// What the backward pass needs: the input, the scale, the batch statistics and what
 /// followed the normalisation.
 #[derive(Debug, Clone)]
@@ -504,11 +515,8 @@ fn channel_sums(state: &NormState, grad: &FlexTensor) -> Vec<(f64, f64)> {
                 .par_chunks(plane)
                 .enumerate()
                 .map(|(i, x)| match &state.after {
-                    After::Nothing => planes::grad_sums(plane_of(grad, i, plane), x, None),
-                    // Where the ReLU passed, recomputed with the forward pass's multiply-add.
-                    After::Relu(coefficients) => {
-                        let relu = Some(coefficients[i % c]);
-                        planes::grad_sums(plane_of(grad, i, plane), x, relu)
+                    after @ (After::Nothing | After::Relu(_)) => {
+                        planes::grad_sums(plane_of(grad, i, plane), x, after.relu(i % c))
                     }
                     After::MaxPool2Relu(codes) => {
                         let pooled = (h / 2) * (w / 2);
@@ -538,12 +546,9 @@ fn input_grad(state: &NormState, grad: &FlexTensor, d_beta: &[f64], d_gamma: &[f
                     .for_each(|(i, (out, x))| {
                         let abd = coefficients[i % c];
                         match &state.after {
-                            After::Nothing => {
-                                planes::input_grad(out, x, plane_of(grad, i, plane), abd, None)
-                            }
-                            After::Relu(forward) => {
-                                let relu = Some(forward[i % c]);
-                                planes::input_grad(out, x, plane_of(grad, i, plane), abd, relu)
+                            after @ (After::Nothing | After::Relu(_)) => {
+                                let (dy, relu) = (plane_of(grad, i, plane), after.relu(i % c));
+                                planes::input_grad(out, x, dy, abd, relu)
                             }
                             After::MaxPool2Relu(codes) => {
                                 let pooled = (h / 2) * (w / 2);
