@@ -365,6 +365,56 @@ fn scatter(dst: &mut [f32], src: &[f32], step: usize, op: impl Fn(&mut f32, f32)
     }
 }
 
+/// `dst[i·step] += src[i]` for every `i` of `src`: [`scatter`]'s sum, with stride 2 in blocks
+/// of 8 onto 16 in SSE2 (`step_by` added one value at a time, 2% of the ResNet's step).
+#[inline(always)]
+fn scatter_add(dst: &mut [f32], src: &[f32], step: usize) {
+    if step != 2 {
+        return scatter(dst, src, step, |d, v| *d += v);
+    }
+    let mut done = 0;
+    for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(8)) {
+        let (d, s): (&mut [f32; 16], &[f32; 8]) = (
+            d.try_into().expect("a block of 16"),
+            s.try_into().expect("a block of 8"),
+        );
+        add_evens(d, s);
+        done += 8;
+    }
+    for (i, &v) in src.iter().enumerate().skip(done) {
+        dst[2 * i] += v;
+    }
+}
+
+/// `d[2·i] += s[i]`: on x86-64 four SSE2 additions of `s` interleaved with -0, which adds
+/// nothing to the odd values, not even to -0 (the compiler left the plain loop scalar).
+#[inline(always)]
+fn add_evens(d: &mut [f32; 16], s: &[f32; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_add_ps, _mm_loadu_ps, _mm_set1_ps, _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
+        };
+        // SAFETY: SSE2 is part of x86-64; every load and store covers 4 values inside `d`
+        // or `s`.
+        unsafe {
+            let nothing = _mm_set1_ps(-0.0);
+            for half in 0..2 {
+                let v = _mm_loadu_ps(s.as_ptr().add(4 * half));
+                let spread = [_mm_unpacklo_ps(v, nothing), _mm_unpackhi_ps(v, nothing)];
+                for (j, spread) in spread.into_iter().enumerate() {
+                    let at = d.as_mut_ptr().add(8 * half + 4 * j);
+                    _mm_storeu_ps(at, _mm_add_ps(_mm_loadu_ps(at), spread));
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for i in 0..8 {
+        d[2 * i] += s[i];
+    }
+}
+
 /// Lay the receptive fields of one image's output rows `rows` out as `[c_in·kh·kw, rows·ow]`
 /// at the start of `col` (zeros where the kernel overhangs the border).
 fn im2col(image: &[f32], g: &Geometry, rows: Range<usize>, col: &mut [f32]) {
@@ -379,9 +429,7 @@ fn im2col(image: &[f32], g: &Geometry, rows: Range<usize>, col: &mut [f32]) {
 /// its input pixel.
 fn col2im(col: &[f32], g: &Geometry, rows: Range<usize>, image: &mut [f32]) {
     for_each_span(g, rows, |at, to, len| {
-        scatter(&mut image[to..], &col[at..at + len], g.stride[1], |d, v| {
-            *d += v
-        });
+        scatter_add(&mut image[to..], &col[at..at + len], g.stride[1]);
     });
 }
 
@@ -598,6 +646,30 @@ mod tests {
                 gather(&mut dst, &src, step);
                 let want: Vec<f32> = (0..n).map(|i| (i * step) as f32).collect();
                 assert_eq!(dst, want, "step {step}, {n} values");
+            }
+        }
+    }
+
+    /// Every stride's sum onto the destination against its definition, for runs of every
+    /// length up to 40 onto destinations that end at the last value written, and -0 kept
+    /// where nothing is added.
+    #[test]
+    fn scatter_add_adds_onto_every_step_th_value() {
+        for step in 1usize..=3 {
+            for n in 0..=40 {
+                let len = (step * n).saturating_sub(step - 1);
+                let start: Vec<f32> = (0..len)
+                    .map(|v| if v % 3 == 1 { -0.0 } else { v as f32 })
+                    .collect();
+                let src: Vec<f32> = (0..n).map(|i| 0.5 + i as f32).collect();
+                let mut dst = start.clone();
+                scatter_add(&mut dst, &src, step);
+                let mut want = start;
+                for (i, &v) in src.iter().enumerate() {
+                    want[i * step] += v;
+                }
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&dst), bits(&want), "step {step}, {n} values");
             }
         }
     }
