@@ -304,15 +304,7 @@ fn gather(dst: &mut [f32], src: &[f32], step: usize) {
         // Blocks of 8 from 16 in vector shuffles; `step_by` copied one value at a time, and
         // took 4% of the ResNet's step in its stride-2 layers' column buffers.
         2 => {
-            let mut taken = 0;
-            for (d, s) in dst.chunks_exact_mut(8).zip(src.chunks_exact(16)) {
-                let (d, s): (&mut [f32; 8], &[f32; 16]) = (
-                    d.try_into().expect("a block of 8"),
-                    s.try_into().expect("a block of 16"),
-                );
-                evens(d, s);
-                taken += 8;
-            }
+            let taken = 8 * in_blocks(dst, src, evens);
             for (i, d) in dst[taken..].iter_mut().enumerate() {
                 *d = src[2 * (taken + i)];
             }
@@ -323,6 +315,25 @@ fn gather(dst: &mut [f32], src: &[f32], step: usize) {
             }
         }
     }
+}
+
+/// Calls `f` on whole blocks of `A` values of `dst` and `B` of `src`, pair by pair, and
+/// returns how many pairs it took (the rest, shorter than a block, is the caller's).
+#[inline(always)]
+fn in_blocks<const A: usize, const B: usize>(
+    dst: &mut [f32],
+    src: &[f32],
+    f: impl Fn(&mut [f32; A], &[f32; B]),
+) -> usize {
+    let mut pairs = 0;
+    for (d, s) in dst.chunks_exact_mut(A).zip(src.chunks_exact(B)) {
+        f(
+            d.try_into().expect("a whole block"),
+            s.try_into().expect("a whole block"),
+        );
+        pairs += 1;
+    }
+    pairs
 }
 
 /// `d[i] = s[2·i]`: on x86-64 two shuffles of SSE2, which every x86-64 CPU has (the compiler
@@ -372,15 +383,7 @@ fn scatter_add(dst: &mut [f32], src: &[f32], step: usize) {
     if step != 2 {
         return scatter(dst, src, step, |d, v| *d += v);
     }
-    let mut done = 0;
-    for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(8)) {
-        let (d, s): (&mut [f32; 16], &[f32; 8]) = (
-            d.try_into().expect("a block of 16"),
-            s.try_into().expect("a block of 8"),
-        );
-        add_evens(d, s);
-        done += 8;
-    }
+    let done = 8 * in_blocks(dst, src, add_evens);
     for (i, &v) in src.iter().enumerate().skip(done) {
         dst[2 * i] += v;
     }
