@@ -120,6 +120,17 @@ pub enum Then {
     MaxPool2Relu,
 }
 
+impl Then {
+    /// This applied to `y` on its own, where no batch norm kernel took it in.
+    fn apply(self, y: Tensor<4>) -> Tensor<4> {
+        match self {
+            Then::Nothing => y,
+            Then::Relu => relu(y),
+            Then::MaxPool2Relu => max_pool2_relu(y),
+        }
+    }
+}
+
 /// The batch norm and what follows it: the flex kernel where it covers `x`, else the
 /// composition, then the ReLU or pooling.
 fn batch_norm_then(
@@ -139,12 +150,7 @@ fn batch_norm_then(
         // 2x2).
         Then::Relu | Then::MaxPool2Relu => {
             let (out, mean, variance) = batch_norm_train(x, gamma, beta, epsilon);
-            let out = if then == Then::Relu {
-                relu(out)
-            } else {
-                max_pool2_relu(out)
-            };
-            (out, mean, variance)
+            (then.apply(out), mean, variance)
         }
     }
 }
@@ -158,12 +164,7 @@ pub fn batch_norm_running(norm: &BatchNorm, x: Tensor<4>, then: Then) -> Tensor<
     if let Some(out) = flex_norm::batch_norm_running(norm, &x, then) {
         return out;
     }
-    let y = norm.forward(x);
-    match then {
-        Then::Nothing => y,
-        Then::Relu => relu(y),
-        Then::MaxPool2Relu => max_pool2_relu(y),
-    }
+    then.apply(norm.forward(x))
 }
 
 /// `relu(batch_norm_train(x) + residual)`, a residual block's end, with the batch's
